@@ -1,0 +1,38 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as f:
+    longDescription = f.read()
+
+setup(
+    name="txcomet",
+    version="0.1.0",
+    description="Server push for Twisted: every comet transport and WebSocket on one event bus",
+    long_description=longDescription,
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    # twisted.plugins is listed by hand: find_packages() would skip it,
+    # because twisted/ and twisted/plugins/ must have no __init__.py.
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
+    package_data={"txcomet": ["py.typed", "static/*"]},
+    install_requires=[
+        "twisted>=23.10",
+        "autobahn>=23.1",
+        "zope.interface>=5",
+        "treq>=23.11",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
+            "build",
+        ],
+    },
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+    ],
+)

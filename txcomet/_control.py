@@ -1,0 +1,164 @@
+"""
+The control operations, independent of the transport that carries them.
+
+C{POST /comet/control}, its GET/script-tag form and WebSocket text frames
+all hand a decoded JSON object to L{ControlDispatcher.dispatch} and send
+back what it answers.  The operations and their fields are specified in
+C{docs/protocol.md}.
+"""
+
+from typing import Any, Callable, Dict, Optional
+
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+
+from ._channels import validateChannel
+from ._errors import CometError
+from ._session import Hub, Session
+
+OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave")
+
+_MISSING = object()
+
+
+def _field(message: dict, name: str, kind: Any, required: bool = False) -> Any:
+    value = message.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise CometError("invalid_request", "The %r field is required." % (name,))
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise CometError(
+            "invalid_request",
+            "The %r field must be %s." % (name, _KIND_NAMES.get(kind, "of another type")),
+        )
+    return value
+
+
+_KIND_NAMES = {str: "a string", dict: "an object", list: "an array", bool: "true or false"}
+
+
+class ControlDispatcher:
+    """
+    Runs control operations against a L{Hub}.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._ops: Dict[str, Callable[[dict, dict], Deferred]] = {
+            "join": self._join,
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "publish": self._publish,
+            "presence": self._presence,
+            "leave": self._leave,
+        }
+
+    def dispatch(self, message: object, context: Optional[dict] = None) -> Deferred:
+        """
+        Run one operation.
+
+        @param message: the decoded JSON request, which must be an object
+            with an C{op} field.
+        @param context: what the transport knows of the client: C{origin}.
+        @return: a L{Deferred} firing with the answer (a dict with
+            C{"ok": True}, C{op} and, if the request had one, its C{ref}),
+            or failing with L{CometError}.
+        """
+        return maybeDeferred(self._dispatch, message, context or {})
+
+    def _dispatch(self, message: object, context: dict) -> Deferred:
+        if not isinstance(message, dict):
+            raise CometError("invalid_request", "A control message is a JSON object.")
+        op = message.get("op")
+        if not isinstance(op, str):
+            raise CometError("invalid_request", "The 'op' field is required and is a string.")
+        handler = self._ops.get(op)
+        if handler is None:
+            raise CometError(
+                "unknown_op", "Unknown op %r; the ops are %s." % (op[:40], ", ".join(OPS))
+            )
+        ref = message.get("ref")
+        if ref is not None and not isinstance(ref, (str, int)) or isinstance(ref, bool):
+            raise CometError("invalid_request", "The 'ref' field is a string or an integer.")
+
+        def answer(result: dict) -> dict:
+            reply: Dict[str, Any] = {"ok": True, "op": op}
+            if ref is not None:
+                reply["ref"] = ref
+            reply.update(result)
+            return reply
+
+        return handler(message, context).addCallback(answer)
+
+    def _session(self, message: dict) -> Session:
+        sessionId = _field(message, "session", str, required=True)
+        return self.hub.getSession(sessionId)
+
+    @inlineCallbacks
+    def _join(self, message: dict, context: dict):
+        user = _field(message, "user", str)
+        if user is not None and not 0 < len(user) <= 128:
+            raise CometError("invalid_request", "The 'user' field has 1 to 128 characters.")
+        info = _field(message, "info", dict)
+        if info is not None:
+            self.hub.checkSize(info)
+        auth = _field(message, "auth", str)
+        channels = _field(message, "channels", list) or []
+        for channel in channels:
+            if not isinstance(channel, str):
+                raise CometError("invalid_request", "The 'channels' field is an array of strings.")
+        credentials = {"auth": auth, "origin": context.get("origin")}
+        session = yield self.hub.join(user=user, info=info, credentials=credentials)
+        subscriptions = []
+        try:
+            for channel in channels:
+                ack = yield session.subscribe(channel)
+                subscriptions.append(ack)
+        except BaseException:
+            session.close(None)
+            raise
+        config = self.hub.config
+        position = yield self.hub.bus.position()
+        result = {
+            "session": session.id,
+            "client": session.clientId,
+            "heartbeat": config.heartbeat,
+            "timeout": config.sessionTimeout,
+            "position": position,
+        }
+        if channels:
+            result["subscriptions"] = subscriptions
+        return result
+
+    def _subscribe(self, message: dict, context: dict) -> Deferred:
+        session = self._session(message)
+        channel = _field(message, "channel", str, required=True)
+        since = _field(message, "since", str)
+        return session.subscribe(channel, since)
+
+    def _unsubscribe(self, message: dict, context: dict) -> Deferred:
+        session = self._session(message)
+        channel = _field(message, "channel", str, required=True)
+        return session.unsubscribe(channel)
+
+    def _publish(self, message: dict, context: dict) -> Deferred:
+        session = self._session(message)
+        channel = _field(message, "channel", str, required=True)
+        if "data" not in message:
+            raise CometError("invalid_request", "The 'data' field is required.")
+        return session.publish(channel, message["data"])
+
+    @inlineCallbacks
+    def _presence(self, message: dict, context: dict):
+        session = self._session(message)
+        channel = validateChannel(_field(message, "channel", str, required=True))
+        allowed = yield maybeDeferred(self.hub.authorizer.authorizeSubscribe, session, channel)
+        if not allowed:
+            raise CometError("forbidden", "Seeing who is on %r is not allowed." % (channel,))
+        members = yield self.hub.bus.members(channel)
+        return {"channel": channel, "members": list(members)}
+
+    def _leave(self, message: dict, context: dict) -> Deferred:
+        session = self._session(message)
+        session.close("left")
+        return maybeDeferred(lambda: {})

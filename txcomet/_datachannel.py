@@ -1,0 +1,275 @@
+"""
+The data channel half of every HTTP transport.
+
+L{DataChannelResource} does what all data channel endpoints share: read
+C{session=ID} or C{channel=NAME} (repeatable) and C{last=ID} (or the
+C{Last-Event-ID} header), join-listen when channels are named, attach the
+data channel, and turn every failure into a clear error.  A transport
+subclasses it with only its framing and how it holds the request: an
+L{HTTPDataChannel} subclass.
+
+Polling and long-polling live here too; they answer a JSON array.
+"""
+
+from typing import Any, List, Optional, Sequence
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from ._errors import CometError
+from ._event import Event, encodeJSON, parsePosition
+from ._http import (
+    JSONResource,
+    RequestTracker,
+    applyCORS,
+    asCometError,
+    queryArgs,
+    setNoCache,
+    singleArg,
+    writeError,
+)
+from ._session import OLDEST, Hub, Session
+from .interfaces import IDataChannel
+
+log = Logger()
+
+
+class DataChannelParams:
+    """
+    What a data channel request asked for.
+
+    @ivar session: the session id, or C{None} for join-listen.
+    @ivar channels: the channels to join-listen on (empty with a session).
+    @ivar last: the id of the last event the client saw, or C{None}.
+    @ivar args: all query parameters, for the transport's own.
+    """
+
+    def __init__(self, session: Optional[str], channels: List[str], last: Optional[str], args) -> None:
+        self.session = session
+        self.channels = channels
+        self.last = last
+        self.args = args
+
+    @classmethod
+    def fromRequest(cls, request: Request, maxChannels: int) -> "DataChannelParams":
+        args = queryArgs(request)
+        session = singleArg(args, "session")
+        channels = args.get("channel", [])
+        last = singleArg(args, "last") or singleArg(args, "lastEventId")
+        if last is None:
+            header = request.getHeader("Last-Event-ID")
+            if header:
+                last = header.strip()
+        if session is not None and channels:
+            raise CometError("invalid_request", "Give session=ID or channel=NAME, not both.")
+        if session is None and not channels:
+            raise CometError(
+                "invalid_request", "Give session=ID, or one or more channel=NAME to join-listen."
+            )
+        if len(channels) > maxChannels:
+            raise CometError("too_many_subscriptions")
+        if last is not None:
+            parsePosition(last)
+        return cls(session, channels, last, args)
+
+
+@implementer(IDataChannel)
+class HTTPDataChannel:
+    """
+    A data channel on one HTTP request.  The base class answers one JSON
+    array (C{[event, ...]}) and ends: polling and long-polling.
+
+    Subclasses for streaming transports set C{oneShot = False}, write a
+    prelude in L{begin} and frame each event in L{writeEvents}.
+
+    Heartbeats: every C{heartbeat} seconds, a channel that wrote nothing in
+    the last interval writes a heartbeat (for a one-shot channel, the empty
+    answer C{[]} that ends it).
+    """
+
+    oneShot = True
+    contentType = b"application/json; charset=utf-8"
+
+    def __init__(self, resource: "DataChannelResource", request: Request, params: DataChannelParams) -> None:
+        self.resource = resource
+        self.hub: Hub = resource.hub
+        self.request = request
+        self.params = params
+        self.session: Optional[Session] = None
+        self.wrote = False
+        self.ended = False
+        self._heartbeat = None
+        self._tracker = RequestTracker(request)
+        request.notifyFinish().addBoth(self._requestDone)
+
+    # lifecycle
+
+    def setHeaders(self) -> None:
+        """
+        Set the response headers; nothing is written yet.
+        """
+        request = self.request
+        request.setHeader(b"Content-Type", self.contentType)
+        setNoCache(request)
+        applyCORS(request, self.hub.config)
+
+    def begin(self, session: Session) -> None:
+        """
+        Called just before the channel is attached to C{session}: start the
+        heartbeat.  Streaming channels write their prelude here.
+        """
+        self.session = session
+        self._heartbeat = self.hub.clock.callLater(self.hub.config.heartbeat, self._beat)
+
+    def _beat(self) -> None:
+        self._heartbeat = None
+        if self.ended:
+            return
+        if self.wrote:
+            self.wrote = False
+        else:
+            self.writeHeartbeat()
+            if self.ended:
+                return
+        self._heartbeat = self.hub.clock.callLater(self.hub.config.heartbeat, self._beat)
+
+    def _requestDone(self, result: Any) -> None:
+        self.ended = True
+        self._stopHeartbeat()
+        if self.session is not None:
+            self.session.detach(self)
+
+    def _stopHeartbeat(self) -> None:
+        if self._heartbeat is not None:
+            if self._heartbeat.active():
+                self._heartbeat.cancel()
+            self._heartbeat = None
+
+    @property
+    def gone(self) -> bool:
+        """
+        Whether the client has disconnected.
+        """
+        return self._tracker.gone
+
+    def end(self, body: bytes = b"") -> None:
+        """
+        Write C{body} and finish the response (unless the client has gone).
+        """
+        if self.ended:
+            return
+        self.ended = True
+        self._stopHeartbeat()
+        self._tracker.finish(body)
+
+    # IDataChannel, as one JSON array
+
+    def writeEvents(self, events: Sequence[Event]) -> None:
+        self.end(b"[" + b",".join([e.json for e in events]) + b"]\n")
+
+    def writeHeartbeat(self) -> None:
+        if self.session is not None:
+            self.session.detach(self)
+        self.end(b"[]\n")
+
+    def closeChannel(self, reason: str, reconnect: bool) -> None:
+        self.end(b"[" + encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect}) + b"]\n")
+
+
+class DataChannelResource(JSONResource):
+    """
+    The resource of one HTTP data channel transport.
+
+    @cvar channelClass: the L{HTTPDataChannel} subclass to make per request.
+    @cvar joinListenSince: where a join-listen request with no C{last}
+        starts: C{None} for new events only, L{OLDEST} for the retained
+        history first.
+    @cvar answerAtOnce: whether an attached channel that got nothing to
+        write is answered with a heartbeat at once (short polling).
+    """
+
+    isLeaf = True
+    channelClass = HTTPDataChannel
+    joinListenSince: Optional[str] = None
+    answerAtOnce = False
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = hub.config
+
+    def checkRequest(self, request: Request, params: DataChannelParams) -> None:
+        """
+        Validate transport-specific parameters (raise L{CometError}) before
+        anything is joined or attached.
+        """
+
+    def render_GET(self, request: Request) -> Any:
+        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions)
+        self.checkRequest(request, params)
+        if params.session is not None:
+            session = self.hub.getSession(params.session)
+            channel = self.channelClass(self, request, params)
+            channel.setHeaders()
+            self._listen(session, channel, params.last)
+            return NOT_DONE_YET
+        d = self._joinListen(request, params)
+        d.addErrback(self._joinFailed, request)
+        return NOT_DONE_YET
+
+    def _listen(self, session: Session, channel: HTTPDataChannel, last: Optional[str]) -> None:
+        channel.begin(session)
+        session.attach(channel, last)
+        if self.answerAtOnce and not channel.ended:
+            channel.writeHeartbeat()
+
+    @inlineCallbacks
+    def _joinListen(self, request: Request, params: DataChannelParams):
+        origin = request.getHeader("Origin")
+        session = yield self.hub.join(ephemeral=True, credentials={"origin": origin, "auth": None})
+        try:
+            since = params.last if params.last is not None else self.joinListenSince
+            position = None
+            for name in params.channels:
+                ack = yield session.subscribe(name, since)
+                if position is None:
+                    position = ack["position"]
+            if request._disconnected:
+                session.close(None)
+                return
+            channel = self.channelClass(self, request, params)
+            channel.setHeaders()
+            request.setHeader(b"X-Comet-Position", position.encode("ascii"))
+            self._listen(session, channel, None)
+        except BaseException:
+            session.close(None)
+            raise
+
+    def _joinFailed(self, failure: Failure, request: Request) -> None:
+        if request._disconnected or request.finished:
+            return
+        error = asCometError(failure, "join-listen")
+        request.write(writeError(request, error, getattr(request, "cometCallback", None)))
+        request.finish()
+
+
+class PollResource(DataChannelResource):
+    """
+    C{GET /comet/poll}: short polling.  Answers at once with the queued
+    events as a JSON array (C{[]} when there are none).  Join-listen with
+    no C{last} answers with the channels' retained history.
+    """
+
+    joinListenSince = OLDEST
+    answerAtOnce = True
+
+
+class LongPollResource(DataChannelResource):
+    """
+    C{GET /comet/longpoll}: long-polling.  Held until there is something to
+    send (answered as a JSON array) or the heartbeat interval passes
+    (answered C{[]}); the client asks again with its last event id.
+    """

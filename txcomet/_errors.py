@@ -1,0 +1,50 @@
+"""
+The errors txcomet answers with, each a stable code and an HTTP status.
+
+The codes are part of the protocol (C{docs/protocol.md}); clients switch on
+them, so they never change meaning.
+"""
+
+from typing import Dict, Optional
+
+#: code -> (HTTP status, default message)
+ERRORS: Dict[str, tuple] = {
+    "malformed_json": (400, "The body is not valid JSON."),
+    "invalid_request": (400, "The request is missing a field or has one of the wrong type."),
+    "unknown_op": (400, "The op is not one of join, subscribe, unsubscribe, publish, presence, leave."),
+    "invalid_channel": (400, "The channel name is not valid."),
+    "invalid_callback": (400, "The callback name is not valid."),
+    "invalid_position": (400, "The position is not a valid event id."),
+    "too_many_subscriptions": (400, "The session holds as many subscriptions as it may."),
+    "unknown_session": (404, "The session does not exist or has expired."),
+    "not_found": (404, "There is nothing at this address."),
+    "forbidden": (403, "Not allowed."),
+    "method_not_allowed": (405, "This method is not allowed here."),
+    "too_large": (413, "The body or message is larger than allowed."),
+    "unsupported_encoding": (415, "The body is not UTF-8."),
+    "unavailable": (503, "The bus is not available right now."),
+    "internal_error": (500, "Something went wrong on the server; it has been logged."),
+}
+
+
+class CometError(Exception):
+    """
+    An error with a protocol code, an HTTP status and a message for people.
+
+    @ivar code: the stable code, a key of L{ERRORS}.
+    @ivar status: the HTTP status that goes with it.
+    @ivar message: a sentence for the developer reading the response.
+    """
+
+    def __init__(self, code: str, message: Optional[str] = None, status: Optional[int] = None):
+        defaultStatus, defaultMessage = ERRORS[code]
+        self.code = code
+        self.status = status if status is not None else defaultStatus
+        self.message = message if message is not None else defaultMessage
+        super().__init__(code, self.message)
+
+    def asDict(self) -> dict:
+        """
+        The error as the JSON body every transport answers with.
+        """
+        return {"error": self.code, "message": self.message, "status": self.status}

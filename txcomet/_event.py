@@ -1,0 +1,119 @@
+"""
+Events and positions.
+
+An event's position is C{(epoch, offset)}: the epoch names one life of the
+bus's history (a restarted in-memory bus has a new one), and the offset
+increases by one with every publish on the bus, across all channels.  On the
+wire a position is the event id C{"<epoch>-<offset>"}.
+"""
+
+import json
+from typing import Any, Dict, Optional, Tuple
+
+from zope.interface import implementer
+
+from ._errors import CometError
+from .interfaces import IEvent, IFraming, IHistory
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encodeJSON(value: Any) -> bytes:
+    """
+    Encode C{value} as compact UTF-8 JSON, the one encoding every framing
+    starts from.  Raw line breaks never appear in the output (JSON escapes
+    them), so one encoded value always fits on one line.
+    """
+    return _dumps(value)
+
+
+def formatId(epoch: str, offset: int) -> str:
+    """
+    The wire id of position C{(epoch, offset)}.
+    """
+    return "%s-%d" % (epoch, offset)
+
+
+def parsePosition(eventId: object) -> Tuple[str, int]:
+    """
+    Split a wire id into C{(epoch, offset)}; raise L{CometError}
+    C{invalid_position} when it is not one.
+    """
+    if isinstance(eventId, str) and 0 < len(eventId) <= 80:
+        epoch, sep, offset = eventId.rpartition("-")
+        if sep and epoch and offset.isdigit() and offset.isascii():
+            return epoch, int(offset)
+    raise CometError(
+        "invalid_position", "%r is not an event id (<epoch>-<offset>)." % (str(eventId)[:80],)
+    )
+
+
+@implementer(IEvent)
+class Event:
+    """
+    One published event; see L{IEvent}.
+    """
+
+    __slots__ = ("channel", "data", "kind", "epoch", "offset", "id", "_json", "_frames")
+
+    def __init__(self, channel: str, data: Any, epoch: str, offset: int, kind: str = "event"):
+        self.channel = channel
+        self.data = data
+        self.kind = kind
+        self.epoch = epoch
+        self.offset = offset
+        self.id = formatId(epoch, offset)
+        self._json: Optional[bytes] = None
+        self._frames: Optional[Dict[str, bytes]] = None
+
+    @property
+    def json(self) -> bytes:
+        encoded = self._json
+        if encoded is None:
+            encoded = self._json = _dumps(
+                {"type": self.kind, "channel": self.channel, "id": self.id, "data": self.data}
+            )
+        return encoded
+
+    def asDict(self) -> dict:
+        """
+        The JSON envelope as a dict.
+        """
+        return {"type": self.kind, "channel": self.channel, "id": self.id, "data": self.data}
+
+    def framed(self, framing: IFraming) -> bytes:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = {}
+        else:
+            cached = frames.get(framing.name)
+            if cached is not None:
+                return cached
+        framed = frames[framing.name] = framing.frameEvent(self)
+        return framed
+
+    def __repr__(self) -> str:
+        return "<Event %s on %r: %r>" % (self.id, self.channel, self.data)
+
+
+@implementer(IHistory)
+class History:
+    """
+    The answer to L{IEventBus.history}.
+    """
+
+    __slots__ = ("events", "covered", "position")
+
+    def __init__(self, events, covered: bool, position: str) -> None:
+        self.events = events
+        self.covered = covered
+        self.position = position
+
+    def __repr__(self) -> str:
+        return "<History covered=%r position=%s %d events>" % (
+            self.covered,
+            self.position,
+            len(self.events),
+        )

@@ -1,0 +1,316 @@
+"""
+HTTP plumbing shared by every txcomet resource: JSON and script-tag
+answers, errors, CORS, capped request bodies and query parameters.
+"""
+
+import json
+import re
+from typing import Any, Callable, Dict, List, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from ._config import CometConfig
+from ._errors import CometError
+from ._event import encodeJSON
+
+log = Logger()
+
+_CALLBACK = re.compile(r"[A-Za-z0-9_.]{1,64}\Z")
+
+#: The largest request body any txcomet resource reads, whatever the
+#: configured message size: a body larger than this is not even buffered
+#: when the server runs on L{CometRequest}.
+HARD_BODY_LIMIT = 16 * 1024 * 1024
+
+
+def validateCallback(callback: object) -> str:
+    """
+    Return C{callback} if it is a valid script-tag callback name: 1 to 64
+    letters, digits, C{_} and C{.}.  Else raise L{CometError}
+    C{invalid_callback}.
+    """
+    if isinstance(callback, str) and _CALLBACK.match(callback):
+        return callback
+    raise CometError(
+        "invalid_callback",
+        "A callback is 1-64 characters of A-Z a-z 0-9 _ and '.'.",
+    )
+
+
+def escapeScript(payload: bytes) -> bytes:
+    """
+    Make JSON safe inside a JavaScript program and inside an HTML
+    C{<script>} element: C{<}, C{>} and C{&} and the line separators
+    U+2028/U+2029 (line breaks in older JavaScript) become escapes, so no
+    payload can close the element or break the statement.
+    """
+    return (
+        payload.replace(b"<", b"\\u003c")
+        .replace(b">", b"\\u003e")
+        .replace(b"&", b"\\u0026")
+        .replace("\u2028".encode("utf-8"), b"\\u2028")
+        .replace("\u2029".encode("utf-8"), b"\\u2029")
+    )
+
+
+def setNoCache(request: Request) -> None:
+    request.setHeader(b"Cache-Control", b"no-store")
+
+
+def applyCORS(request: Request, config: CometConfig, preflight: bool = False) -> None:
+    """
+    Grant cross-origin access to an allowed C{Origin}.  Requests from other
+    origins get no CORS headers, so browsers keep their answers from the
+    page (same-origin requests need none).
+    """
+    origin = request.getHeader("Origin")
+    request.setHeader(b"Vary", b"Origin")
+    if origin is None or not config.originAllowed(origin):
+        return
+    request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
+    request.setHeader(
+        b"Access-Control-Expose-Headers", b"X-Comet-Position, X-Comet-Session"
+    )
+    if preflight:
+        request.setHeader(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS")
+        request.setHeader(
+            b"Access-Control-Allow-Headers",
+            b"Content-Type, Last-Event-ID, Authorization, X-Comet-Secret",
+        )
+        request.setHeader(b"Access-Control-Max-Age", b"600")
+
+
+def writeJSON(request: Request, status: int, body: Any) -> bytes:
+    """
+    Set up C{request} to answer C{body} as JSON with C{status}, and return
+    the bytes to write.
+    """
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    setNoCache(request)
+    return encodeJSON(body) + b"\n"
+
+
+def writeScript(request: Request, callback: str, body: Any) -> bytes:
+    """
+    Set up C{request} to answer C{/**/callback(body);} as JavaScript, and
+    return the bytes.  The status is always 200: a script element runs
+    nothing from an error status, so errors travel in the body.
+    """
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"application/javascript; charset=utf-8")
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    setNoCache(request)
+    return b"/**/" + callback.encode("ascii") + b"(" + escapeScript(encodeJSON(body)) + b");\n"
+
+
+def writeError(request: Request, error: CometError, callback: Optional[str] = None) -> bytes:
+    """
+    The bytes of an error answer, as JSON with the error's status, or as a
+    script call when the client asked for one.
+    """
+    if callback is not None:
+        return writeScript(request, callback, error.asDict())
+    return writeJSON(request, error.status, error.asDict())
+
+
+def asCometError(failure: Failure, what: str) -> CometError:
+    """
+    The L{CometError} in C{failure}, or C{internal_error} (with the real
+    failure logged) when it holds anything else.
+    """
+    if failure.check(CometError):
+        return failure.value
+    log.failure("Unexpected failure in {what}", failure, what=what)
+    return CometError("internal_error")
+
+
+class RequestTracker:
+    """
+    Knows whether a request's client has gone, so nothing is written to or
+    finished on a dead request.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.gone = False
+        self.done = False
+        request.notifyFinish().addErrback(self._lost)
+
+    def _lost(self, failure: Failure) -> None:
+        self.gone = True
+
+    def finish(self, body: bytes) -> None:
+        """
+        Write C{body} and finish, unless the client has gone or the request
+        is already finished.
+        """
+        if self.gone or self.done:
+            return
+        self.done = True
+        self.request.write(body)
+        self.request.finish()
+
+
+def respondLater(
+    request: Request,
+    deferred: Deferred,
+    render: Callable[[Any], bytes],
+    callback: Optional[str] = None,
+    what: str = "a request",
+) -> int:
+    """
+    Answer C{request} when C{deferred} fires: with C{render(result)}, or
+    with the error it failed with.  Returns L{NOT_DONE_YET} for C{render_*}.
+    """
+    tracker = RequestTracker(request)
+
+    def failed(failure: Failure) -> bytes:
+        return writeError(request, asCometError(failure, what), callback)
+
+    deferred.addCallbacks(render, failed)
+    deferred.addCallback(tracker.finish)
+    deferred.addErrback(lambda f: log.failure("Answering {what} failed", f, what=what))
+    return NOT_DONE_YET
+
+
+def readBody(request: Request, limit: int) -> bytes:
+    """
+    The request body, or L{CometError} C{too_large} when it is larger than
+    C{limit} bytes.
+    """
+    if getattr(request, "bodyTooLarge", False):
+        raise CometError("too_large", "The body is larger than %d bytes." % (limit,))
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0, 2)
+    size = content.tell()
+    if size > limit:
+        raise CometError("too_large", "The body is %d bytes; at most %d are allowed." % (size, limit))
+    content.seek(0)
+    return content.read()
+
+
+def decodeJSON(body: bytes) -> Any:
+    """
+    Decode a UTF-8 JSON body, or raise L{CometError} C{malformed_json}.
+    """
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CometError("malformed_json", "The body is not UTF-8 JSON: %s." % (e,))
+
+
+def queryArgs(request: Request) -> Dict[str, List[str]]:
+    """
+    The query parameters as text, or L{CometError} C{invalid_request} when
+    one is not UTF-8.
+    """
+    args: Dict[str, List[str]] = {}
+    for key, values in (request.args or {}).items():
+        try:
+            args[key.decode("utf-8")] = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            raise CometError("invalid_request", "Query parameters must be UTF-8.")
+    return args
+
+
+def singleArg(args: Dict[str, List[str]], name: str) -> Optional[str]:
+    """
+    The one value of query parameter C{name}, or C{None}.  Given twice, it
+    is an C{invalid_request}.
+    """
+    values = args.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise CometError("invalid_request", "The %r parameter is given more than once." % (name,))
+    return values[0]
+
+
+class CometRequest(Request):
+    """
+    A request that stops buffering its body past L{HARD_BODY_LIMIT} bytes
+    (and marks itself C{bodyTooLarge}), so an oversize upload costs the
+    server no memory or disk.  The txcomet server uses it; an application
+    embedding txcomet in its own L{Site} may too.
+    """
+
+    bodyTooLarge = False
+    _bodyReceived = 0
+
+    def gotLength(self, length: Optional[int]) -> None:
+        if length is not None and length > HARD_BODY_LIMIT:
+            self.bodyTooLarge = True
+            length = 0
+        Request.gotLength(self, length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.bodyTooLarge:
+            return
+        self._bodyReceived += len(data)
+        if self._bodyReceived > HARD_BODY_LIMIT:
+            self.bodyTooLarge = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        Request.handleContentChunk(self, data)
+
+
+class JSONResource(Resource):
+    """
+    A resource whose every answer, errors included, is JSON: an unsupported
+    method is a JSON 405 C{method_not_allowed} with an C{Allow} header, and
+    an exception in a C{render_*} method becomes a JSON error instead of a
+    traceback page.
+
+    @ivar config: the L{CometConfig} (for CORS).
+    """
+
+    config: CometConfig
+
+    def render(self, request: Request) -> Any:
+        method = request.method.decode("ascii", "replace")
+        handler = getattr(self, "render_" + method, None)
+        if handler is None or method == "OPTIONS" and not hasattr(self, "render_OPTIONS"):
+            allowed = sorted(
+                name[len("render_") :] for name in dir(self) if name.startswith("render_")
+            )
+            request.setHeader(b"Allow", ", ".join(allowed).encode("ascii"))
+            return writeError(
+                request,
+                CometError("method_not_allowed", "%s is not allowed here; use %s." % (method, " or ".join(allowed))),
+            )
+        try:
+            return handler(request)
+        except CometError as error:
+            return writeError(request, error, getattr(request, "cometCallback", None))
+        except Exception:
+            log.failure("Rendering {uri} failed", uri=request.uri)
+            return writeError(request, CometError("internal_error"))
+
+    def render_OPTIONS(self, request: Request) -> bytes:
+        applyCORS(request, self.config, preflight=True)
+        request.setResponseCode(204)
+        return b""
+
+
+class NotFound(JSONResource):
+    """
+    A JSON 404 C{not_found} for any method.
+    """
+
+    isLeaf = True
+
+    def __init__(self, config: CometConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def render(self, request: Request) -> bytes:
+        return writeError(request, CometError("not_found"))

@@ -1,0 +1,229 @@
+"""
+The in-memory bus, txcomet's embedded default.
+"""
+
+import secrets
+from collections import OrderedDict, deque
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._channels import Pattern, isPattern, validateChannel, validatePattern
+from ._event import Event, History, formatId, parsePosition
+from .interfaces import IEventBus, IPresence, ISubscriber
+
+
+class _ChannelHistory:
+    """
+    The retained events of one channel, and the offset up to which events
+    have been dropped from it.
+    """
+
+    __slots__ = ("events", "truncatedThrough")
+
+    def __init__(self, length: int) -> None:
+        self.events: Deque[Event] = deque(maxlen=length)
+        self.truncatedThrough = 0
+
+
+@implementer(IEventBus, IPresence)
+class InMemoryBus:
+    """
+    A bus within one process.
+
+    Fan-out is synchronous: L{publish} has delivered the event to every
+    subscriber by the time its L{Deferred} fires.  A subscriber that raises
+    is logged and removed from all its subscriptions, and delivery to the
+    others goes on.
+
+    History keeps the last C{historyLength} events of each channel, for at
+    most C{maxChannels} channels (the least recently published is forgotten
+    first; a position on a forgotten channel is then reported as not
+    covered).
+
+    @ivar epoch: a random name for this bus's life; positions from before a
+        restart are never covered.
+    """
+
+    log = Logger()
+
+    def __init__(self, historyLength: int = 100, maxChannels: int = 10000, epoch: Optional[str] = None) -> None:
+        if historyLength < 0:
+            raise ValueError("historyLength must be 0 or more")
+        self.epoch = epoch if epoch is not None else secrets.token_hex(4)
+        self.historyLength = historyLength
+        self.maxChannels = maxChannels
+        self._offset = 0
+        # channel -> {subscriber: None}, an ordered set
+        self._exact: Dict[str, Dict[ISubscriber, None]] = {}
+        # pattern -> (compiled, {subscriber: None})
+        self._patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
+        # subscriber -> {pattern: None}
+        self._bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
+        self._history: "OrderedDict[str, _ChannelHistory]" = OrderedDict()
+        self._forgottenThrough = 0
+        self._presence: Dict[str, Dict[str, dict]] = {}
+
+    # lifecycle
+
+    def start(self) -> Deferred:
+        return succeed(None)
+
+    def stop(self) -> Deferred:
+        return succeed(None)
+
+    # publishing
+
+    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        validateChannel(channel)
+        self._offset += 1
+        event = Event(channel, data, self.epoch, self._offset, kind)
+        if store:
+            self._remember(event)
+        self._fanOut(event)
+        return succeed(event)
+
+    def _remember(self, event: Event) -> None:
+        if self.historyLength == 0:
+            return
+        histories = self._history
+        history = histories.get(event.channel)
+        if history is None:
+            history = histories[event.channel] = _ChannelHistory(self.historyLength)
+            while len(histories) > self.maxChannels:
+                _, forgotten = histories.popitem(last=False)
+                if forgotten.events:
+                    self._forgottenThrough = max(
+                        self._forgottenThrough, forgotten.events[-1].offset
+                    )
+        else:
+            histories.move_to_end(event.channel)
+        events = history.events
+        if len(events) == self.historyLength:
+            history.truncatedThrough = events[0].offset
+        events.append(event)
+
+    def _fanOut(self, event: Event) -> None:
+        exact = self._exact.get(event.channel)
+        if not self._patterns:
+            if exact:
+                self._deliverAll(event, list(exact))
+            return
+        targets: Dict[ISubscriber, None] = dict(exact) if exact else {}
+        for compiled, subscribers in self._patterns.values():
+            if compiled.matches(event.channel):
+                targets.update(subscribers)
+        if targets:
+            self._deliverAll(event, list(targets))
+
+    def _deliverAll(self, event: Event, subscribers: List[ISubscriber]) -> None:
+        for subscriber in subscribers:
+            try:
+                subscriber.deliver(event)
+            except Exception:
+                self.log.failure(
+                    "Subscriber {subscriber!r} raised on {event!r}; it is unsubscribed",
+                    subscriber=subscriber,
+                    event=event,
+                )
+                self._removeSubscriber(subscriber)
+
+    # subscribing
+
+    def subscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
+        validatePattern(pattern)
+        if isPattern(pattern):
+            entry = self._patterns.get(pattern)
+            if entry is None:
+                entry = self._patterns[pattern] = (Pattern(pattern), {})
+            entry[1][subscriber] = None
+        else:
+            self._exact.setdefault(pattern, {})[subscriber] = None
+        self._bySubscriber.setdefault(subscriber, {})[pattern] = None
+        return succeed(None)
+
+    def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
+        self._drop(pattern, subscriber)
+        patterns = self._bySubscriber.get(subscriber)
+        if patterns is not None:
+            patterns.pop(pattern, None)
+            if not patterns:
+                del self._bySubscriber[subscriber]
+        return succeed(None)
+
+    def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
+        self._removeSubscriber(subscriber)
+        return succeed(None)
+
+    def _removeSubscriber(self, subscriber: ISubscriber) -> None:
+        for pattern in self._bySubscriber.pop(subscriber, ()):
+            self._drop(pattern, subscriber)
+
+    def _drop(self, pattern: str, subscriber: ISubscriber) -> None:
+        if "*" in pattern:
+            entry = self._patterns.get(pattern)
+            if entry is not None:
+                entry[1].pop(subscriber, None)
+                if not entry[1]:
+                    del self._patterns[pattern]
+        else:
+            subscribers = self._exact.get(pattern)
+            if subscribers is not None:
+                subscribers.pop(subscriber, None)
+                if not subscribers:
+                    del self._exact[pattern]
+
+    def subscriberCount(self, channel: str) -> int:
+        """
+        How many subscribers an event on C{channel} would reach now.
+        """
+        targets = set(self._exact.get(channel, ()))
+        for compiled, subscribers in self._patterns.values():
+            if compiled.matches(channel):
+                targets.update(subscribers)
+        return len(targets)
+
+    # history
+
+    def position(self) -> Deferred:
+        return succeed(formatId(self.epoch, self._offset))
+
+    def history(self, channel: str, since: Optional[str]) -> Deferred:
+        validateChannel(channel)
+        position = formatId(self.epoch, self._offset)
+        history = self._history.get(channel)
+        retained: Sequence[Event] = list(history.events) if history is not None else []
+        if since is None:
+            truncated = history.truncatedThrough if history is not None else self._forgottenThrough
+            return succeed(History(retained, truncated == 0, position))
+        epoch, offset = parsePosition(since)
+        if epoch != self.epoch:
+            return succeed(History(retained, False, position))
+        if history is None:
+            covered = offset >= self._forgottenThrough
+        else:
+            covered = offset >= history.truncatedThrough
+        return succeed(History([e for e in retained if e.offset > offset], covered, position))
+
+    # presence
+
+    def addMember(self, channel: str, clientId: str, info: dict) -> Deferred:
+        members = self._presence.setdefault(channel, {})
+        added = clientId not in members
+        members[clientId] = info
+        return succeed(added)
+
+    def removeMember(self, channel: str, clientId: str) -> Deferred:
+        members = self._presence.get(channel)
+        if members is None or clientId not in members:
+            return succeed(False)
+        del members[clientId]
+        if not members:
+            del self._presence[channel]
+        return succeed(True)
+
+    def members(self, channel: str) -> Deferred:
+        members = self._presence.get(channel, {})
+        return succeed([dict(info, client=clientId) for clientId, info in members.items()])

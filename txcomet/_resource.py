@@ -1,0 +1,204 @@
+"""
+The resources under the mount point: the control channel, the publish API,
+and L{CometResource}, which holds every transport.
+"""
+
+import hmac
+from typing import Any, Dict, List, Optional
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from ._channels import validateChannel
+from ._control import ControlDispatcher
+from ._datachannel import LongPollResource, PollResource
+from ._errors import CometError
+from ._event import encodeJSON
+from ._http import (
+    JSONResource,
+    NotFound,
+    applyCORS,
+    decodeJSON,
+    queryArgs,
+    readBody,
+    respondLater,
+    singleArg,
+    validateCallback,
+    writeJSON,
+    writeScript,
+)
+from ._session import Hub
+
+#: Room for the envelope around a message in a control body.
+_ENVELOPE_ALLOWANCE = 4096
+
+
+class ControlResource(JSONResource):
+    """
+    C{/comet/control}: the control channel.
+
+    C{POST} takes one JSON object (any content type, so C{sendBeacon} and
+    simple cross-origin requests work) and answers JSON.  C{GET} takes the
+    same fields as query parameters (C{data} and C{info} as JSON text) and,
+    with C{callback=NAME}, answers C{/**/NAME({...});} for script tags.
+    """
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub, dispatcher: ControlDispatcher) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = hub.config
+        self.dispatcher = dispatcher
+
+    def _context(self, request: Request) -> dict:
+        return {"origin": request.getHeader("Origin")}
+
+    def render_POST(self, request: Request) -> Any:
+        applyCORS(request, self.config)
+        body = readBody(request, self.config.maxMessageSize + _ENVELOPE_ALLOWANCE)
+        message = decodeJSON(body)
+        d = self.dispatcher.dispatch(message, self._context(request))
+        return respondLater(request, d, lambda reply: writeJSON(request, 200, reply), what="a control request")
+
+    def render_GET(self, request: Request) -> Any:
+        applyCORS(request, self.config)
+        args = queryArgs(request)
+        callback = singleArg(args, "callback")
+        if callback is not None:
+            validateCallback(callback)
+            request.cometCallback = callback  # errors from here on are script calls
+        message: Dict[str, Any] = {}
+        for name in ("op", "session", "channel", "since", "user", "auth"):
+            value = singleArg(args, name)
+            if value is not None:
+                message[name] = value
+        ref = singleArg(args, "ref")
+        if ref is not None:
+            message["ref"] = ref
+        if "channels" in args:
+            message["channels"] = args["channels"]
+        for name in ("data", "info"):
+            value = singleArg(args, name)
+            if value is not None:
+                if len(value.encode("utf-8")) > self.config.maxMessageSize:
+                    raise CometError("too_large")
+                message[name] = decodeJSON(value.encode("utf-8"))
+        d = self.dispatcher.dispatch(message, self._context(request))
+        if callback is not None:
+            render = lambda reply: writeScript(request, callback, reply)
+        else:
+            render = lambda reply: writeJSON(request, 200, reply)
+        return respondLater(request, d, render, callback, what="a control request")
+
+
+class PublishResource(JSONResource):
+    """
+    C{POST /comet/publish/<channel>}: the publish API for backends.
+
+    The body is the event's data: JSON when the content type is
+    C{application/json}, else UTF-8 text, published as a string.  When a
+    publisher secret is configured, the request must carry it as
+    C{Authorization: Bearer <secret>} or C{X-Comet-Secret: <secret>}.
+    Answers C{{"ok": true, "channel": ..., "id": ...}}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = hub.config
+
+    def _checkSecret(self, request: Request) -> None:
+        secret = self.config.publisherSecret
+        if secret is None:
+            return
+        given = request.getHeader("X-Comet-Secret")
+        if given is None:
+            authorization = request.getHeader("Authorization") or ""
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                given = token.strip()
+        if given is None or not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
+            raise CometError("forbidden", "Publishing needs the publisher secret.")
+
+    def _channel(self, request: Request) -> str:
+        try:
+            name = "/".join(segment.decode("ascii") for segment in request.postpath)
+        except UnicodeDecodeError:
+            name = "\x00"
+        if not name:
+            raise CometError("invalid_channel", "Publish to /publish/<channel>.")
+        return validateChannel(name)
+
+    def render_POST(self, request: Request) -> Any:
+        applyCORS(request, self.config)
+        self._checkSecret(request)
+        channel = self._channel(request)
+        body = readBody(request, self.config.maxMessageSize)
+        contentType = (request.getHeader("Content-Type") or "").split(";")[0].strip().lower()
+        if contentType == "application/json" or contentType.endswith("+json"):
+            data = decodeJSON(body)
+        else:
+            try:
+                data = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CometError("unsupported_encoding", "A text body must be UTF-8.")
+        d = self.hub.publish(channel, data)
+        return respondLater(
+            request,
+            d,
+            lambda event: writeJSON(request, 200, {"ok": True, "channel": channel, "id": event.id}),
+            what="a publish",
+        )
+
+
+class CometResource(JSONResource):
+    """
+    The one resource an application mounts (C{root.putChild(b"comet", ...)}):
+    the control channel, the publish API and every transport below it.
+
+    C{GET} on it answers what it serves, as JSON.  Transports are children
+    named in L{transports}; L{addTransport} adds one.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = hub.config
+        self.dispatcher = ControlDispatcher(hub)
+        self.transports: List[str] = []
+        self.putChild(b"control", ControlResource(hub, self.dispatcher))
+        self.putChild(b"publish", PublishResource(hub))
+        self.addTransport("poll", PollResource(hub))
+        self.addTransport("longpoll", LongPollResource(hub))
+
+    def addTransport(self, name: str, resource: Resource) -> None:
+        """
+        Serve a data channel transport at C{<mount>/<name>}.
+        """
+        self.transports.append(name)
+        self.putChild(name.encode("ascii"), resource)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self
+        return NotFound(self.config)
+
+    def render_GET(self, request: Request) -> bytes:
+        from . import __version__
+
+        return writeJSON(
+            request,
+            200,
+            {
+                "server": "txcomet",
+                "version": __version__,
+                "control": "control",
+                "publish": "publish/<channel>",
+                "transports": self.transports,
+                "heartbeat": self.config.heartbeat,
+                "timeout": self.config.sessionTimeout,
+            },
+        )

@@ -1,0 +1,72 @@
+"""
+L{Comet}: the service an application adds, holding the hub and the resource.
+"""
+
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+
+from ._config import CometConfig
+from ._resource import CometResource
+from ._session import Hub
+from .interfaces import IAuthorizer, IEventBus
+
+
+class Comet(Service):
+    """
+    A txcomet server to embed in a Twisted application: mount
+    L{resource} in a site, make this service a child of the application's,
+    and publish from application code with L{publish}.
+
+        comet = Comet()
+        root.putChild(b"comet", comet.resource)
+        comet.setServiceParent(application)
+        comet.publish("news", {"headline": "..."})
+
+    @ivar hub: the L{Hub}: sessions, bus, configuration.
+    @ivar resource: the L{CometResource} to mount.
+    """
+
+    name = "txcomet"
+
+    def __init__(
+        self,
+        bus: Optional[IEventBus] = None,
+        config: Optional[CometConfig] = None,
+        clock: Any = None,
+        authorizer: Optional[IAuthorizer] = None,
+    ) -> None:
+        self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
+        self.resource = CometResource(self.hub)
+
+    @property
+    def bus(self) -> IEventBus:
+        return self.hub.bus
+
+    @property
+    def config(self) -> CometConfig:
+        return self.hub.config
+
+    def startService(self) -> Deferred:
+        Service.startService(self)
+        return self.hub.start()
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        return self.hub.stop()
+
+    def publish(self, channel: str, data: Any) -> Deferred:
+        """
+        Publish C{data} (any JSON value) on C{channel}.
+
+        @return: a L{Deferred} firing with the published L{IEvent}.
+        """
+        return self.hub.publish(channel, data)
+
+    def presence(self, channel: str) -> Deferred:
+        """
+        Who is on C{channel}: a L{Deferred} firing with a list of member
+        dicts (C{client}, and C{user}/C{info} where given).
+        """
+        return self.hub.bus.members(channel)

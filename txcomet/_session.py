@@ -1,0 +1,555 @@
+"""
+Sessions and the hub that owns them.
+
+A session is one client: its subscriptions, its outbound queue, a replay
+buffer of what it was last sent, and the data channel (at most one) that
+events are written to.  Its states:
+
+    joined ----attach----> listening ----detach----> joined
+      |                        |
+      +---- close (leave, expiry, slow consumer, replay gap, shutdown) --> closed
+
+A joined session with no data channel expires after C{sessionTimeout}
+seconds.  An I{ephemeral} session, made by a data channel request that named
+channels instead of a session (join-listen in one request), closes as soon
+as its data channel ends; its clients resume through history instead.
+
+The states are a plain attribute rather than an Automat machine: C{deliver}
+is the fan-out hot path, and it runs once per subscriber per event.
+"""
+
+import secrets
+from collections import deque
+from itertools import islice
+from typing import Any, Deque, Dict, Iterable, List, Optional
+
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._channels import isPattern, validateChannel, validatePattern
+from ._config import CometConfig
+from ._errors import CometError
+from ._event import Event, encodeJSON, parsePosition
+from ._memory import InMemoryBus
+from .interfaces import IAuthorizer, IDataChannel, IEventBus, ISubscriber
+
+JOINED = "joined"
+LISTENING = "listening"
+CLOSED = "closed"
+
+#: The C{since} value that asks for everything a channel's history retains.
+OLDEST = "oldest"
+
+#: close reason -> whether the client should reconnect (join again)
+CLOSE_REASONS = {
+    "left": False,
+    "expired": True,
+    "slow_consumer": True,
+    "replay_unavailable": True,
+    "replaced": False,
+    "shutdown": True,
+    "kicked": False,
+}
+
+
+@implementer(IAuthorizer)
+class AllowAll:
+    """
+    The default authorizer: anyone may join, subscribe and publish.
+    """
+
+    def authorizeJoin(self, credentials: dict) -> bool:
+        return True
+
+    def authorizeSubscribe(self, session: Any, pattern: str) -> bool:
+        return True
+
+    def authorizePublish(self, session: Any, channel: str) -> bool:
+        return True
+
+
+@implementer(ISubscriber)
+class Session:
+    """
+    One client of the hub; see the module docstring.
+
+    @ivar id: the session id: 192 random bits, the client's credential.
+    @ivar clientId: a public id for presence lists (never the session id).
+    @ivar subscriptions: the patterns and channels subscribed, in order.
+    """
+
+    log = Logger()
+
+    __slots__ = (
+        "hub",
+        "id",
+        "clientId",
+        "user",
+        "info",
+        "ephemeral",
+        "presence",
+        "state",
+        "closeReason",
+        "subscriptions",
+        "_buffer",
+        "_base",
+        "_sent",
+        "_pendingBytes",
+        "_channel",
+        "_expiry",
+        "_resuming",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        hub: "Hub",
+        user: Optional[str] = None,
+        info: Optional[dict] = None,
+        ephemeral: bool = False,
+    ) -> None:
+        self.hub = hub
+        self.id = secrets.token_urlsafe(24)
+        self.clientId = secrets.token_urlsafe(9)
+        self.user = user
+        self.info = info
+        self.ephemeral = ephemeral
+        self.presence = not ephemeral
+        self.state = JOINED
+        self.closeReason: Optional[str] = None
+        self.subscriptions: Dict[str, None] = {}
+        # Every event queued to this session, delivered or not, in order.
+        # _base is the absolute index of _buffer[0]; _sent is the absolute
+        # index of the first event not yet written to a data channel.
+        self._buffer: Deque[Event] = deque()
+        self._base = 0
+        self._sent = 0
+        self._pendingBytes = 0
+        self._channel: Optional[IDataChannel] = None
+        self._expiry = None
+        self._resuming: Optional[Dict[str, List[Event]]] = None
+
+    def __repr__(self) -> str:
+        return "<Session client=%s %s subscriptions=%r>" % (
+            self.clientId,
+            self.state,
+            list(self.subscriptions),
+        )
+
+    # what others may ask
+
+    @property
+    def dataChannel(self) -> Optional[IDataChannel]:
+        """
+        The attached data channel, if any.
+        """
+        return self._channel
+
+    @property
+    def pending(self) -> int:
+        """
+        How many queued events have not been written to a data channel.
+        """
+        return self._base + len(self._buffer) - self._sent
+
+    @property
+    def pendingBytes(self) -> int:
+        """
+        The size (JSON envelopes) of the events counted by L{pending}.
+        """
+        return self._pendingBytes
+
+    def member(self) -> dict:
+        """
+        How this session appears in presence lists and notices.
+        """
+        member: Dict[str, Any] = {"client": self.clientId}
+        if self.user is not None:
+            member["user"] = self.user
+        if self.info is not None:
+            member["info"] = self.info
+        return member
+
+    def checkOpen(self) -> None:
+        """
+        Raise L{CometError} C{unknown_session} if the session is closed.
+        """
+        if self.state == CLOSED:
+            raise CometError("unknown_session", "The session is closed (%s)." % (self.closeReason,))
+
+    # ISubscriber
+
+    def deliver(self, event: Event) -> None:
+        if self.state == CLOSED:
+            return
+        resuming = self._resuming
+        if resuming is not None:
+            held = resuming.get(event.channel)
+            if held is not None:
+                held.append(event)
+                return
+        self._buffer.append(event)
+        self._pendingBytes += len(event.json)
+        if self._channel is not None:
+            self._flush()
+        else:
+            self._checkLimits()
+
+    def _enqueueMany(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._buffer.append(event)
+            self._pendingBytes += len(event.json)
+        if self._channel is not None:
+            self._flush()
+        else:
+            self._checkLimits()
+
+    def _checkLimits(self) -> None:
+        config = self.hub.config
+        if self.pending > config.queueMessages or self._pendingBytes > config.queueBytes:
+            self.close("slow_consumer")
+
+    def _flush(self) -> None:
+        buffer = self._buffer
+        start = self._sent - self._base
+        end = len(buffer)
+        if start >= end:
+            return
+        channel = self._channel
+        assert channel is not None
+        if end - start == 1:
+            events: List[Event] = [buffer[start]]
+        else:
+            events = list(islice(buffer, start, end))
+        self._sent = self._base + end
+        self._pendingBytes = 0
+        # Trim what the replay buffer need not keep.
+        excess = self._sent - self._base - self.hub.config.replayLength
+        while excess > 0:
+            buffer.popleft()
+            self._base += 1
+            excess -= 1
+        if channel.oneShot:
+            self._channel = None
+            channel.writeEvents(events)
+            self._detached()
+        else:
+            channel.writeEvents(events)
+
+    # data channels
+
+    def attach(self, channel: IDataChannel, last: Optional[str] = None) -> None:
+        """
+        Make C{channel} this session's data channel, replacing (and closing
+        with reason C{replaced}) any other, and write it what is pending.
+
+        @param last: the id of the last event the client received in this
+            session.  Everything queued after it is sent again, so a client
+            that lost a connection mid-stream misses nothing and sees
+            nothing twice.  An id this session does not hold closes the
+            session with reason C{replay_unavailable}: its client should
+            join again and resume per channel from history.
+        """
+        self.checkOpen()
+        old = self._channel
+        if old is not None:
+            self._channel = None
+            old.closeChannel("replaced", CLOSE_REASONS["replaced"])
+        self._cancelExpiry()
+        self._channel = channel
+        self.state = LISTENING
+        if last is not None:
+            index = self._find(last)
+            if index is None:
+                self.close("replay_unavailable")
+                return
+            self._sent = index + 1
+            self._pendingBytes = sum(
+                len(e.json) for e in islice(self._buffer, self._sent - self._base, None)
+            )
+        self._flush()
+
+    def _find(self, eventId: str) -> Optional[int]:
+        buffer = self._buffer
+        for i in range(len(buffer) - 1, -1, -1):
+            if buffer[i].id == eventId:
+                return self._base + i
+        return None
+
+    def detach(self, channel: IDataChannel) -> None:
+        """
+        C{channel} has ended (the client went away, or a one-shot channel
+        answered).  Events go on queueing for the next data channel.
+        """
+        if self._channel is channel:
+            self._channel = None
+            self._detached()
+
+    def _detached(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = JOINED
+        if self.ephemeral:
+            self.close(None)
+        elif self._expiry is None:
+            self._expiry = self.hub.clock.callLater(self.hub.config.sessionTimeout, self._expire)
+
+    def _cancelExpiry(self) -> None:
+        if self._expiry is not None:
+            if self._expiry.active():
+                self._expiry.cancel()
+            self._expiry = None
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self.close("expired")
+
+    def close(self, reason: Optional[str], reconnect: Optional[bool] = None) -> None:
+        """
+        Close the session: tell its data channel why (unless C{reason} is
+        C{None}), drop its subscriptions and presence, forget it.
+        """
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.closeReason = reason
+        self._cancelExpiry()
+        channel = self._channel
+        self._channel = None
+        self._buffer.clear()
+        self._pendingBytes = 0
+        if channel is not None and reason is not None:
+            if reconnect is None:
+                reconnect = CLOSE_REASONS.get(reason, True)
+            channel.closeChannel(reason, reconnect)
+        self.hub._sessionClosed(self)
+
+    # control operations
+
+    @inlineCallbacks
+    def subscribe(self, pattern: str, since: Optional[str] = None):
+        """
+        Subscribe to C{pattern}.  With C{since} (an event id, or L{OLDEST})
+        on a plain channel, first queue the channel's retained events after
+        that position, and say in the answer whether that was all of them.
+
+        @return: a L{Deferred} firing with the acknowledgement dict:
+            C{channel}, C{position} and, with C{since}, C{recovered}.
+        """
+        self.checkOpen()
+        validatePattern(pattern)
+        hub = self.hub
+        if since is not None:
+            if isPattern(pattern):
+                raise CometError(
+                    "invalid_request", "since resumes a channel, not a wildcard pattern."
+                )
+            if since != OLDEST:
+                parsePosition(since)
+        new = pattern not in self.subscriptions
+        if new and len(self.subscriptions) >= hub.config.maxSubscriptions:
+            raise CometError("too_many_subscriptions")
+        allowed = yield maybeDeferred(hub.authorizer.authorizeSubscribe, self, pattern)
+        if not allowed:
+            raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
+        self.checkOpen()
+        ack: Dict[str, Any] = {"channel": pattern}
+        if since is None:
+            self.subscriptions[pattern] = None
+            if new:
+                yield hub.bus.subscribe(pattern, self)
+            ack["position"] = yield hub.bus.position()
+        else:
+            if self._resuming is None:
+                self._resuming = {}
+            self._resuming[pattern] = []
+            try:
+                self.subscriptions[pattern] = None
+                if new:
+                    yield hub.bus.subscribe(pattern, self)
+                history = yield hub.bus.history(pattern, None if since == OLDEST else since)
+            finally:
+                held = self._resuming.pop(pattern, [])
+                if not self._resuming:
+                    self._resuming = None
+            self.checkOpen()
+            have = {e.id for e in self._buffer}
+            replay = [e for e in history.events if e.id not in have]
+            have.update(e.id for e in replay)
+            replay.extend(e for e in held if e.id not in have)
+            if replay:
+                self._enqueueMany(replay)
+            ack["position"] = history.position
+            ack["recovered"] = history.covered
+        if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
+            added = yield hub.bus.addMember(pattern, self.clientId, self._memberInfo())
+            if added:
+                yield hub.bus.publish(pattern, self.member(), kind="join", store=False)
+        return ack
+
+    def _memberInfo(self) -> dict:
+        info = self.member()
+        del info["client"]
+        return info
+
+    @inlineCallbacks
+    def unsubscribe(self, pattern: str):
+        """
+        Drop the subscription to C{pattern}; announce the leave on its
+        channel if this session was present there.
+        """
+        self.checkOpen()
+        validatePattern(pattern)
+        if pattern not in self.subscriptions:
+            return {"channel": pattern, "subscribed": False}
+        del self.subscriptions[pattern]
+        yield self.hub.bus.unsubscribe(pattern, self)
+        if self.presence and not isPattern(pattern):
+            yield self.hub._announceLeave(self, pattern)
+        return {"channel": pattern, "subscribed": True}
+
+    @inlineCallbacks
+    def publish(self, channel: str, data: Any):
+        """
+        Publish C{data} on C{channel} as this session.
+        """
+        self.checkOpen()
+        validateChannel(channel)
+        hub = self.hub
+        if not hub.config.clientPublish:
+            raise CometError("forbidden", "Clients may not publish on this server.")
+        hub.checkSize(data)
+        allowed = yield maybeDeferred(hub.authorizer.authorizePublish, self, channel)
+        if not allowed:
+            raise CometError("forbidden", "Publishing on %r is not allowed." % (channel,))
+        self.checkOpen()
+        event = yield hub.bus.publish(channel, data)
+        return {"channel": channel, "id": event.id}
+
+
+class Hub:
+    """
+    Owns the sessions of one txcomet server and connects them to its bus.
+
+    @ivar bus: the L{IEventBus} (an L{InMemoryBus} unless given).
+    @ivar config: the L{CometConfig}.
+    @ivar clock: the L{IReactorTime} every timer runs on.
+    @ivar authorizer: the L{IAuthorizer}.
+    @ivar sessions: session id -> L{Session}, the open sessions.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        bus: Optional[IEventBus] = None,
+        config: Optional[CometConfig] = None,
+        clock: Any = None,
+        authorizer: Optional[IAuthorizer] = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.config = config if config is not None else CometConfig()
+        self.bus = bus if bus is not None else InMemoryBus(self.config.historyLength)
+        self.clock = clock
+        self.authorizer = authorizer if authorizer is not None else AllowAll()
+        self.sessions: Dict[str, Session] = {}
+
+    def start(self) -> Deferred:
+        """
+        Start the bus.
+        """
+        return maybeDeferred(self.bus.start)
+
+    def stop(self) -> Deferred:
+        """
+        Close every session (reason C{shutdown}) and stop the bus.
+        """
+        self.closeAll("shutdown")
+        return maybeDeferred(self.bus.stop)
+
+    def closeAll(self, reason: str) -> None:
+        """
+        Close every open session with C{reason}.
+        """
+        for session in list(self.sessions.values()):
+            session.close(reason)
+
+    def checkSize(self, data: Any) -> bytes:
+        """
+        Encode C{data} and raise L{CometError} C{too_large} if it is larger
+        than C{maxMessageSize}.
+        """
+        encoded = encodeJSON(data)
+        if len(encoded) > self.config.maxMessageSize:
+            raise CometError(
+                "too_large",
+                "The message is %d bytes; at most %d are allowed."
+                % (len(encoded), self.config.maxMessageSize),
+            )
+        return encoded
+
+    @inlineCallbacks
+    def join(
+        self,
+        user: Optional[str] = None,
+        info: Optional[dict] = None,
+        ephemeral: bool = False,
+        credentials: Optional[dict] = None,
+    ):
+        """
+        Make a session, if the authorizer allows it.
+
+        @return: a L{Deferred} firing with the L{Session}.
+        """
+        if credentials is None:
+            credentials = {}
+        credentials = dict(credentials, user=user, info=info)
+        allowed = yield maybeDeferred(self.authorizer.authorizeJoin, credentials)
+        if not allowed:
+            raise CometError("forbidden", "Joining is not allowed.")
+        session = Session(self, user=user, info=info, ephemeral=ephemeral)
+        self.sessions[session.id] = session
+        if not ephemeral:
+            session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
+        return session
+
+    def getSession(self, sessionId: object) -> Session:
+        """
+        The open session with id C{sessionId}, or L{CometError}
+        C{unknown_session}.
+        """
+        session = self.sessions.get(sessionId) if isinstance(sessionId, str) else None
+        if session is None:
+            raise CometError("unknown_session")
+        return session
+
+    def publish(self, channel: str, data: Any) -> Deferred:
+        """
+        Publish C{data} on C{channel} from application code.
+
+        @return: a L{Deferred} firing with the L{Event}.
+        """
+        validateChannel(channel)
+        self.checkSize(data)
+        return self.bus.publish(channel, data)
+
+    def _sessionClosed(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        patterns = list(session.subscriptions)
+        session.subscriptions.clear()
+        d = maybeDeferred(self.bus.unsubscribeAll, session)
+        if session.presence:
+            for pattern in patterns:
+                if not isPattern(pattern):
+                    d.addCallback(lambda _, p=pattern: self._announceLeave(session, p))
+        d.addErrback(
+            lambda f: self.log.failure("Cleaning up {session!r} failed", f, session=session)
+        )
+
+    @inlineCallbacks
+    def _announceLeave(self, session: Session, channel: str):
+        removed = yield self.bus.removeMember(channel, session.clientId)
+        if removed:
+            yield self.bus.publish(channel, session.member(), kind="leave", store=False)

@@ -1,0 +1,168 @@
+"""
+The C{txcomet} twistd plugin: C{twist txcomet} or C{twistd -n txcomet}.
+
+Options follow twisted.web's tap: a repeatable C{--listen} takes endpoint
+strings (C{tcp:8080}, C{ssl:8443:privateKey=key.pem}, C{unix:/run/comet.sock}).
+"""
+
+import os
+from typing import Any, List
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.python import usage
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import File
+
+from ._config import CometConfig
+from ._http import CometRequest
+from ._root import IndexPage
+from ._service import Comet
+
+
+def _positiveFloat(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be more than 0")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+_positiveFloat.coerceDoc = "A number of seconds, more than 0."  # type: ignore[attr-defined]
+_count.coerceDoc = "A whole number."  # type: ignore[attr-defined]
+
+
+class Options(usage.Options):
+    """
+    Command line options for the txcomet server.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs a txcomet server: the control channel, the publish API and every "
+        "comet transport under --prefix, and a page at / saying what runs where. "
+        "Without --redis the bus is in memory."
+    )
+
+    optParameters: List[List[Any]] = [
+        ["prefix", None, "/comet", "The path every txcomet endpoint is under."],
+        ["heartbeat", None, 25.0, "Seconds of silence before a data channel gets a heartbeat.", _positiveFloat],
+        ["session-timeout", None, 60.0, "Seconds a session lives with no data channel.", _positiveFloat],
+        ["history", None, 100, "Events kept per channel for resuming (0: none).", _count],
+        ["queue-messages", None, 1000, "Undelivered events a session may hold before it is closed as a slow consumer.", _count],
+        ["queue-bytes", None, 1048576, "Undelivered bytes a session may hold before it is closed as a slow consumer.", _count],
+        ["max-message-size", None, 65536, "The largest message accepted, in bytes.", _count],
+        ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
+         "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
+        ["static", None, None, "A directory to serve at / instead of the index page."],
+    ]
+    optFlags = [
+        ["no-client-publish", None, "Sessions may not publish through the control channel."],
+    ]
+
+    def __init__(self) -> None:
+        usage.Options.__init__(self)
+        self["listen"] = []
+        self["allowedOrigins"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        An endpoint to serve on (repeatable; default tcp:8080), e.g.
+        tcp:8080, tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem,
+        unix:/run/txcomet.sock.
+        """
+        self["listen"].append(endpoint)
+
+    def opt_allow_origin(self, origin: str) -> None:
+        """
+        An origin (https://example.com, or *) granted cross-origin access to
+        the control channel, the data channels and WebSocket (repeatable).
+        """
+        self["allowedOrigins"].append(origin)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = ["tcp:8080"]
+        prefix = self["prefix"].strip("/")
+        if not prefix or any(not part for part in prefix.split("/")):
+            raise usage.UsageError("--prefix must be a path like /comet, not %r" % (self["prefix"],))
+        self["prefixSegments"] = [part.encode("utf-8") for part in prefix.split("/")]
+        if self["static"] is not None and not os.path.isdir(self["static"]):
+            raise usage.UsageError("--static %s is not a directory" % (self["static"],))
+        if self["publisher-secret"] is None:
+            self["publisher-secret"] = os.environ.get("TXCOMET_PUBLISHER_SECRET") or None
+        try:
+            self["config"] = CometConfig(
+                heartbeat=self["heartbeat"],
+                sessionTimeout=self["session-timeout"],
+                historyLength=self["history"],
+                queueMessages=self["queue-messages"],
+                queueBytes=self["queue-bytes"],
+                maxMessageSize=self["max-message-size"],
+                allowedOrigins=self["allowedOrigins"],
+                publisherSecret=self["publisher-secret"],
+                clientPublish=not self["no-client-publish"],
+            )
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+        for endpoint in self["listen"]:
+            try:
+                strports.service(endpoint, Site(Resource()))
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError("--listen %s is not a valid endpoint: %s" % (endpoint, e))
+
+
+def makeComet(options: Options) -> Comet:
+    """
+    The L{Comet} service for C{options}.
+    """
+    return Comet(config=options["config"])
+
+
+def makeRoot(options: Options, comet: Comet) -> Resource:
+    """
+    The root resource: the static directory or the index page, with the
+    comet resource mounted at the prefix.
+    """
+    segments = options["prefixSegments"]
+    root: Resource
+    if options["static"] is not None:
+        root = File(options["static"])
+    else:
+        root = IndexPage("/" + "/".join(s.decode("utf-8") for s in segments), comet)
+    parent = root
+    for segment in segments[:-1]:
+        child = Resource()
+        parent.putChild(segment, child)
+        parent = child
+    parent.putChild(segments[-1], comet.resource)
+    return root
+
+
+def makeService(options: Options) -> MultiService:
+    """
+    The txcomet server: the L{Comet} service, then one listening service per
+    C{--listen} endpoint, all serving one site.
+    """
+    service = MultiService()
+    comet = makeComet(options)
+    comet.setServiceParent(service)
+    site = Site(makeRoot(options, comet), requestFactory=CometRequest)
+    site.displayTracebacks = False
+    for endpoint in options["listen"]:
+        strports.service(endpoint, site).setServiceParent(service)
+    if options["config"].publisherSecret is None:
+        from twisted.logger import Logger
+
+        Logger().warn(
+            "No publisher secret: anyone who reaches this server can POST to its publish API."
+            " Set --publisher-secret or TXCOMET_PUBLISHER_SECRET."
+        )
+    return service
