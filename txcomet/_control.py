@@ -103,12 +103,13 @@ class ControlDispatcher:
         if info is not None:
             self.hub.checkSize(info)
         auth = _field(message, "auth", str)
+        presence = _field(message, "presence", bool)
         channels = _field(message, "channels", list) or []
         for channel in channels:
             if not isinstance(channel, str):
                 raise CometError("invalid_request", "The 'channels' field is an array of strings.")
         credentials = {"auth": auth, "origin": context.get("origin")}
-        session = yield self.hub.join(user=user, info=info, credentials=credentials)
+        session = yield self.hub.join(user=user, info=info, credentials=credentials, presence=presence)
         subscriptions = []
         try:
             for channel in channels:

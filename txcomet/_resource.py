@@ -76,6 +76,11 @@ class ControlResource(JSONResource):
         ref = singleArg(args, "ref")
         if ref is not None:
             message["ref"] = ref
+        presence = singleArg(args, "presence")
+        if presence is not None:
+            if presence not in ("true", "false"):
+                raise CometError("invalid_request", "presence is true or false.")
+            message["presence"] = presence == "true"
         if "channels" in args:
             message["channels"] = args["channels"]
         for name in ("data", "info"):

@@ -108,6 +108,7 @@ class Session:
         user: Optional[str] = None,
         info: Optional[dict] = None,
         ephemeral: bool = False,
+        presence: Optional[bool] = None,
     ) -> None:
         self.hub = hub
         self.id = secrets.token_urlsafe(24)
@@ -115,7 +116,9 @@ class Session:
         self.user = user
         self.info = info
         self.ephemeral = ephemeral
-        self.presence = not ephemeral
+        if presence is None:
+            presence = user is not None
+        self.presence = presence and not ephemeral
         self.state = JOINED
         self.closeReason: Optional[str] = None
         self.subscriptions: Dict[str, None] = {}
@@ -497,9 +500,14 @@ class Hub:
         info: Optional[dict] = None,
         ephemeral: bool = False,
         credentials: Optional[dict] = None,
+        presence: Optional[bool] = None,
     ):
         """
         Make a session, if the authorizer allows it.
+
+        @param presence: whether the session is listed in presence and
+            announced with join/leave notices on the channels it subscribes
+            to; by default, when it has a C{user}.
 
         @return: a L{Deferred} firing with the L{Session}.
         """
@@ -509,7 +517,7 @@ class Hub:
         allowed = yield maybeDeferred(self.authorizer.authorizeJoin, credentials)
         if not allowed:
             raise CometError("forbidden", "Joining is not allowed.")
-        session = Session(self, user=user, info=info, ephemeral=ephemeral)
+        session = Session(self, user=user, info=info, ephemeral=ephemeral, presence=presence)
         self.sessions[session.id] = session
         if not ephemeral:
             session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)

@@ -1,0 +1,60 @@
+"""
+Support for the project's own tests: a real server on a free loopback port.
+"""
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.server import Site
+
+from txcomet import Comet, CometConfig, CometRequest
+
+
+class TrackingSite(Site):
+    """
+    A L{Site} that remembers its connections, so a test can drop them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Site.__init__(self, *args, **kwargs)
+        self.openProtocols: list = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = Site.buildProtocol(self, addr)
+        self.openProtocols.append(protocol)
+        return protocol
+
+
+class RealServerMixin:
+    """
+    For a trial L{TestCase}: C{startServer()} serves a L{Comet} on
+    127.0.0.1 (a free port) with the real reactor; it is stopped after the
+    test.  C{self.url} is the mount point's URL.
+    """
+
+    def startServer(self, bus: Any = None, **config: Any):
+        from twisted.web.resource import Resource
+
+        self.comet = Comet(bus=bus, config=CometConfig(**config))
+        root = Resource()
+        root.putChild(b"comet", self.comet.resource)
+        self.site = TrackingSite(root, requestFactory=CometRequest)
+        d = self.comet.startService()
+
+        def listen(_):
+            self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+            self.url = "http://127.0.0.1:%d/comet" % (self.port.getHost().port,)
+            self.addCleanup(self._stopServer)
+            return self.url
+
+        return d.addCallback(listen)
+
+    @inlineCallbacks
+    def _stopServer(self):
+        yield self.port.stopListening()
+        yield self.comet.stopService()
+        # Drop any connection the test left open.
+        for protocol in self.site.openProtocols:
+            if protocol.transport is not None and protocol.transport.connected:
+                protocol.transport.abortConnection()
