@@ -50,7 +50,11 @@ CLOSE_REASONS = {
     "replaced": False,
     "shutdown": True,
     "kicked": False,
+    "recycle": True,
 }
+
+#: The close reasons after which the session is still open.
+CHANNEL_REASONS = frozenset(["recycle", "replaced"])
 
 
 @implementer(IAuthorizer)
