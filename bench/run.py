@@ -1,0 +1,697 @@
+#!/usr/bin/env python3
+"""
+txcomet's fan-out benchmark: txcomet against the servers a user would pick
+instead, under the same load, in one invocation.
+
+    python3 bench/run.py --quick        # under 5 minutes
+    python3 bench/run.py                # the full run behind docs/benchmarks.md
+
+It installs what it needs when it is missing (Debian's nginx and
+libnginx-mod-nchan, gcc; the Python peers into bench/.venv), builds the C
+load generator (bench/loadgen.c), starts every server on a free loopback
+port, drives it with the generator, and writes docs/benchmarks.md, its plots
+(docs/img/bench-*.png) and the raw results (docs/benchmarks.json).
+
+Only loopback traffic; every run is bounded and stops by itself.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+BUILD = BENCH / "build"
+VENV = BENCH / ".venv"
+PEERS = BENCH / "peers"
+
+PYTHON_DEPS = ["twisted", "autobahn", "treq", "zope.interface", "aiohttp", "aiohttp_sse", "socketio", "matplotlib"]
+PIP_PEERS = ["aiohttp", "aiohttp-sse", "python-socketio", "matplotlib"]
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+CHANNEL = "bench"
+
+
+def log(message):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+
+
+# ---------------------------------------------------------------- setup
+
+
+def ensurePython(args):
+    """
+    Re-run under bench/.venv unless this interpreter has every dependency.
+    """
+    missing = []
+    for name in PYTHON_DEPS:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if not missing:
+        return
+    python = VENV / "bin" / "python"
+    if Path(sys.executable).resolve() == python.resolve() if python.exists() else False:
+        sys.exit("bench: %s missing even in %s" % (", ".join(missing), VENV))
+    if not python.exists():
+        log("creating %s (missing here: %s)" % (VENV, ", ".join(missing)))
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+    log("installing txcomet's dependencies and the Python peers into %s" % (VENV,))
+    subprocess.check_call([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    subprocess.check_call([str(python), "-m", "pip", "install", "-q", str(ROOT)] + PIP_PEERS)
+    os.execv(str(python), [str(python), str(Path(__file__).resolve())] + sys.argv[1:])
+
+
+def ensureSystem(args):
+    """
+    Install gcc, nginx and Nchan from Debian when they are missing.
+    """
+    missing = []
+    if shutil.which("gcc") is None:
+        missing.append("gcc")
+    if not args.skip_nchan:
+        if shutil.which("nginx") is None:
+            missing.append("nginx")
+        if not os.path.exists(NCHAN_MODULE):
+            missing.append("libnginx-mod-nchan")
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench: please install %s (apt-get install %s), or run with --skip-nchan"
+                 % (", ".join(missing), " ".join(missing)))
+    log("installing %s from Debian" % (" ".join(missing),))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.check_call(["apt-get", "update", "-q"], env=env)
+    subprocess.check_call(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing, env=env)
+    # The package may have started the system's nginx; this benchmark never
+    # uses it, and leaves it as the package set it up.
+
+
+def buildLoadgen():
+    BUILD.mkdir(exist_ok=True)
+    source = BENCH / "loadgen.c"
+    binary = BUILD / "loadgen"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        log("building %s" % (binary.relative_to(ROOT),))
+        subprocess.check_call(["gcc", "-O2", "-Wall", "-o", str(binary), str(source)])
+    return binary
+
+
+def freePort():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid):
+    """
+    C{pid} and every process below it.
+    """
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Endpoint:
+    """
+    How the load generator subscribes on one transport of one server.
+    """
+
+    def __init__(self, mode, path, headers=(), joinPath=None, joinBody=None):
+        self.mode = mode
+        self.path = path
+        self.headers = list(headers)
+        self.joinPath = joinPath
+        self.joinBody = joinBody
+
+    def args(self):
+        args = ["--mode", self.mode, "--path", self.path]
+        for header in self.headers:
+            args += ["--header", header]
+        if self.joinPath:
+            args += ["--join-path", self.joinPath, "--join-body", self.joinBody]
+        return args
+
+
+class Server:
+    """
+    A server under test: how to start it and where its endpoints are.
+    """
+
+    name = ""
+    label = ""
+    publishPath = ""
+    endpoints = {}
+
+    def __init__(self):
+        self.process = None
+        self.port = None
+        self.tmp = None
+
+    def command(self, port):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def prepare(self, port):
+        pass
+
+    def start(self):
+        self.port = freePort()
+        self.tmp = tempfile.mkdtemp(prefix="txcomet-bench-%s-" % (self.name,))
+        self.prepare(self.port)
+        self.logPath = os.path.join(self.tmp, "server.log")
+        logFile = open(self.logPath, "wb")
+        self.process = subprocess.Popen(
+            self.command(self.port),
+            stdout=logFile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.tmp,
+            env=self.env(),
+            start_new_session=True,
+        )
+        logFile.close()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("%s exited at start:\n%s" % (self.name, self.logTail()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("%s did not listen on %d:\n%s" % (self.name, self.port, self.logTail()))
+        time.sleep(0.3)
+
+    def pids(self):
+        return descendants(self.process.pid)
+
+    def logTail(self):
+        try:
+            with open(self.logPath, "rb") as f:
+                return f.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def versions(self):
+        return {}
+
+
+def pipVersion(name):
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return "?"
+
+
+class Txcomet(Server):
+    name = "txcomet"
+    label = "txcomet"
+    publishPath = "/comet/publish/" + CHANNEL
+
+    def __init__(self, workers=1, extra=()):
+        super().__init__()
+        self.workers = workers
+        self.extra = list(extra)
+        if workers > 1:
+            self.name = "txcomet-%dw" % (workers,)
+            self.label = "txcomet, %d workers" % (workers,)
+        self.endpoints = {
+            "sse": Endpoint("sse", "/comet/sse?channel=" + CHANNEL),
+            "ws": Endpoint("ws", "/comet/ws?channel=" + CHANNEL),
+            "stream": Endpoint("stream", "/comet/xhr-stream?channel=" + CHANNEL),
+            "longpoll": Endpoint(
+                "longpoll",
+                "/comet/longpoll?session={session}",
+                joinPath="/comet/control",
+                joinBody=json.dumps({"op": "join", "channels": [CHANNEL]}),
+            ),
+        }
+
+    def command(self, port):
+        command = [sys.executable, "-m", "twisted", "txcomet",
+                   "--listen", "tcp:%d:interface=127.0.0.1:backlog=1024" % (port,)]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
+        return command + self.extra
+
+    def env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    def versions(self):
+        out = subprocess.run(
+            [sys.executable, "-c", "import txcomet, twisted, autobahn; print(txcomet.__version__, twisted.__version__, autobahn.__version__)"],
+            env=self.env(), capture_output=True, text=True, cwd="/",
+        ).stdout.split()
+        if len(out) == 3:
+            return {"txcomet": out[0], "Twisted": out[1], "Autobahn": out[2]}
+        return {}
+
+
+NGINX_CONF = """\
+load_module {module};
+worker_processes {workers};
+worker_rlimit_nofile 20000;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+daemon off;
+events {{ worker_connections 20000; use epoll; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=1024;
+    location ~ ^/pub/(.+)$ {{
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 100;
+    }}
+    location ~ ^/sub/(.+)$ {{
+      nchan_subscriber;
+      nchan_channel_id $1;
+      nchan_subscriber_first_message newest;
+    }}
+  }}
+}}
+"""
+
+
+class Nchan(Server):
+    name = "nchan"
+    label = "nginx + Nchan"
+    publishPath = "/pub/" + CHANNEL
+    endpoints = {
+        "sse": Endpoint("sse", "/sub/" + CHANNEL),
+        "ws": Endpoint("ws", "/sub/" + CHANNEL),
+        "stream": Endpoint("stream", "/sub/" + CHANNEL, headers=["TE: chunked"]),
+        "longpoll": Endpoint("nchan-longpoll", "/sub/" + CHANNEL),
+    }
+
+    def __init__(self, workers=1):
+        super().__init__()
+        self.workers = workers
+
+    def prepare(self, port):
+        self.conf = os.path.join(self.tmp, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(NGINX_CONF.format(module=NCHAN_MODULE, workers=self.workers, tmp=self.tmp, port=port))
+
+    def command(self, port):
+        return ["nginx", "-p", self.tmp, "-c", self.conf, "-e", os.path.join(self.tmp, "error.log")]
+
+    def versions(self):
+        nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+        nchan = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"], capture_output=True, text=True
+        ).stdout.strip()
+        return {"nginx": nginx.split("/")[-1], "Nchan (libnginx-mod-nchan)": nchan}
+
+
+class Peer(Server):
+    """
+    A Python peer in bench/peers/, started as C{python SCRIPT PORT}.
+    """
+
+    def __init__(self, name, label, script, endpoints, publishPath="/publish", packages=()):
+        super().__init__()
+        self.name = name
+        self.label = label
+        self.script = script
+        self.endpoints = endpoints
+        self.publishPath = publishPath
+        self.packages = packages
+
+    def command(self, port):
+        return [sys.executable, str(PEERS / self.script), str(port)]
+
+    def versions(self):
+        return {p: pipVersion(p) for p in self.packages}
+
+
+def allServers(args):
+    servers = [Txcomet()]
+    if not args.skip_nchan:
+        servers.append(Nchan())
+    servers += [
+        Peer("twisted-web", "bare twisted.web SSE", "twisted_sse.py",
+             {"sse": Endpoint("sse", "/sse")}, packages=["Twisted"]),
+        Peer("autobahn", "bare Autobahn broadcast", "autobahn_ws.py",
+             {"ws": Endpoint("ws", "/ws")}, packages=["autobahn"]),
+        Peer("aiohttp-sse", "aiohttp-sse", "aiohttp_sse_peer.py",
+             {"sse": Endpoint("sse", "/sse")}, packages=["aiohttp", "aiohttp-sse"]),
+        Peer("socketio", "python-socketio (aiohttp)", "socketio_peer.py",
+             {"ws": Endpoint("sio", "/socket.io/?EIO=4&transport=websocket")},
+             packages=["python-socketio", "python-engineio"]),
+    ]
+    if args.only:
+        wanted = set(args.only.split(","))
+        servers = [s for s in servers if s.name in wanted]
+    return servers
+
+
+# ---------------------------------------------------------------- runs
+
+
+class Runner:
+    def __init__(self, args, loadgen):
+        self.args = args
+        self.loadgen = loadgen
+        self.results = []
+
+    def loadgenRun(self, server, endpoint, subs, rate=10.0, events=100, warmup=10, size=100,
+                   drain=10.0, slow=0, hold=None, procs=1, settle=None):
+        command = [str(self.loadgen), "--port", str(server.port), "--subs", str(subs),
+                   "--pids", ",".join(map(str, server.pids())), "--procs", str(procs)]
+        command += endpoint.args()
+        if settle is None:
+            settle = 0.5 + subs / 10000.0
+        command += ["--settle", str(settle)]
+        if hold is None:
+            command += ["--pub-path", server.publishPath, "--rate", str(rate), "--events", str(events),
+                        "--warmup", str(warmup), "--size", str(size), "--drain", str(drain),
+                        "--slow", str(slow)]
+        else:
+            command += ["--hold", str(hold), "--events", "1"]
+        started = time.time()
+        process = subprocess.run(command, capture_output=True, text=True,
+                                 timeout=120 + events / max(rate, 0.1) + drain + (hold or 0))
+        lines = [l for l in process.stdout.splitlines() if l.startswith("{")]
+        if process.returncode != 0 or not lines:
+            raise RuntimeError("loadgen failed (%s): %s %s" % (process.returncode, process.stdout[-500:], process.stderr[-1500:]))
+        result = json.loads(lines[-1])
+        result["elapsed_s"] = round(time.time() - started, 2)
+        result["loadgen_stderr"] = process.stderr.strip().splitlines()[-5:]
+        return result
+
+    def record(self, kind, server, transport, subs, result, **extra):
+        entry = dict(kind=kind, server=server.name, label=server.label, transport=transport,
+                     subs=subs, **extra)
+        entry.update(result)
+        if entry.get("server_cpu_s"):
+            entry["deliveries_per_cpu_s"] = round(entry["deliveries"] / entry["server_cpu_s"], 1)
+        else:
+            entry["deliveries_per_cpu_s"] = None
+        if entry.get("active_s"):
+            entry["deliveries_per_s"] = round(entry["deliveries"] / entry["active_s"], 1)
+        self.results.append(entry)
+        self.save()
+        return entry
+
+    def save(self):
+        if self.args.results:
+            with open(self.args.results, "w") as f:
+                json.dump({"meta": self.meta, "results": self.results}, f, indent=1)
+
+    def withServer(self, server, fn):
+        try:
+            server.start()
+        except Exception as e:
+            log("  %s would not start: %s" % (server.name, e))
+            return None
+        try:
+            return fn(server)
+        except Exception as e:
+            log("  %s failed: %s" % (server.name, e))
+            log("  server log: %s" % (server.logTail()[-800:],))
+            return None
+        finally:
+            server.stop()
+            time.sleep(0.5)
+
+    # workloads
+
+    def fanout(self, server, transport, subs, rep):
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["rate"],
+                                events=p["events"], warmup=p["warmup"], size=100, drain=p["drain"])
+            e = self.record("fanout", server, transport, subs, r, rep=rep, rate=p["rate"], size=100)
+            log("  %-12s %-6s %6d subs: %8s deliveries/CPU-s, p99 %s ms, lost %d, dup %d, server %.2f CPU-s, loadgen %.2f CPU-s, others %.2f CPU-s"
+                % (server.name, transport, subs, e["deliveries_per_cpu_s"], e["latency_us"]["p99"] / 1000.0,
+                   e["lost"], e["duplicates"], e["server_cpu_s"], e["gen_cpu_s"],
+                   e["machine_cpu_s"] - e["server_cpu_s"] - e["gen_cpu_s"]))
+
+        self.withServer(server, go)
+
+    def idle(self, server, transport, subs):
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, hold=2.0, settle=1.0)
+            e = self.record("idle", server, transport, subs, r)
+            e["kib_per_connection"] = round((e["rss_ready_kib"] - e["rss_before_kib"]) / max(e["connected"], 1), 2)
+            self.save()
+            log("  %-12s %-6s %6d idle: %d connected, %.2f KiB per connection"
+                % (server.name, transport, subs, e["connected"], e["kib_per_connection"]))
+
+        self.withServer(server, go)
+
+    def longpoll(self, server, subs):
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints["longpoll"], subs, rate=p["lp_rate"],
+                                events=p["lp_events"], warmup=p["warmup"], size=100, drain=p["drain"])
+            e = self.record("longpoll", server, "longpoll", subs, r, rate=p["lp_rate"], size=100)
+            log("  %-12s longpoll %5d clients: %s deliveries/CPU-s, %d requests, p99 %.1f ms, lost %d"
+                % (server.name, subs, e["deliveries_per_cpu_s"], e["requests"], e["latency_us"]["p99"] / 1000.0, e["lost"]))
+
+        self.withServer(server, go)
+
+    def slow(self, server, transport, subs, slow):
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["slow_rate"],
+                                events=p["slow_events"], warmup=p["warmup"], size=p["slow_size"],
+                                drain=p["drain"], slow=slow)
+            e = self.record("slow", server, transport, subs, r, slowCount=slow, rate=p["slow_rate"],
+                            size=p["slow_size"])
+            log("  %-12s %-6s %5d subs, %d slow: p99 %.1f ms, RSS %d -> peak %d KiB, slow closed %d, lost %d"
+                % (server.name, transport, subs, slow, e["latency_us"]["p99"] / 1000.0,
+                   e["rss_ready_kib"], e["rss_peak_kib"], e["slow_closed"], e["lost"]))
+
+        self.withServer(server, go)
+
+    def many(self, server, transport, subs):
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=2, events=10,
+                                warmup=4, size=100, drain=15, procs=2, settle=2.0)
+            e = self.record("many", server, transport, subs, r, rate=2, size=100)
+            log("  %-12s %-6s %6d connections: %d connected, %d failed, %d of %d delivered"
+                % (server.name, transport, subs, e["connected"], e["failed"], e["deliveries"], e["expected"]))
+
+        self.withServer(server, go)
+
+    def saturate(self, server, transport, subs, rate):
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=rate,
+                                events=int(rate * p["sat_seconds"]), warmup=p["warmup"], size=100,
+                                drain=p["drain"])
+            e = self.record("saturate", server, transport, subs, r, rate=rate, size=100,
+                            workers=getattr(server, "workers", 1))
+            log("  %-12s %-6s %6d subs at %d/s: %.0f deliveries/s, %.2f server CPU-s, lost %d"
+                % (server.name, transport, subs, rate, e.get("deliveries_per_s", 0), e["server_cpu_s"], e["lost"]))
+
+        self.withServer(server, go)
+
+
+PROFILES = {
+    "quick": dict(sizes=[1000, 5000], rate=10, events=40, warmup=10, drain=8, repeat=1,
+                  idle_subs=5000, lp_subs=1000, lp_rate=5, lp_events=20,
+                  slow_subs=1000, slow_rate=40, slow_events=120, slow_size=2000,
+                  many_subs=0, sat_subs=2000, sat_rate=100, sat_seconds=3, stream_sizes=[1000]),
+    "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
+                 idle_subs=10000, lp_subs=2000, lp_rate=5, lp_events=50,
+                 slow_subs=1000, slow_rate=40, slow_events=800, slow_size=2000,
+                 many_subs=19000, sat_subs=5000, sat_rate=100, sat_seconds=8, stream_sizes=[5000]),
+}
+
+WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers"]
+
+
+def machineInfo():
+    info = {"python": platform.python_version(), "kernel": platform.release(), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory"] = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    info["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
+    info["nofile"] = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)
+    return info
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the short profile (under 5 minutes)")
+    parser.add_argument("--only", help="comma-separated server names (txcomet,nchan,twisted-web,autobahn,aiohttp-sse,socketio)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ",".join(WORKLOADS))
+    parser.add_argument("--transports", default="sse,ws", help="fan-out transports (sse,ws)")
+    parser.add_argument("--sizes", help="fan-out subscriber counts, e.g. 1000,5000")
+    parser.add_argument("--events", type=int, help="measured events per fan-out run")
+    parser.add_argument("--rate", type=float, help="fan-out publish rate (events/s)")
+    parser.add_argument("--repeat", type=int, help="repeat every fan-out run this many times")
+    parser.add_argument("--skip-nchan", action="store_true", help="leave nginx+Nchan out")
+    parser.add_argument("--results", help="where to write raw results (default docs/benchmarks.json; quick: bench/build/quick.json)")
+    parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--report-only", metavar="JSON", help="only render docs/benchmarks.md from saved results")
+    args = parser.parse_args()
+
+    if args.report_only:
+        sys.path.insert(0, str(BENCH))
+        from report import render
+
+        render(Path(args.report_only), ROOT / "docs")
+        return
+
+    ensureSystem(args)
+    ensurePython(args)
+    loadgen = buildLoadgen()
+
+    profile = dict(PROFILES["quick" if args.quick else "full"])
+    if args.sizes:
+        profile["sizes"] = [int(s) for s in args.sizes.split(",")]
+    if args.events:
+        profile["events"] = args.events
+    if args.rate:
+        profile["rate"] = args.rate
+    if args.repeat:
+        profile["repeat"] = args.repeat
+    if args.results is None:
+        args.results = str(BUILD / "quick.json") if args.quick else str(ROOT / "docs" / "benchmarks.json")
+
+    runner = Runner(args, loadgen)
+    runner.profile = profile
+    servers = allServers(args)
+    versions = {}
+    for server in servers:
+        versions.update(server.versions())
+    runner.meta = {"profile": "quick" if args.quick else "full", "settings": profile,
+                   "machine": machineInfo(), "versions": versions,
+                   "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                   "command": " ".join(["python3", "bench/run.py"] + sys.argv[1:])}
+    workloads = args.workloads.split(",")
+    byName = {s.name: s for s in servers}
+    started = time.time()
+
+    if "fanout" in workloads:
+        for rep in range(profile["repeat"]):
+            for transport in args.transports.split(","):
+                for subs in profile["sizes"]:
+                    log("fan-out: %s, %d subscribers, %g events/s (repeat %d)" % (transport, subs, profile["rate"], rep + 1))
+                    for server in servers:
+                        if transport in server.endpoints:
+                            runner.fanout(server, transport, subs, rep)
+    if "stream" in workloads:
+        for subs in profile["stream_sizes"]:
+            log("fan-out: XHR streaming, %d subscribers" % (subs,))
+            for server in servers:
+                if "stream" in server.endpoints:
+                    runner.fanout(server, "stream", subs, 0)
+    if "longpoll" in workloads:
+        log("long-poll churn: %d clients, %g events/s" % (profile["lp_subs"], profile["lp_rate"]))
+        for server in servers:
+            if "longpoll" in server.endpoints:
+                runner.longpoll(server, profile["lp_subs"])
+    if "idle" in workloads:
+        log("idle connections: %d" % (profile["idle_subs"],))
+        for server in servers:
+            for transport in ("sse", "ws"):
+                if transport in server.endpoints:
+                    runner.idle(server, transport, profile["idle_subs"])
+    if "slow" in workloads:
+        log("one slow consumer among %d (%d-byte events at %g/s)" % (profile["slow_subs"], profile["slow_size"], profile["slow_rate"]))
+        for name in ("txcomet", "nchan"):
+            server = byName.get(name)
+            if server is None:
+                continue
+            for transport in ("sse", "ws"):
+                for slow in (0, 1):
+                    runner.slow(server, transport, profile["slow_subs"], slow)
+    if "many" in workloads and profile["many_subs"]:
+        log("concurrent connections in one process: %d" % (profile["many_subs"],))
+        server = byName.get("txcomet")
+        if server is not None:
+            runner.many(server, "sse", profile["many_subs"])
+    if "workers" in workloads and "txcomet" in byName:
+        log("several workers on one port: %d SSE subscribers at %d events/s" % (profile["sat_subs"], profile["sat_rate"]))
+        for server in (Txcomet(), Txcomet(workers=2)):
+            runner.saturate(server, "sse", profile["sat_subs"], profile["sat_rate"])
+        if not args.skip_nchan:
+            runner.saturate(Nchan(), "sse", profile["sat_subs"], profile["sat_rate"])
+
+    runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    runner.meta["elapsed_s"] = round(time.time() - started, 1)
+    runner.meta["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    runner.save()
+    log("done in %.0f s; results in %s" % (time.time() - started, args.results))
+    if not args.no_report:
+        sys.path.insert(0, str(BENCH))
+        from report import render
+
+        outDir = ROOT / "docs" if not args.quick else BUILD / "report"
+        render(Path(args.results), outDir)
+        log("report: %s" % (outDir / "benchmarks.md",))
+
+
+if __name__ == "__main__":
+    main()
