@@ -6,10 +6,13 @@ strings (C{tcp:8080}, C{ssl:8443:privateKey=key.pem}, C{unix:/run/comet.sock}).
 """
 
 import os
+import shutil
+import sys
+import tempfile
 from typing import Any, List
 
 from twisted.application import strports
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -62,6 +65,10 @@ class Options(usage.Options):
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
+         "through worker 0 (one per core).", _count],
+        ["worker-hub", None, None, "(Internal: set by worker 0 for the workers it starts.) The UNIX socket of the bus hub."],
+        ["worker-index", None, 0, "(Internal.) This worker's number.", _count],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
@@ -117,13 +124,21 @@ class Options(usage.Options):
                 strports.service(endpoint, Site(Resource()))
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError("--listen %s is not a valid endpoint: %s" % (endpoint, e))
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers is 1 or more")
+        if self["workers"] > 1 or self["worker-hub"] is not None:
+            for endpoint in self["listen"]:
+                if endpoint.split(":", 1)[0] not in ("tcp", "tcp6"):
+                    raise usage.UsageError(
+                        "--workers shares tcp: ports between processes; --listen %s is not one" % (endpoint,)
+                    )
 
 
-def makeComet(options: Options) -> Comet:
+def makeComet(options: Options, bus: Any = None) -> Comet:
     """
     The L{Comet} service for C{options}.
     """
-    return Comet(config=options["config"])
+    return Comet(bus=bus, config=options["config"])
 
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
@@ -151,6 +166,8 @@ def makeService(options: Options) -> MultiService:
     The txcomet server: the L{Comet} service, then one listening service per
     C{--listen} endpoint, all serving one site.
     """
+    if options["workers"] > 1 or options["worker-hub"] is not None:
+        return _makeWorkerService(options)
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
@@ -158,6 +175,11 @@ def makeService(options: Options) -> MultiService:
     site.displayTracebacks = False
     for endpoint in options["listen"]:
         strports.service(endpoint, site).setServiceParent(service)
+    _warnOpenPublish(options)
+    return service
+
+
+def _warnOpenPublish(options: Options) -> None:
     if options["config"].publisherSecret is None:
         from twisted.logger import Logger
 
@@ -165,4 +187,68 @@ def makeService(options: Options) -> MultiService:
             "No publisher secret: anyone who reaches this server can POST to its publish API."
             " Set --publisher-secret or TXCOMET_PUBLISHER_SECRET."
         )
+
+
+class _RemoveDirectory(Service):
+    """
+    Removes a directory when the server stops.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _makeWorkerService(options: Options) -> MultiService:
+    """
+    One worker of a C{--workers} server: worker 0 (the process started)
+    holds the bus hub and starts the others; each listens on the same ports
+    with C{SO_REUSEPORT}.
+    """
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import UNIXServerEndpoint
+
+    from ._workers import BusHub, HubClient, WorkerBus, WorkerPool, reusePortEndpoint, workerCommand
+
+    config = options["config"]
+    service = MultiService()
+    hubPath = options["worker-hub"]
+    if hubPath is None:
+        hub = BusHub(config.historyLength)
+        bus = hub.bus
+        directory = tempfile.mkdtemp(prefix="txcomet-workers-")
+        hubPath = os.path.join(directory, "bus.sock")
+        _RemoveDirectory(directory).setServiceParent(service)
+        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
+    else:
+        hub = None
+        bus = WorkerBus(HubClient(reactor, hubPath, onLost=reactor.stop), config.historyLength)
+    comet = makeComet(options, bus)
+    comet.setServiceParent(service)
+    site = Site(makeRoot(options, comet), requestFactory=CometRequest)
+    site.displayTracebacks = False
+    endpoints = []
+    for description in options["listen"]:
+        # Listen once the bus is connected: a worker takes no request it
+        # could not publish or deliver for.
+        endpoint = reusePortEndpoint(reactor, description, after=bus.whenStarted)
+        endpoints.append(endpoint)
+        StreamServerEndpointService(endpoint, site).setServiceParent(service)
+    if hub is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        if config.publisherSecret is not None:
+            env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
+        WorkerPool(
+            reactor,
+            options["workers"],
+            lambda index, listens: workerCommand(options, index, listens, hubPath),
+            endpoints,
+            env,
+        ).setServiceParent(service)
+        _warnOpenPublish(options)
     return service

@@ -1,0 +1,604 @@
+"""
+Several worker processes serving one port (C{twist txcomet --workers N}).
+
+One Python process uses one core.  With C{--workers N} the process started
+is worker 0; it starts N-1 more, and every worker listens on the same TCP
+port with C{SO_REUSEPORT}, so the kernel spreads new connections over them.
+
+The workers share one bus.  Worker 0 holds the L{BusHub}: it numbers every
+event (so an id means the same event on every worker), relays it to every
+worker over a UNIX socket, and keeps presence.  Each worker's bus is a
+L{WorkerBus}: an L{InMemoryBus} whose publishes go through the hub and
+whose subscribers, fan-out and history are local, fed by the hub's relay
+in publish order.  An event is relayed once per worker, then fanned out
+by each worker to its own subscribers.
+
+Sessions belong to the worker that made them.  Join-listen data channels
+(EventSource or WebSocket with C{?channel=}) work on any worker, as do
+WebSocket sessions (control and data on one connection) and the publish
+API; a session id used on a connection that reached another worker is
+unknown there.  (The Redis bus, where available, shares history and
+presence between separate servers instead.)
+"""
+
+import os
+import signal
+import socket
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.application.service import Service
+from twisted.internet import error
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.protocols.basic import Int32StringReceiver
+from zope.interface import implementer
+
+from ._channels import validateChannel
+from ._errors import CometError
+from ._event import Event, encodeJSON
+from ._memory import InMemoryBus
+
+log = Logger()
+
+#: The largest relayed message: a message of the largest configurable size,
+#: JSON-escaped, with room to spare.
+MAX_RELAY_MESSAGE = 64 * 1024 * 1024
+
+
+def _decode(data: bytes) -> dict:
+    import json
+
+    return json.loads(data.decode("utf-8"))
+
+
+# ------------------------------------------------------------------ the bus
+
+
+class WorkerBus(InMemoryBus):
+    """
+    One worker's view of the shared bus: local subscribers, fan-out and
+    history, fed in publish order by the L{BusHub}; publishing and presence
+    go through the hub.
+
+    @ivar link: what reaches the hub (L{BusHub.localLink} in worker 0, a
+        L{HubClient} elsewhere).
+    """
+
+    def __init__(self, link: Any, historyLength: int = 100, maxChannels: int = 10000) -> None:
+        InMemoryBus.__init__(self, historyLength, maxChannels, epoch="-")
+        self.link = link
+        self._last: Optional[Event] = None
+        self._started: Any = None
+        self._waiting: List[Deferred] = []
+        link.bus = self
+
+    def start(self) -> Deferred:
+        def started(result: Any) -> Any:
+            self._started = result if isinstance(result, Failure) else True
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(None)
+            return result
+
+        return self.link.start().addBoth(started)
+
+    def whenStarted(self) -> Deferred:
+        """
+        A L{Deferred} that fires once L{start} has connected this worker
+        to the hub (or fails as it did).
+        """
+        if self._started is True:
+            return succeed(None)
+        if self._started is not None:
+            return fail(self._started)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def stop(self) -> Deferred:
+        return self.link.stop()
+
+    def joined(self, epoch: str, offset: int) -> None:
+        """
+        The hub's epoch and position when this worker joined it.  History
+        before that position was never seen here, so it is not covered.
+        """
+        self.epoch = epoch
+        self._offset = offset
+        self._forgottenThrough = offset
+
+    def received(self, channel: str, data: Any, kind: str, offset: int, store: bool) -> Event:
+        """
+        An event relayed by the hub: remember it and deliver it here.
+        """
+        self._offset = offset
+        event = self._last = Event(channel, data, self.epoch, offset, kind)
+        if store:
+            self._remember(event)
+        self._fanOut(event)
+        return event
+
+    def eventAt(self, channel: str, data: Any, kind: str, offset: int) -> Event:
+        """
+        The event at C{offset}, which this worker has just received.
+        """
+        last = self._last
+        if last is not None and last.offset == offset:
+            return last
+        return Event(channel, data, self.epoch, offset, kind)
+
+    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        validateChannel(channel)
+        return self.link.publish(channel, data, kind, store)
+
+    def addMember(self, channel: str, clientId: str, info: dict) -> Deferred:
+        return self.link.call("addMember", channel=channel, client=clientId, info=info)
+
+    def removeMember(self, channel: str, clientId: str) -> Deferred:
+        return self.link.call("removeMember", channel=channel, client=clientId)
+
+    def members(self, channel: str) -> Deferred:
+        return self.link.call("members", channel=channel)
+
+
+class _Presence:
+    """
+    Who is on each channel, and which worker connection added them (so a
+    worker that goes away takes its members with it).
+    """
+
+    def __init__(self) -> None:
+        self.channels: Dict[str, Dict[str, dict]] = {}
+        self.owners: Dict[Tuple[str, str], Any] = {}
+
+    def add(self, owner: Any, channel: str, client: str, info: dict) -> bool:
+        members = self.channels.setdefault(channel, {})
+        added = client not in members
+        members[client] = info
+        self.owners[(channel, client)] = owner
+        return added
+
+    def remove(self, channel: str, client: str) -> bool:
+        members = self.channels.get(channel)
+        if members is None or client not in members:
+            return False
+        del members[client]
+        self.owners.pop((channel, client), None)
+        if not members:
+            del self.channels[channel]
+        return True
+
+    def members(self, channel: str) -> List[dict]:
+        return [dict(info, client=client) for client, info in self.channels.get(channel, {}).items()]
+
+    def dropOwner(self, owner: Any) -> None:
+        for (channel, client), who in list(self.owners.items()):
+            if who is owner:
+                self.remove(channel, client)
+
+
+class BusHub:
+    """
+    Worker 0's sequencer: numbers every event of every worker and relays it
+    to all of them, in one order.
+
+    @ivar bus: worker 0's own L{WorkerBus}.
+    @ivar epoch: the shared bus's epoch.
+    """
+
+    def __init__(self, historyLength: int = 100, maxChannels: int = 10000) -> None:
+        import secrets
+
+        self.epoch = secrets.token_hex(4)
+        self.offset = 0
+        self.connections: List["_HubProtocol"] = []
+        self.presence = _Presence()
+        self.localLink = _LocalLink(self)
+        self.bus = WorkerBus(self.localLink, historyLength, maxChannels)
+        self.bus.joined(self.epoch, 0)
+
+    def publish(self, channel: str, data: Any, kind: str, store: bool) -> int:
+        """
+        Give the event its position, relay it to every other worker and
+        deliver it in this one.
+        """
+        self.offset += 1
+        offset = self.offset
+        if self.connections:
+            message = encodeJSON(
+                {"op": "event", "channel": channel, "data": data, "kind": kind, "offset": offset, "store": store}
+            )
+            for connection in self.connections:
+                connection.sendString(message)
+        self.bus.received(channel, data, kind, offset, store)
+        return offset
+
+    def call(self, owner: Any, op: str, args: dict) -> Any:
+        """
+        A presence operation for C{owner} (a worker connection, or C{None}
+        for worker 0).
+        """
+        if op == "addMember":
+            return self.presence.add(owner, args["channel"], args["client"], args["info"])
+        if op == "removeMember":
+            return self.presence.remove(args["channel"], args["client"])
+        if op == "members":
+            return self.presence.members(args["channel"])
+        raise CometError("invalid_request", "Unknown bus operation %r." % (op,))
+
+    def factory(self) -> Factory:
+        """
+        The factory for the UNIX socket the other workers connect to.
+        """
+        return Factory.forProtocol(lambda: _HubProtocol(self))
+
+
+class _LocalLink:
+    """
+    Worker 0's link to the hub: plain calls.
+    """
+
+    bus: WorkerBus
+
+    def __init__(self, hub: BusHub) -> None:
+        self.hub = hub
+
+    def start(self) -> Deferred:
+        return succeed(None)
+
+    def stop(self) -> Deferred:
+        return succeed(None)
+
+    def publish(self, channel: str, data: Any, kind: str, store: bool) -> Deferred:
+        offset = self.hub.publish(channel, data, kind, store)
+        return succeed(self.bus.eventAt(channel, data, kind, offset))
+
+    def call(self, op: str, **args: Any) -> Deferred:
+        try:
+            return succeed(self.hub.call(None, op, args))
+        except Exception:
+            return fail()
+
+
+class _HubProtocol(Int32StringReceiver):
+    """
+    The hub's end of one other worker's connection.
+    """
+
+    MAX_LENGTH = MAX_RELAY_MESSAGE
+
+    def __init__(self, hub: BusHub) -> None:
+        self.hub = hub
+
+    def connectionMade(self) -> None:
+        self.hub.connections.append(self)
+        self.sendString(encodeJSON({"op": "hello", "epoch": self.hub.epoch, "offset": self.hub.offset}))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self in self.hub.connections:
+            self.hub.connections.remove(self)
+        self.hub.presence.dropOwner(self)
+
+    def stringReceived(self, data: bytes) -> None:
+        message = _decode(data)
+        op = message.pop("op")
+        ref = message.pop("ref")
+        try:
+            if op == "publish":
+                result: Any = self.hub.publish(message["channel"], message["data"], message["kind"], message["store"])
+            else:
+                result = self.hub.call(self, op, message)
+        except Exception as e:
+            log.failure("Bus operation {op} from a worker failed", op=op)
+            self.sendString(encodeJSON({"op": "error", "ref": ref, "message": str(e)}))
+            return
+        self.sendString(encodeJSON({"op": "reply", "ref": ref, "result": result}))
+
+
+class _HubClientProtocol(Int32StringReceiver):
+    MAX_LENGTH = MAX_RELAY_MESSAGE
+
+    def __init__(self, client: "HubClient") -> None:
+        self.client = client
+
+    def stringReceived(self, data: bytes) -> None:
+        self.client.messageReceived(_decode(data))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.client.connectionLost(reason)
+
+
+class HubClient:
+    """
+    Another worker's link to the hub, over the hub's UNIX socket.
+
+    @ivar onLost: called when the connection to the hub is lost while the
+        bus is running (the worker then has no bus and should stop).
+    """
+
+    bus: WorkerBus
+
+    def __init__(self, reactor: Any, path: str, onLost: Any = None) -> None:
+        self.reactor = reactor
+        self.path = path
+        self.onLost = onLost
+        self.protocol: Optional[_HubClientProtocol] = None
+        self._ref = 0
+        self._waiting: Dict[int, Tuple[Deferred, Any]] = {}
+        self._hello: Optional[Deferred] = None
+        self._stopping = False
+
+    def start(self) -> Deferred:
+        endpoint = UNIXClientEndpoint(self.reactor, self.path)
+        self._hello = Deferred()
+        d = endpoint.connect(Factory.forProtocol(lambda: _HubClientProtocol(self)))
+
+        def connected(protocol: _HubClientProtocol) -> Deferred:
+            self.protocol = protocol
+            assert self._hello is not None
+            return self._hello
+
+        return d.addCallback(connected)
+
+    def stop(self) -> Deferred:
+        self._stopping = True
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.loseConnection()
+        return succeed(None)
+
+    def messageReceived(self, message: dict) -> None:
+        op = message["op"]
+        if op == "event":
+            self.bus.received(message["channel"], message["data"], message["kind"], message["offset"], message["store"])
+        elif op == "hello":
+            self.bus.joined(message["epoch"], message["offset"])
+            hello, self._hello = self._hello, None
+            if hello is not None:
+                hello.callback(None)
+        elif op in ("reply", "error"):
+            d, convert = self._waiting.pop(message["ref"])
+            if op == "error":
+                d.errback(CometError("internal_error", message["message"]))
+            else:
+                d.callback(convert(message["result"]))
+
+    def connectionLost(self, reason: Any) -> None:
+        self.protocol = None
+        if not self._stopping:
+            log.error("Lost the connection to the bus hub (worker 0)")
+            if self.onLost is not None:
+                self.onLost()
+        waiting, self._waiting = self._waiting, {}
+        for d, _ in waiting.values():
+            d.errback(CometError("internal_error", "The bus hub (worker 0) has gone."))
+
+    def _send(self, convert: Any, op: str, **args: Any) -> Deferred:
+        if self.protocol is None:
+            return fail(CometError("internal_error", "The bus hub (worker 0) is not connected."))
+        self._ref += 1
+        d: Deferred = Deferred()
+        self._waiting[self._ref] = (d, convert)
+        args.update(op=op, ref=self._ref)
+        self.protocol.sendString(encodeJSON(args))
+        return d
+
+    def publish(self, channel: str, data: Any, kind: str, store: bool) -> Deferred:
+        bus = self.bus
+        return self._send(
+            lambda offset: bus.eventAt(channel, data, kind, offset),
+            "publish", channel=channel, data=data, kind=kind, store=store,
+        )
+
+    def call(self, op: str, **args: Any) -> Deferred:
+        return self._send(lambda result: result, op, **args)
+
+
+# ------------------------------------------------------------------ listening
+
+
+@implementer(IStreamServerEndpoint)
+class ReusePortEndpoint:
+    """
+    A TCP server endpoint whose socket has C{SO_REUSEPORT}, so several
+    processes can listen on the same port and the kernel balances new
+    connections between them.
+
+    @ivar port: the port number asked for (0: any free port).
+    """
+
+    def __init__(self, reactor: Any, port: int, interface: str = "", backlog: int = 50, after: Any = None) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.interface = interface
+        self.backlog = backlog
+        self.after = after
+        self._result: Any = None
+        self._waiting: List[Deferred] = []
+
+    def whenListening(self) -> Deferred:
+        """
+        A L{Deferred} that fires with the listening port (or fails as
+        listening did).
+        """
+        if self._result is not None:
+            return succeed(self._result) if not isinstance(self._result, Exception) else fail(self._result)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _listened(self, result: Any) -> None:
+        self._result = result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if isinstance(result, Exception):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    def listen(self, factory: Any) -> Deferred:
+        """
+        Listen with C{factory}, once the L{Deferred} returned by C{after}
+        (if given: the bus being ready) has fired.
+        """
+        if self.after is not None:
+            return self.after().addCallback(lambda _: self._listen(factory))
+        return self._listen(factory)
+
+    def _listen(self, factory: Any) -> Deferred:
+        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.interface, self.port))
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+            port = self.reactor.adoptStreamPort(sock.fileno(), family, factory)
+        except OSError as e:
+            sock.close()
+            err = error.CannotListenError(self.interface, self.port, e)
+            self._listened(err)
+            return fail(err)
+        sock.close()
+        self._listened(port)
+        return succeed(port)
+
+
+def reusePortEndpoint(reactor: Any, description: str, after: Any = None) -> ReusePortEndpoint:
+    """
+    A L{ReusePortEndpoint} for a C{tcp:} (or C{tcp6:}) endpoint string;
+    L{ValueError} for any other kind.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+
+    endpoint = serverFromString(reactor, description)
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        raise ValueError("--workers needs tcp: endpoints, not %r" % (description,))
+    return ReusePortEndpoint(reactor, endpoint._port, endpoint._interface, endpoint._backlog, after)
+
+
+# ------------------------------------------------------------------ the pool
+
+
+class _WorkerProcess(ProcessProtocol):
+    def __init__(self, pool: "WorkerPool", index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.ended: Deferred = Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+        self.pool._ended(self, reason)
+
+
+class WorkerPool(Service):
+    """
+    Starts workers 1..N-1 once worker 0 listens, and stops them with it.
+    A worker that exits while the pool runs is started again.
+
+    @param argv: a callable given the worker's index and the resolved
+        C{--listen} endpoints, returning its command line.
+    @param endpoints: the L{ReusePortEndpoint}s worker 0 listens on.
+    """
+
+    restartDelay = 1.0
+
+    def __init__(self, reactor: Any, count: int, argv: Any, endpoints: List[ReusePortEndpoint], env: Optional[dict] = None) -> None:
+        self.reactor = reactor
+        self.count = count
+        self.argv = argv
+        self.endpoints = endpoints
+        self.env = env if env is not None else dict(os.environ)
+        self.processes: Dict[int, _WorkerProcess] = {}
+        self._listens: List[str] = []
+
+    def startService(self) -> None:
+        Service.startService(self)
+        from twisted.internet.defer import gatherResults
+
+        def listening(ports: List[Any]) -> None:
+            self._listens = []
+            for endpoint, port in zip(self.endpoints, ports):
+                host = port.getHost()
+                interface = endpoint.interface.replace(":", "\\:")
+                self._listens.append(
+                    "tcp:%d:interface=%s:backlog=%d" % (host.port, interface, endpoint.backlog)
+                    if interface else "tcp:%d:backlog=%d" % (host.port, endpoint.backlog)
+                )
+            if self.running:
+                for index in range(1, self.count):
+                    self._spawn(index)
+
+        gatherResults([e.whenListening() for e in self.endpoints], consumeErrors=True).addCallbacks(
+            listening, lambda f: log.failure("Not starting workers: worker 0 could not listen", f)
+        )
+
+    def _spawn(self, index: int) -> None:
+        argv = self.argv(index, self._listens)
+        process = _WorkerProcess(self, index)
+        self.processes[index] = process
+        log.info("Starting worker {index}", index=index)
+        self.reactor.spawnProcess(process, argv[0], argv, env=self.env, childFDs={0: "w", 1: 1, 2: 2})
+
+    def _ended(self, process: _WorkerProcess, reason: Any) -> None:
+        if self.processes.get(process.index) is process:
+            del self.processes[process.index]
+        if self.running:
+            log.warn("Worker {index} ended ({reason}); starting it again", index=process.index, reason=reason.value)
+            self.reactor.callLater(self.restartDelay, self._respawn, process.index)
+
+    def _respawn(self, index: int) -> None:
+        if self.running and index not in self.processes:
+            self._spawn(index)
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        from twisted.internet.defer import DeferredList
+
+        waits = []
+        for process in list(self.processes.values()):
+            try:
+                process.transport.signalProcess("TERM")
+            except error.ProcessExitedAlready:
+                continue
+            killer = self.reactor.callLater(10, self._kill, process)
+            process.ended.addBoth(lambda _, k=killer: k.active() and k.cancel())
+            waits.append(process.ended)
+        return DeferredList(waits)
+
+    def _kill(self, process: _WorkerProcess) -> None:
+        try:
+            process.transport.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+
+def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) -> List[str]:
+    """
+    The command line of worker C{index}: this server's options, listening
+    on the ports worker 0 resolved, joined to the hub at C{hubPath}.  (The
+    publisher secret goes in the environment, not on a command line.)
+    """
+    argv = [sys.executable, "-m", "twisted", "txcomet"]
+    for listen in listens:
+        argv += ["--listen", listen]
+    skip = {"publisher-secret", "workers", "worker-hub", "worker-index"}
+    for parameter in options.optParameters:
+        name = parameter[0]
+        if name not in skip and options[name] is not None:
+            argv.append("--%s=%s" % (name, options[name]))
+    for flag in options.optFlags:
+        if flag[0] not in skip and options[flag[0]]:
+            argv.append("--" + flag[0])
+    for origin in options["allowedOrigins"]:
+        argv += ["--allow-origin", origin]
+    argv += ["--worker-hub", hubPath, "--worker-index", str(index)]
+    return argv
