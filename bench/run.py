@@ -275,7 +275,8 @@ class Txcomet(Server):
         }
 
     def command(self, port):
-        command = [sys.executable, "-m", "twisted", "txcomet",
+        # No access log: nginx runs with access_log off too.
+        command = [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
                    "--listen", "tcp:%d:interface=127.0.0.1:backlog=1024" % (port,)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]

@@ -143,3 +143,35 @@ class ServiceTests(SynchronousTestCase):
         client.base = "http://comet.test"
         page = client.request("GET", "")
         self.assertIn(b"/api/push/control", page.body)
+
+
+class AccessLogTests(SynchronousTestCase):
+    def _requestLogged(self, *args):
+        from twisted.web.test.requesthelper import DummyRequest
+
+        options = parse(*args)
+        from txcomet.tap import makeSite
+
+        site = makeSite(options, Comet())
+        lines = []
+        site._logFile = type("F", (), {"write": lambda self, line: lines.append(line)})()
+        request = DummyRequest([b""])
+        request.method = b"GET"
+        request.uri = b"/comet"
+        request.clientproto = b"HTTP/1.1"
+        request.code = 200
+        request.sentLength = 0
+        site.log(request)
+        return lines
+
+    def test_accessLogByDefault(self):
+        """
+        By default every request is written to the access log.
+        """
+        self.assertEqual(len(self._requestLogged()), 1)
+
+    def test_noAccessLog(self):
+        """
+        --no-access-log keeps requests out of the log.
+        """
+        self.assertEqual(self._requestLogged("--no-access-log"), [])
