@@ -181,6 +181,8 @@ def targets(agg, results):
     for r in results:
         if r["kind"] == "idle" and r["server"] == TXCOMET:
             kib = r["kib_per_connection"]
+            if kib is None:
+                continue
             lines.append("| under 10 KiB of server memory per idle connection (%s, %s connections) | %.1f KiB | %s |"
                          % (TRANSPORTS[r["transport"]], _num(r["connected"]), kib, mark(kib < 10 and r["connected"] == r["subs"])))
     for r in results:
@@ -252,9 +254,9 @@ def render(resultsPath, outDir):
         out.append("| server | transport | connections | RSS before | RSS with them | per connection |")
         out.append("|---|---|---:|---:|---:|---:|")
         for r in sorted(idle, key=lambda r: (_order(r["server"]), r["transport"])):
-            out.append("| %s | %s | %s | %s MiB | %s MiB | %.1f KiB |"
+            out.append("| %s | %s | %s | %s MiB | %s MiB | %s KiB |"
                        % (r["label"], TRANSPORTS[r["transport"]], _num(r["connected"]), _num(r["rss_before_kib"] / 1024, 1),
-                          _num(r["rss_ready_kib"] / 1024, 1), r["kib_per_connection"]))
+                          _num(r["rss_ready_kib"] / 1024, 1), _num(r["kib_per_connection"], 1)))
         out.append("")
 
     lp = [r for r in results if r["kind"] == "longpoll"]

@@ -491,9 +491,10 @@ class Runner:
         def go(server):
             r = self.loadgenRun(server, server.endpoints[transport], subs, hold=2.0, settle=1.0)
             e = self.record("idle", server, transport, subs, r)
-            e["kib_per_connection"] = round((e["rss_ready_kib"] - e["rss_before_kib"]) / max(e["connected"], 1), 2)
+            e["kib_per_connection"] = (round((e["rss_ready_kib"] - e["rss_before_kib"]) / e["connected"], 2)
+                                       if e["connected"] else None)
             self.save()
-            log("  %-12s %-6s %6d idle: %d connected, %.2f KiB per connection"
+            log("  %-12s %-6s %6d idle: %d connected, %s KiB per connection"
                 % (server.name, transport, subs, e["connected"], e["kib_per_connection"]))
 
         self.withServer(server, go)
