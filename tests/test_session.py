@@ -349,3 +349,21 @@ class AuthorizerTests(SynchronousTestCase):
         self.successResultOf(session.subscribe("public/news"))
         self.assertEqual(self.failureResultOf(session.subscribe("private"), CometError).value.code, "forbidden")
         self.assertEqual(self.failureResultOf(session.publish("public/news", 1), CometError).value.code, "forbidden")
+
+
+class SessionPrefixTests(SynchronousTestCase):
+    def test_sessionIdsCarryThePrefix(self):
+        """
+        A hub's sessionPrefix starts every session id it makes; the random
+        part is unchanged, so ids stay unique and unguessable.
+        """
+        hub = Hub(clock=Clock())
+        plain = self.successResultOf(hub.join())
+        self.assertNotIn(".", plain.id)
+        hub.sessionPrefix = "3."
+        first = self.successResultOf(hub.join())
+        second = self.successResultOf(hub.join())
+        self.assertTrue(first.id.startswith("3."))
+        self.assertNotEqual(first.id, second.id)
+        self.assertEqual(len(first.id), len(plain.id) + 2)
+        self.assertIs(hub.getSession(first.id), first)

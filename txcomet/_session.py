@@ -115,7 +115,7 @@ class Session:
         presence: Optional[bool] = None,
     ) -> None:
         self.hub = hub
-        self.id = secrets.token_urlsafe(24)
+        self.id = hub.sessionPrefix + secrets.token_urlsafe(24)
         self.clientId = secrets.token_urlsafe(9)
         self.user = user
         self.info = info
@@ -444,9 +444,14 @@ class Hub:
     @ivar clock: the L{IReactorTime} every timer runs on.
     @ivar authorizer: the L{IAuthorizer}.
     @ivar sessions: session id -> L{Session}, the open sessions.
+    @ivar sessionPrefix: what this hub's session ids start with: empty, or,
+        with several worker processes, the worker's number and a C{.}
+        (which random ids never contain), so any worker can tell whose
+        session a request is for.
     """
 
     log = Logger()
+    sessionPrefix = ""
 
     def __init__(
         self,
