@@ -26,7 +26,17 @@ from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
 from txcomet import CometError
-from txcomet._workers import BusHub, HubClient, ReusePortEndpoint, WorkerBus, reusePortEndpoint, workerCommand
+from txcomet._workers import (
+    BusHub,
+    HubClient,
+    ReusePortEndpoint,
+    WorkerBus,
+    WorkerRouter,
+    reusePortEndpoint,
+    sessionOwner,
+    workerCommand,
+    workerSocket,
+)
 from txcomet.interfaces import IEventBus, IPresence
 from txcomet.tap import Options
 from txcomet.testing import RecordingSubscriber
@@ -294,6 +304,156 @@ class ReusePortTests(TestCase):
         self.assertRaises(ValueError, reusePortEndpoint, reactor, "unix:/tmp/x.sock")
 
 
+class SessionOwnerTests(SynchronousTestCase):
+    def test_sessionOwner(self):
+        """
+        The worker number is read from an id's prefix; ids without one, or
+        naming a worker that does not exist, name no worker.
+        """
+        self.assertEqual(sessionOwner("1.abc", 2), 1)
+        self.assertEqual(sessionOwner(b"0.abc", 2), 0)
+        for bad in ("abc", "2.abc", "x.abc", ".abc", "-1.abc", None, 7, "99999.a"):
+            self.assertIsNone(sessionOwner(bad, 2), bad)
+
+
+class RouterTests(TestCase):
+    """
+    L{WorkerRouter} in front of worker 0's site forwards requests for
+    worker 1's sessions to worker 1's private UNIX socket, over real
+    sockets.
+    """
+
+    @inlineCallbacks
+    def setUp(self):
+        from twisted.web.client import HTTPConnectionPool
+
+        from txcomet import Comet, CometConfig, CometRequest, InMemoryBus
+
+        self.directory = tempfile.mkdtemp(prefix="txcomet-test-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        bus = InMemoryBus()
+        self.workers = []
+        for index in range(2):
+            comet = Comet(bus=bus, config=CometConfig(heartbeat=30))
+            comet.hub.sessionPrefix = "%d." % (index,)
+            yield comet.startService()
+            self.addCleanup(comet.stopService)
+            root = Resource()
+            root.putChild(b"comet", comet.resource)
+            self.workers.append((comet, root))
+        # worker 1 serves its private socket; worker 0 the public port
+        comet1, root1 = self.workers[1]
+        self.private = yield UNIXServerEndpoint(reactor, workerSocket(self.directory, 1)).listen(
+            Site(root1, requestFactory=CometRequest))
+        self.addCleanup(self.private.stopListening)
+        comet0, root0 = self.workers[0]
+        router = WorkerRouter(root0, 0, 2, self.directory, b"/comet/control", reactor)
+        self.site = Site(router, requestFactory=CometRequest)
+        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.url = "http://127.0.0.1:%d/comet" % (self.port.getHost().port,)
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    def get(self, url, **kwargs):
+        import treq
+
+        return treq.get(url, pool=self.pool, **kwargs)
+
+    def post(self, url, body):
+        import treq
+
+        return treq.post(url, json.dumps(body).encode(), pool=self.pool, headers={b"Content-Type": [b"application/json"]})
+
+    @inlineCallbacks
+    def test_pollForwarded(self):
+        """
+        A poll for worker 1's session, arriving at worker 0, is answered
+        by worker 1 with that session's events.
+        """
+        import treq
+
+        comet1 = self.workers[1][0]
+        session = yield comet1.hub.join()
+        yield session.subscribe("news")
+        yield comet1.publish("news", "hello")
+        response = yield self.get(self.url + "/poll?session=" + session.id)
+        self.assertEqual(response.code, 200)
+        body = yield treq.json_content(response)
+        self.assertEqual([m["data"] for m in body], ["hello"])
+
+    @inlineCallbacks
+    def test_controlForwarded(self):
+        """
+        A control message naming worker 1's session in its body is run by
+        worker 1; worker 0 knows nothing of the session.
+        """
+        import treq
+
+        comet0, comet1 = self.workers[0][0], self.workers[1][0]
+        session = yield comet1.hub.join()
+        response = yield self.post(self.url + "/control", {"op": "subscribe", "session": session.id, "channel": "a", "ref": 4})
+        reply = yield treq.json_content(response)
+        self.assertEqual((response.code, reply["ok"], reply["ref"]), (200, True, 4))
+        self.assertIn("a", session.subscriptions)
+        self.assertRaises(CometError, comet0.hub.getSession, session.id)
+
+    @inlineCallbacks
+    def test_ownSessionsServedHere(self):
+        """
+        Worker 0's own sessions, and requests naming no session, are
+        served by worker 0 itself.
+        """
+        import treq
+
+        comet0 = self.workers[0][0]
+        response = yield self.post(self.url + "/control", {"op": "join"})
+        reply = yield treq.json_content(response)
+        self.assertTrue(reply["session"].startswith("0."))
+        self.assertEqual(comet0.hub.getSession(reply["session"]).id, reply["session"])
+
+    @inlineCallbacks
+    def test_longPollStreamsBack(self):
+        """
+        A long-poll forwarded to worker 1 is held there and answered
+        through worker 0 when an event arrives; a client that goes away
+        mid-poll releases the forwarded request too.
+        """
+        import treq
+
+        comet1 = self.workers[1][0]
+        session = yield comet1.hub.join()
+        yield session.subscribe("news")
+        d = self.get(self.url + "/longpoll?session=" + session.id)
+        while session.dataChannel is None:
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        yield comet1.publish("news", "late")
+        response = yield d
+        body = yield treq.json_content(response)
+        self.assertEqual([m["data"] for m in body], ["late"])
+        # now a poll whose client disconnects
+        s = socket.create_connection(("127.0.0.1", self.port.getHost().port))
+        s.sendall(("GET /comet/longpoll?session=%s HTTP/1.1\r\nHost: x\r\n\r\n" % session.id).encode())
+        while session.dataChannel is None:
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        s.close()
+        while session.dataChannel is not None:
+            yield task.deferLater(reactor, 0.01, lambda: None)
+
+    @inlineCallbacks
+    def test_ownerNotRunning(self):
+        """
+        A session of a worker whose socket is gone is answered 404
+        unknown_session, as JSON.
+        """
+        import treq
+
+        yield self.private.stopListening()
+        response = yield self.get(self.url + "/poll?session=1.nosuchsession")
+        body = yield treq.json_content(response)
+        self.assertEqual((response.code, body["error"]), (404, "unknown_session"))
+
+
 class OptionsTests(SynchronousTestCase):
     def parse(self, *args):
         options = Options()
@@ -310,9 +470,9 @@ class OptionsTests(SynchronousTestCase):
 
     def test_workerCommand(self):
         """
-        A worker's command line carries this server's options, the ports
-        worker 0 resolved and the hub socket, but never the publisher
-        secret or --workers.
+        A worker's command line carries this server's options (the worker
+        count too), the ports worker 0 resolved and the hub socket, but
+        never the publisher secret.
         """
         options = self.parse(
             "--workers", "2", "--listen", "tcp:0", "--heartbeat", "5", "--history", "7",
@@ -325,7 +485,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((worker["config"].heartbeat, worker["config"].historyLength), (5.0, 7))
         self.assertEqual(worker["config"].allowedOrigins, ("https://a.example",))
         self.assertFalse(worker["config"].clientPublish)
-        self.assertEqual((worker["worker-hub"], worker["worker-index"], worker["workers"]), ("/run/hub.sock", 1, 1))
+        self.assertEqual((worker["worker-hub"], worker["worker-index"], worker["workers"]), ("/run/hub.sock", 1, 2))
         self.assertNotIn("s3cret", " ".join(argv))
 
 
@@ -337,11 +497,9 @@ class TwoWorkersProcessTests(TestCase):
 
     timeout = 60
 
-    def test_sharedPort(self):
+    def startServer(self):
         """
-        Connections land on both workers (each process holds some of the
-        established connections), and a publish through either reaches
-        every long-poll, on both workers, with one id.
+        Start the server; return worker 0's pid and the port.
         """
         env = dict(os.environ, PYTHONPATH=ROOT)
         process = subprocess.Popen(
@@ -362,6 +520,74 @@ class TwoWorkersProcessTests(TestCase):
             if started == 2 or time.time() > deadline:
                 break
         self.assertEqual(started, 2, "both workers listen")
+        return process, port
+
+    def request(self, port, method, path, body=None):
+        """
+        One request on a new connection (so SO_REUSEPORT picks a worker
+        for it); the status and the body.
+        """
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" % (method, path)
+        data = b""
+        if body is not None:
+            data = json.dumps(body).encode()
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % (len(data),)
+        s.sendall(head.encode() + b"\r\n" + data)
+        answer = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        s.close()
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        if b"chunked" in head.lower():
+            body, rest = b"", rest
+            while rest:
+                size, _, rest = rest.partition(b"\r\n")
+                n = int(size, 16)
+                if n == 0:
+                    break
+                body, rest = body + rest[:n], rest[n + 2:]
+            rest = body
+        return int(head.split()[1]), rest
+
+    def test_sessionsAcrossWorkers(self):
+        """
+        Sessions joined on new connections (landing on either worker) are
+        usable from any connection: polls and control messages for them
+        are served, wherever they land, and deliver what was published.
+        """
+        process, port = self.startServer()
+        sessions = []
+        for i in range(16):
+            status, body = self.request(port, "POST", "/comet/control", {"op": "join", "channels": ["room"]})
+            self.assertEqual(status, 200, body)
+            sessions.append(json.loads(body)["session"])
+        self.assertEqual({s.split(".")[0] for s in sessions}, {"0", "1"})
+        status, body = self.request(port, "POST", "/comet/publish/room", {"n": 1})
+        self.assertEqual(status, 200, body)
+        for session in sessions:
+            for attempt in range(3):
+                status, body = self.request(port, "GET", "/comet/poll?session=" + session)
+                self.assertEqual(status, 200, body)
+                messages = json.loads(body)
+                if messages:
+                    break
+            self.assertEqual([m["data"] for m in messages], [{"n": 1}])
+            status, body = self.request(port, "POST", "/comet/control", {"op": "leave", "session": session})
+            self.assertEqual(status, 200, body)
+            status, body = self.request(port, "GET", "/comet/poll?session=" + session)
+            self.assertEqual((status, json.loads(body)["error"]), (404, "unknown_session"))
+
+    def test_sharedPort(self):
+        """
+        Connections land on both workers (each process holds some of the
+        established connections), and a publish through either reaches
+        every long-poll, on both workers, with one id.
+        """
+        process, port = self.startServer()
         workers = self._workerPids(process.pid)
         self.assertEqual(len(workers), 1)
         # Hold long-polls on many connections; SO_REUSEPORT spreads them.

@@ -13,16 +13,18 @@ whose subscribers, fan-out and history are local, fed by the hub's relay
 in publish order.  An event is relayed once per worker, then fanned out
 by each worker to its own subscribers.
 
-Sessions belong to the worker that made them.  Join-listen data channels
-(EventSource or WebSocket with C{?channel=}) work on any worker, as do
-WebSocket sessions (control and data on one connection) and the publish
-API; a session id used on a connection that reached another worker is
-unknown there.  (The Redis bus, where available, shares history and
-presence between separate servers instead.)
+Sessions belong to the worker that made them; their ids start with the
+worker's number (C{Hub.sessionPrefix}).  Each worker also serves its site
+on a private UNIX socket, and a request that names another worker's
+session (C{session=} in the query, or in a control message's body) is
+forwarded there by L{WorkerRouter}, streaming answers included, so a
+browser's connections may land on any worker.  Join-listen data channels,
+WebSocket connections and the publish API are served where they land.
 """
 
+import json
 import os
-import signal
+from io import BytesIO
 import socket
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -32,15 +34,21 @@ from twisted.internet import error
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.protocols.basic import Int32StringReceiver
+from twisted.web.client import Agent, FileBodyProducer
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ._channels import validateChannel
 from ._errors import CometError
 from ._event import Event, encodeJSON
+from ._http import writeError
 from ._memory import InMemoryBus
 
 log = Logger()
@@ -51,8 +59,6 @@ MAX_RELAY_MESSAGE = 64 * 1024 * 1024
 
 
 def _decode(data: bytes) -> dict:
-    import json
-
     return json.loads(data.decode("utf-8"))
 
 
@@ -378,11 +384,11 @@ class HubClient:
                 self.onLost()
         waiting, self._waiting = self._waiting, {}
         for d, _ in waiting.values():
-            d.errback(CometError("internal_error", "The bus hub (worker 0) has gone."))
+            d.errback(CometError("unavailable", "The bus hub (worker 0) has gone."))
 
     def _send(self, convert: Any, op: str, **args: Any) -> Deferred:
         if self.protocol is None:
-            return fail(CometError("internal_error", "The bus hub (worker 0) is not connected."))
+            return fail(CometError("unavailable", "The bus hub (worker 0) is not connected."))
         self._ref += 1
         d: Deferred = Deferred()
         self._waiting[self._ref] = (d, convert)
@@ -483,6 +489,187 @@ def reusePortEndpoint(reactor: Any, description: str, after: Any = None) -> Reus
     if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         raise ValueError("--workers needs tcp: endpoints, not %r" % (description,))
     return ReusePortEndpoint(reactor, endpoint._port, endpoint._interface, endpoint._backlog, after)
+
+
+# ------------------------------------------------------------------ sessions
+
+
+def workerSocket(directory: str, index: int) -> str:
+    """
+    The path of worker C{index}'s private UNIX socket.
+    """
+    return os.path.join(directory, "worker-%d.sock" % (index,))
+
+
+def sessionOwner(sessionId: object, workers: int) -> Optional[int]:
+    """
+    The number of the worker that made C{sessionId}, or C{None} when the
+    id names none (no prefix, or one out of range).
+    """
+    if isinstance(sessionId, bytes):
+        sessionId = sessionId.decode("ascii", "replace")
+    if not isinstance(sessionId, str):
+        return None
+    number, dot, _ = sessionId.partition(".")
+    if not dot or not number.isdigit() or len(number) > 4:
+        return None
+    index = int(number)
+    return index if index < workers else None
+
+
+class WorkerRouter(Resource):
+    """
+    The root of a worker's public site: a request for another worker's
+    session is forwarded to that worker's private socket; everything else
+    is served by C{root} here.
+
+    @param controlPath: the control channel's path (C{b"/comet/control"}),
+        whose POST bodies may name a session.
+    """
+
+    def __init__(self, root: Resource, index: int, workers: int, directory: str, controlPath: bytes, reactor: Any) -> None:
+        Resource.__init__(self)
+        self.root = root
+        self.index = index
+        self.workers = workers
+        self.directory = directory
+        self.controlPath = controlPath
+        self.reactor = reactor
+
+    def ownerOf(self, request: Any) -> Optional[int]:
+        """
+        The worker whose session C{request} is for, if it names one.
+        """
+        values = (request.args or {}).get(b"session")
+        if values:
+            return sessionOwner(values[0], self.workers)
+        if request.method == b"POST" and request.path == self.controlPath and request.content is not None:
+            body = request.content.read(64 * 1024)
+            request.content.seek(0)
+            try:
+                message = json.loads(body.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                return None
+            if isinstance(message, dict):
+                return sessionOwner(message.get("session"), self.workers)
+        return None
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        if request.getHeader("upgrade") is None:
+            owner = self.ownerOf(request)
+            if owner is not None and owner != self.index:
+                return ForwardResource(self.reactor, workerSocket(self.directory, owner))
+        return self.root.getChildWithDefault(path, request)
+
+    def render(self, request: Any) -> Any:
+        return self.root.render(request)
+
+
+@implementer(IAgentEndpointFactory)
+class _SocketEndpoints:
+    """
+    Every URI is reached through one UNIX socket.
+    """
+
+    def __init__(self, reactor: Any, path: str) -> None:
+        self.reactor = reactor
+        self.path = path
+
+    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
+        return UNIXClientEndpoint(self.reactor, self.path)
+
+
+class _Relay(Protocol):
+    """
+    Streams a forwarded answer's body into the original request.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.gone = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.gone:
+            self.request.write(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.gone:
+            self.gone = True
+            self.request.finish()
+
+    def stop(self) -> None:
+        """
+        The client went away: drop the forwarded request.
+        """
+        self.gone = True
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+#: Headers that belong to one connection, not to the request or answer.
+_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection"}
+
+
+class ForwardResource(Resource):
+    """
+    Forwards a request, as it came, to another worker's private socket,
+    and streams the answer back.
+    """
+
+    isLeaf = True
+
+    def __init__(self, reactor: Any, path: str) -> None:
+        Resource.__init__(self)
+        self.reactor = reactor
+        self.path = path
+
+    def render(self, request: Any) -> Any:
+        headers = Headers()
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in _HOP_BY_HOP and name.lower() != b"content-length":
+                headers.setRawHeaders(name, values)
+        host = getattr(request.getClientAddress(), "host", None)
+        if host is not None:
+            headers.addRawHeader(b"X-Forwarded-For", host.encode("ascii"))
+        body = None
+        if request.content is not None:
+            request.content.seek(0)
+            data = request.content.read()
+            if data or request.method in (b"POST", b"PUT"):
+                body = FileBodyProducer(BytesIO(data))
+        agent = Agent.usingEndpointFactory(self.reactor, _SocketEndpoints(self.reactor, self.path))
+        d = agent.request(request.method, b"http://worker" + request.uri, headers, body)
+        relay = _Relay(request)
+        finished = request.notifyFinish()
+
+        def answered(response: Any) -> None:
+            if relay.gone:
+                response.deliverBody(Protocol())
+                return
+            request.setResponseCode(response.code, response.phrase)
+            for name, values in response.headers.getAllRawHeaders():
+                if name.lower() not in _HOP_BY_HOP and name.lower() != b"content-length":
+                    request.responseHeaders.setRawHeaders(name, values)
+            response.deliverBody(relay)
+
+        def failed(failure: Any) -> None:
+            if relay.gone:
+                return
+            relay.gone = True
+            request.write(writeError(request, CometError(
+                "unknown_session", "The worker that held this session is not running."
+            )))
+            request.finish()
+
+        def clientGone(failure: Any) -> None:
+            if not relay.gone:
+                relay.stop()
+                d.cancel()
+
+        d.addCallbacks(answered, failed)
+        d.addErrback(lambda f: log.failure("Forwarding a request to another worker failed", f))
+        finished.addErrback(clientGone)
+        return NOT_DONE_YET
 
 
 # ------------------------------------------------------------------ the pool
@@ -590,7 +777,7 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
     argv = [sys.executable, "-m", "twisted", "txcomet"]
     for listen in listens:
         argv += ["--listen", listen]
-    skip = {"publisher-secret", "workers", "worker-hub", "worker-index"}
+    skip = {"publisher-secret", "worker-hub", "worker-index"}
     for parameter in options.optParameters:
         name = parameter[0]
         if name not in skip and options[name] is not None:

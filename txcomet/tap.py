@@ -172,12 +172,15 @@ class _UnloggedSite(Site):
         pass
 
 
-def makeSite(options: Options, comet: Comet) -> Site:
+def makeSite(options: Options, comet: Comet, root: Any = None) -> Site:
     """
-    The L{Site} serving L{makeRoot} (with or without an access log).
+    The L{Site} serving C{root} (by default L{makeRoot}), with or without
+    an access log.
     """
     factory = _UnloggedSite if options["no-access-log"] else Site
-    site = factory(makeRoot(options, comet), requestFactory=CometRequest)
+    if root is None:
+        root = makeRoot(options, comet)
+    site = factory(root, requestFactory=CometRequest)
     site.displayTracebacks = False
     return site
 
@@ -232,9 +235,19 @@ def _makeWorkerService(options: Options) -> MultiService:
     from twisted.internet import reactor
     from twisted.internet.endpoints import UNIXServerEndpoint
 
-    from ._workers import BusHub, HubClient, WorkerBus, WorkerPool, reusePortEndpoint, workerCommand
+    from ._workers import (
+        BusHub,
+        HubClient,
+        WorkerBus,
+        WorkerPool,
+        WorkerRouter,
+        reusePortEndpoint,
+        workerCommand,
+        workerSocket,
+    )
 
     config = options["config"]
+    index = options["worker-index"]
     service = MultiService()
     hubPath = options["worker-hub"]
     if hubPath is None:
@@ -246,10 +259,20 @@ def _makeWorkerService(options: Options) -> MultiService:
         StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
     else:
         hub = None
+        directory = os.path.dirname(hubPath)
         bus = WorkerBus(HubClient(reactor, hubPath, onLost=reactor.stop), config.historyLength)
     comet = makeComet(options, bus)
+    comet.hub.sessionPrefix = "%d." % (index,)
     comet.setServiceParent(service)
-    site = makeSite(options, comet)
+    root = makeRoot(options, comet)
+    # Requests for another worker's session reach it through its private
+    # socket, which serves the same root without the router.
+    StreamServerEndpointService(
+        UNIXServerEndpoint(reactor, workerSocket(directory, index)), makeSite(options, comet, root)
+    ).setServiceParent(service)
+    controlPath = b"/" + b"/".join(options["prefixSegments"]) + b"/control"
+    router = WorkerRouter(root, index, options["workers"], directory, controlPath, reactor)
+    site = makeSite(options, comet, router)
     endpoints = []
     for description in options["listen"]:
         # Listen once the bus is connected: a worker takes no request it
