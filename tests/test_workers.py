@@ -502,23 +502,28 @@ class TwoWorkersProcessTests(TestCase):
         Start the server; return worker 0's pid and the port.
         """
         env = dict(os.environ, PYTHONPATH=ROOT)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "txcomet", "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"],
-            cwd=tempfile.gettempdir(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The log goes to a file: a pipe nobody reads would fill up and
+        # block the server.
+        logPath = os.path.join(tempfile.mkdtemp(prefix="txcomet-test-"), "server.log")
+        self.addCleanup(shutil.rmtree, os.path.dirname(logPath), True)
+        with open(logPath, "wb") as logFile:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "twisted", "txcomet", "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"],
+                cwd=tempfile.gettempdir(), env=env, stdout=logFile, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.addCleanup(self._stop, process)
         port = None
         started = 0
         deadline = time.time() + 30
-        for line in process.stdout:
-            text = line.decode("utf-8", "replace")
-            found = re.search(r"Site starting on (\d+)", text)
+        while started < 2 and time.time() < deadline and process.poll() is None:
+            time.sleep(0.1)
+            with open(logPath, "rb") as f:
+                lines = [re.search(rb"Site starting on (\d+)", line) for line in f]
+            found = [int(m.group(1)) for m in lines if m]
+            started = len(found)
             if found:
-                port = int(found.group(1))
-                started += 1
-            if started == 2 or time.time() > deadline:
-                break
+                port = found[0]
         self.assertEqual(started, 2, "both workers listen")
         return process, port
 
@@ -657,4 +662,3 @@ class TwoWorkersProcessTests(TestCase):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        process.stdout.close()
