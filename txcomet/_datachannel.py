@@ -58,11 +58,10 @@ class DataChannelParams:
         args = queryArgs(request)
         session = singleArg(args, "session")
         channels = args.get("channel", [])
-        last = singleArg(args, "last") or singleArg(args, "lastEventId")
-        if last is None:
-            header = request.getHeader("Last-Event-ID")
-            if header:
-                last = header.strip()
+        # The header wins: a browser's EventSource sends it when it
+        # reconnects, newer than any last= or lastEventId= in its URL.
+        queryLast = singleArg(args, "last") or singleArg(args, "lastEventId")
+        last = (request.getHeader("Last-Event-ID") or "").strip() or queryLast
         if session is not None and channels:
             raise CometError("invalid_request", "Give session=ID or channel=NAME, not both.")
         if session is None and not channels:
