@@ -98,6 +98,7 @@ class HTTPDataChannel:
         self.request = request
         self.params = params
         self.session: Optional[Session] = None
+        self.position: Optional[str] = None
         self.wrote = False
         self.ended = False
         self._heartbeat = None
@@ -114,6 +115,16 @@ class HTTPDataChannel:
         request.setHeader(b"Content-Type", self.contentType)
         setNoCache(request)
         applyCORS(request, self.hub.config)
+
+    def setPosition(self, position: str) -> None:
+        """
+        Say where this response starts, in the C{X-Comet-Position} header:
+        the C{last} a client that receives no event from it resumes with
+        (join-listen: the position at subscription; with a session: the
+        C{last} given, or the session's L{Session.resumePoint}).
+        """
+        self.position = position
+        self.request.setHeader(b"X-Comet-Position", position.encode("utf-8"))
 
     def begin(self, session: Session) -> None:
         """
@@ -213,6 +224,7 @@ class DataChannelResource(JSONResource):
             session = self.hub.getSession(params.session)
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
+            channel.setPosition(params.last or session.resumePoint)
             self._listen(session, channel, params.last)
             return NOT_DONE_YET
         d = self._joinListen(request, params)
@@ -241,7 +253,7 @@ class DataChannelResource(JSONResource):
                 return
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
-            request.setHeader(b"X-Comet-Position", position.encode("ascii"))
+            channel.setPosition(position)
             self._listen(session, channel, None)
         except BaseException:
             session.close(None)
