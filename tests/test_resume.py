@@ -131,3 +131,32 @@ class LastEventIdPrecedenceTests(SynchronousTestCase):
             "GET", "poll", headers={"Last-Event-ID": [ids[1]]}, channel="news", last=ids[0]
         )
         self.assertEqual([e["data"] for e in response.json()], [2])
+
+
+class UnknownParameterTests(SynchronousTestCase):
+    """
+    A misspelt parameter is an error, not silently ignored.
+    """
+
+    def test_unknownParameter(self):
+        """
+        A data channel request with a parameter the endpoint does not take
+        is answered 400 C{invalid_request} naming it.
+        """
+        comet, clock = makeComet()
+        client = MemoryCometClient(comet)
+        response = client.request("GET", "longpoll", channel="news", lastEventID="x-1")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(response.json()["error"], "invalid_request")
+        self.assertIn("'lastEventID'", response.json()["message"])
+        self.assertEqual(comet.hub.sessions, {})
+
+    def test_cacheBuster(self):
+        """
+        C{_=...}, the cache buster script-tag and jQuery clients add, is
+        accepted.
+        """
+        comet, clock = makeComet()
+        client = MemoryCometClient(comet)
+        response = client.request("GET", "poll", channel="news", _="12345")
+        self.assertEqual((response.code, response.json()), (200, []))

@@ -11,7 +11,7 @@ L{HTTPDataChannel} subclass.
 Polling and long-polling live here too; they answer a JSON array.
 """
 
-from typing import Any, List, Optional, Sequence
+from typing import AbstractSet, Any, List, Optional, Sequence
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -54,8 +54,22 @@ class DataChannelParams:
         self.args = args
 
     @classmethod
-    def fromRequest(cls, request: Request, maxChannels: int) -> "DataChannelParams":
+    def fromRequest(
+        cls, request: Request, maxChannels: int, known: Optional[AbstractSet[str]] = None
+    ) -> "DataChannelParams":
+        """
+        Read the parameters of C{request}; with C{known}, a parameter not
+        in it is an C{invalid_request} (a misspelt one would be ignored).
+        """
         args = queryArgs(request)
+        if known is not None:
+            unknown = sorted(set(args) - known)
+            if unknown:
+                raise CometError(
+                    "invalid_request",
+                    "Unknown parameter %r; this endpoint takes %s."
+                    % (unknown[0][:40], ", ".join(sorted(known))),
+                )
         session = singleArg(args, "session")
         channels = args.get("channel", [])
         # The header wins: a browser's EventSource sends it when it
@@ -203,6 +217,8 @@ class DataChannelResource(JSONResource):
 
     isLeaf = True
     channelClass = HTTPDataChannel
+    #: The query parameters this endpoint takes (C{_} is for cache busters).
+    parameters: AbstractSet[str] = frozenset(["session", "channel", "last", "lastEventId", "_"])
     joinListenSince: Optional[str] = None
     answerAtOnce = False
 
@@ -218,7 +234,7 @@ class DataChannelResource(JSONResource):
         """
 
     def render_GET(self, request: Request) -> Any:
-        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions)
+        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions, self.parameters)
         self.checkRequest(request, params)
         if params.session is not None:
             session = self.hub.getSession(params.session)
