@@ -160,3 +160,19 @@ class UnknownParameterTests(SynchronousTestCase):
         client = MemoryCometClient(comet)
         response = client.request("GET", "poll", channel="news", _="12345")
         self.assertEqual((response.code, response.json()), (200, []))
+
+
+class LoneSurrogateTests(SynchronousTestCase):
+    def test_publishLoneSurrogate(self):
+        """
+        JSON text may escape a lone surrogate (C{"\\ud800"}), which no event
+        can be encoded with: publishing it is a 400 C{malformed_json}, not
+        an internal error.
+        """
+        comet, clock = makeComet()
+        client = MemoryCometClient(comet)
+        response = client.request(
+            "POST", "publish/news", b'{"a": "\\ud800"}', headers={"Content-Type": ["application/json"]}
+        )
+        self.assertEqual((response.code, response.json()["error"]), (400, "malformed_json"))
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -506,9 +506,16 @@ class Hub:
     def checkSize(self, data: Any) -> bytes:
         """
         Encode C{data} and raise L{CometError} C{too_large} if it is larger
-        than C{maxMessageSize}.
+        than C{maxMessageSize}, or C{malformed_json} if it cannot be
+        encoded (a lone surrogate in a string).
         """
-        encoded = encodeJSON(data)
+        try:
+            encoded = encodeJSON(data)
+        except UnicodeEncodeError:
+            # json.loads lets "\ud800" through as a lone surrogate.
+            raise CometError(
+                "malformed_json", "The data holds a lone surrogate (\\ud800-\\udfff), which is not text."
+            )
         if len(encoded) > self.config.maxMessageSize:
             raise CometError(
                 "too_large",
