@@ -56,5 +56,7 @@ class RealServerMixin:
         yield self.comet.stopService()
         # Drop any connection the test left open.
         for protocol in self.site.openProtocols:
-            if protocol.transport is not None and protocol.transport.connected:
-                protocol.transport.abortConnection()
+            # Site's protocol wraps the HTTPChannel that has the transport.
+            transport = getattr(getattr(protocol, "_channel", protocol), "transport", None)
+            if transport is not None and transport.connected:
+                transport.abortConnection()
