@@ -9,7 +9,8 @@ from zope.interface.verify import verifyObject
 
 from txcomet.interfaces import IDataChannel, IFraming
 from txcomet._streaming import (
-    DATA_PARTS,
+    DATA_BODIES,
+    DATA_HEADS,
     EVENT_STREAM,
     LINES,
     PARTS,
@@ -45,7 +46,7 @@ class InterfaceTests(CometTestCase):
         """
         Every framing provides L{IFraming}.
         """
-        for framing in (LINES, SCRIPT_CALLS, EVENT_STREAM, PARTS, DATA_PARTS, SCRIPT_ARRAY):
+        for framing in (LINES, SCRIPT_CALLS, EVENT_STREAM, PARTS, DATA_BODIES, DATA_HEADS, SCRIPT_ARRAY):
             self.assertTrue(verifyObject(IFraming, framing))
 
     def test_channels(self):

@@ -273,7 +273,9 @@ class MultipartTests(CometTestCase):
         """
         With C{parts=data}, an event whose data is a C{data:} URL is a part
         of its bytes with its media type, so the stream can be an
-        C{<img>}'s source; presence notices make no part.
+        C{<img>}'s source; presence notices make no part.  The next part's
+        headers are sent ahead with the last type, so a part of another
+        type comes after an empty one of the announced type.
         """
         png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
         reader = self.openStream(MULTIPART, channel="cam", parts="data")
@@ -284,7 +286,7 @@ class MultipartTests(CometTestCase):
         parts = parser.feed(reader.stream.read())
         self.assertEqual(
             [(h["content-type"], b) for h, b in parts],
-            [("image/png", png), ("text/plain; charset=utf-8", b"plain words")],
+            [("image/png", png), ("image/png", b""), ("text/plain; charset=utf-8", b"plain words")],
         )
 
     def test_imageHeartbeatRepeatsLastPart(self):
@@ -304,8 +306,8 @@ class MultipartTests(CometTestCase):
 
     def test_imageStreamEndsWithoutClosePart(self):
         """
-        An image stream ends with no JSON close part (which would replace
-        the picture with a broken one).
+        An image stream ends with its last part again, not a JSON close
+        part (which would replace the picture with a broken one).
         """
         session = self.client.join(channels=["cam"])
         reader = self.openStream(MULTIPART, session=session, parts="data")
@@ -314,7 +316,27 @@ class MultipartTests(CometTestCase):
         self.client.control(op="leave", session=session)
         parts = parser.feed(reader.stream.read())
         self.assertTrue(reader.stream.done)
-        self.assertEqual([b for h, b in parts], [b"frame"])
+        self.assertTrue(parser.closed)
+        self.assertEqual([b for h, b in parts], [b"frame", b"frame"])
+
+    def test_nextPartAnnounced(self):
+        """
+        Each part is followed at once by the boundary and the next part's
+        headers, which is what makes a browser show it without waiting for
+        the next event.
+        """
+        reader = self.openStream(MULTIPART, channel="cam", parts="data")
+        boundary = self.boundary(reader)
+        reader.stream.read()
+        self.publish("cam", "data:image/gif;base64,R0lGODlh")
+        self.assertEqual(
+            reader.stream.read(),
+            b"Content-Type: image/gif\r\n\r\nGIF89a\r\n--" + boundary + b"\r\nContent-Type: image/gif\r\n\r\n",
+        )
+        message = self.openStream(MULTIPART, channel="news")
+        self.assertEqual(
+            message.stream.read(), b"--" + self.boundary(message) + b"\r\nContent-Type: application/json; charset=utf-8\r\n\r\n"
+        )
 
     def test_messageStreamCloses(self):
         """

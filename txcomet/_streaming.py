@@ -151,27 +151,28 @@ class EventStreamFraming:
         return self.frameMessage(event.json, kind, event.id.encode("utf-8"))
 
 
-def bodyPart(contentType: bytes, body: bytes) -> bytes:
+def partHeaders(contentType: bytes) -> bytes:
     """
-    One MIME body part, headers and body, without the boundary lines
-    around it (those are per response).
+    The header block of a MIME body part.
     """
-    return b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (contentType, len(body), body)
+    return b"Content-Type: " + contentType + b"\r\n\r\n"
+
+
+JSON_PART = partHeaders(JSON_TYPE)
 
 
 @implementer(IFraming)
 class PartFraming:
     """
-    Each message as an C{application/json} body part: multipart streams.
+    The body of an event's part in a multipart stream of messages: its
+    JSON.  The header block (always L{JSON_PART}) and the boundary lines
+    are written per response.
     """
 
     name = "multipart"
 
-    def frameMessage(self, message: bytes) -> bytes:
-        return bodyPart(JSON_TYPE, message)
-
     def frameEvent(self, event: IEvent) -> bytes:
-        return bodyPart(JSON_TYPE, event.json)
+        return event.json
 
 
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
@@ -216,19 +217,28 @@ def dataBody(data: Any) -> Tuple[bytes, bytes]:
 
 
 @implementer(IFraming)
-class DataPartFraming:
+class DataBodyFraming:
     """
-    Each event's data itself as a body part (see L{dataBody}): multipart
-    streams with C{parts=data}, which can drive an C{<img>}.  Presence
-    notices have no part.
+    The body of an event's part in a C{parts=data} stream: its data itself
+    (see L{dataBody}).
     """
 
     name = "multipart-data"
 
     def frameEvent(self, event: IEvent) -> bytes:
-        if event.kind != "event":
-            return b""
-        return bodyPart(*dataBody(event.data))
+        return dataBody(event.data)[1]
+
+
+@implementer(IFraming)
+class DataHeadFraming:
+    """
+    The header block of an event's part in a C{parts=data} stream.
+    """
+
+    name = "multipart-data-head"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return partHeaders(dataBody(event.data)[0])
 
 
 @implementer(IFraming)
@@ -248,7 +258,8 @@ LINES = LineFraming()
 SCRIPT_CALLS = ScriptCallFraming()
 EVENT_STREAM = EventStreamFraming()
 PARTS = PartFraming()
-DATA_PARTS = DataPartFraming()
+DATA_BODIES = DataBodyFraming()
+DATA_HEADS = DataHeadFraming()
 SCRIPT_ARRAY = ScriptArrayFraming()
 
 
@@ -506,53 +517,81 @@ class EventSourceChannel(StreamingDataChannel):
 
 class MultipartChannel(StreamingDataChannel):
     """
-    C{multipart/x-mixed-replace} with a random boundary per response: one
-    body part per message, each followed at once by the boundary line so
-    a browser shows it without waiting for the next.
+    C{multipart/x-mixed-replace} with a random boundary per response, one
+    body part per message.
 
-    With C{parts=message} (the default) every part is a JSON message; with
-    C{parts=data}, every part is an event's data itself (see L{dataBody}),
-    heartbeats repeat the last part and the stream ends with no close part:
-    what an C{<img>} needs.
+    Each part's body is followed at once by the boundary line I{and the
+    next part's header block}: browsers (Chromium at least) show a part
+    only once the next part's headers have arrived, so announcing them
+    early shows each part as soon as it is complete instead of one part
+    late.  With C{parts=message} (the default) every part is a JSON
+    message, so the next header block is known.  With C{parts=data} every
+    part is an event's data itself (see L{dataBody}; presence notices have
+    none), and the next part is announced with the type of the last; a part of another type is preceded
+    by an empty part of the announced one (so an image stream should keep
+    one media type).  Heartbeats repeat the last part and the stream ends
+    with it, with no close message: what an C{<img>} needs.
     """
 
     def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
         self.dataParts = singleArg(params.args, "parts") == "data"
-        self.framing = DATA_PARTS if self.dataParts else PARTS
+        self.framing = DATA_BODIES if self.dataParts else PARTS
         super().__init__(resource, request, params)
         self.boundary = ("txcomet-" + secrets.token_hex(12)).encode("ascii")
         self.contentType = b"multipart/x-mixed-replace; boundary=" + self.boundary
         self.delimiter = b"\r\n--" + self.boundary + b"\r\n"
-        self.lastPart: Optional[bytes] = None
+        #: The header block written for the part to come, if any.
+        self.announced: Optional[bytes] = None
+        self.lastBody: Optional[bytes] = None
 
     def prelude(self) -> bytes:
-        return b"--" + self.boundary + b"\r\n"
+        if self.dataParts:
+            return b"--" + self.boundary + b"\r\n"
+        self.announced = JSON_PART
+        return b"--" + self.boundary + b"\r\n" + JSON_PART
 
     def writeEvents(self, events: List[Any]) -> None:
         if self.ended:
             return
         pieces = []
         for event in events:
-            part = event.framed(self.framing)
-            if part:
-                pieces.append(part)
-                pieces.append(self.delimiter)
+            if self.dataParts:
+                if event.kind != "event":
+                    continue
+                body = event.framed(DATA_BODIES)
+                head = event.framed(DATA_HEADS)
+                if self.announced is None:
+                    pieces.append(head)
+                elif self.announced != head:
+                    pieces.append(self.delimiter)
+                    pieces.append(head)
+                self.announced = head
+            else:
+                body = event.framed(PARTS)
+                head = JSON_PART
+            pieces.append(body)
+            pieces.append(self.delimiter)
+            pieces.append(head)
+            self.lastBody = body
         if not pieces:
             return
         self.wrote = True
-        self.lastPart = pieces[-2]
         self.send(b"".join(pieces))
         self._maybeRecycle()
 
     def heartbeatBytes(self) -> bytes:
-        if self.dataParts:
-            return self.lastPart + self.delimiter if self.lastPart is not None else b""
-        return PARTS.frameMessage(HEARTBEAT) + self.delimiter
+        if not self.dataParts:
+            return HEARTBEAT + self.delimiter + JSON_PART
+        if self.lastBody is None or self.announced is None:
+            return b""
+        return self.lastBody + self.delimiter + self.announced
 
     def closeBytes(self, message: bytes) -> bytes:
         if self.dataParts:
-            return b""
-        return PARTS.frameMessage(message) + b"\r\n--" + self.boundary + b"--\r\n"
+            if self.lastBody is None:
+                return b""
+            message = self.lastBody
+        return message + b"\r\n--" + self.boundary + b"--\r\n"
 
 
 class ScriptChannel(HTTPDataChannel):
