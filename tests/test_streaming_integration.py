@@ -157,8 +157,8 @@ class _Headers:
 class BackPressureTests(RealServerMixin, TestCase):
     timeout = 60
 
-    async def stalledClient(self, path, queueBytes):
-        await self.startServer(queueBytes=queueBytes, maxMessageSize=64 * 1024)
+    async def stalledClient(self, path, queueBytes, **config):
+        await self.startServer(queueBytes=queueBytes, maxMessageSize=64 * 1024, **config)
         port = self.port.getHost().port
         client = await rawRequest(port, path)
         # Small socket buffers on both sides, so the connection backs up
@@ -205,8 +205,9 @@ class BackPressureTests(RealServerMixin, TestCase):
         rest is buffered in order: a client that stalls and then reads gets
         every event intact, in order.
         """
-        client, session, channel = await self.stalledClient("/comet/xhr-stream?channel=demo", 10 * 1024 * 1024)
-        self.comet.config.recycleBytes = 0
+        client, session, channel = await self.stalledClient(
+            "/comet/xhr-stream?channel=demo", 10 * 1024 * 1024, recycleBytes=0
+        )
         count = 40
         for i in range(count):
             await self.comet.publish("demo", {"i": i, "pad": "y" * 2000})

@@ -66,12 +66,15 @@ class StreamWriter:
         self.request = request
         self.chunked = bool(request.chunked)
         self.transport = None
+        self.socket = None
         self.direct = False
         channel = request.channel
         if isinstance(channel, HTTPChannel) and request.startedWriting and request.method != b"HEAD":
             transport = channel.transport
             self.transport = transport
-            self.direct = isinstance(transport, tcp.Connection) and not transport.TLS
+            if isinstance(transport, tcp.Connection) and not transport.TLS:
+                self.direct = True
+                self.socket = transport.socket
 
     def write(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
@@ -95,12 +98,15 @@ class StreamWriter:
             and transport.connected
             and not transport.disconnecting
         ):
-            sent = transport.writeSomeData(wire)
-            if isinstance(sent, int):
-                if sent == len(wire):
-                    return
-                if sent > 0:
-                    wire = wire[sent:]
-            # A lost connection (an exception returned) is found by the
-            # reactor once transport.write has registered the socket.
+            try:
+                sent = self.socket.send(wire)
+            except OSError:
+                # Would block, interrupted, or the connection is broken: in
+                # the last case the reactor finds out once transport.write
+                # has registered the socket for writing.
+                sent = 0
+            if sent == len(wire):
+                return
+            if sent:
+                wire = wire[sent:]
         transport.write(wire)

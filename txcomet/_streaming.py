@@ -300,6 +300,8 @@ class StreamingDataChannel(HTTPDataChannel):
         self.backlog = 0
         self.producing = False
         self.writer: Optional[StreamWriter] = None
+        #: Bytes after which this stream is recycled (0: never).
+        self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
 
     # what a subclass says
 
@@ -380,8 +382,8 @@ class StreamingDataChannel(HTTPDataChannel):
         super().end(body)
 
     def _maybeRecycle(self) -> None:
-        limit = self.hub.config.recycleBytes
-        if self.recycles and limit and self.written >= limit and not self.ended:
+        limit = self.recycleLimit
+        if limit and self.written >= limit and not self.ended:
             if self.session is not None:
                 self.session.detach(self)
             self.closeChannel("recycle", CLOSE_REASONS["recycle"])
