@@ -176,3 +176,38 @@ class LoneSurrogateTests(SynchronousTestCase):
         )
         self.assertEqual((response.code, response.json()["error"]), (400, "malformed_json"))
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class HeadTests(SynchronousTestCase):
+    def test_headIsAnsweredAtOnce(self):
+        """
+        C{HEAD} on any data channel answers the headers a C{GET} would, at
+        once, without joining or holding anything.
+        """
+        comet, clock = makeComet()
+        client = MemoryCometClient(comet)
+        types = {
+            "poll": "application/json",
+            "longpoll": "application/json",
+            "jsonp": "application/javascript",
+            "xhr-stream": "application/x-ndjson",
+            "iframe": "text/html",
+            "sse": "text/event-stream",
+            "multipart": "multipart/x-mixed-replace",
+        }
+        for transport, contentType in types.items():
+            response = client.request("HEAD", transport, channel="news")
+            self.assertEqual((response.code, response.body), (200, b""), transport)
+            self.assertTrue(response.header("Content-Type").startswith(contentType), transport)
+        self.assertEqual(comet.hub.sessions, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_headChecksParameters(self):
+        """
+        C{HEAD} with bad parameters is refused as C{GET} would be.
+        """
+        comet, clock = makeComet()
+        client = MemoryCometClient(comet)
+        self.assertEqual(client.request("HEAD", "sse", channel="bad name").code, 400)
+        self.assertEqual(client.request("HEAD", "sse", session="nope").code, 404)
+        self.assertEqual(client.request("HEAD", "sse").code, 400)

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from ._channels import validatePattern
 from ._errors import CometError
 from ._event import Event, encodeJSON, parsePosition
 from ._http import (
@@ -246,6 +247,20 @@ class DataChannelResource(JSONResource):
         d = self._joinListen(request, params)
         d.addErrback(self._joinFailed, request)
         return NOT_DONE_YET
+
+    def render_HEAD(self, request: Request) -> bytes:
+        """
+        The headers a C{GET} would be answered with, at once: a probe (a
+        load balancer's health check, say) is neither subscribed nor held.
+        """
+        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions, self.parameters)
+        self.checkRequest(request, params)
+        for name in params.channels:
+            validatePattern(name)
+        if params.session is not None:
+            self.hub.getSession(params.session)
+        self.channelClass(self, request, params).setHeaders()
+        return b""
 
     def _listen(self, session: Session, channel: HTTPDataChannel, last: Optional[str]) -> None:
         channel.begin(session)
