@@ -9,7 +9,7 @@ framed and how the connection is held.
     GET /comet/iframe       <script>p(...)</script> chunks in a text/html page
     GET /comet/sse          EventSource: id:/event:/data: lines
     GET /comet/multipart    multipart/x-mixed-replace, one part per message
-    GET /comet/jsonp        /**/CALLBACK([...]); long-polling
+    GET /comet/jsonp        /**/CALLBACK([...],POSITION); long-polling
 
 L{StreamingDataChannel} holds what every stream shares: the prelude,
 per-event bytes framed once per framing (C{event.framed(framing)}, the same
@@ -529,10 +529,11 @@ class MultipartChannel(StreamingDataChannel):
     late.  With C{parts=message} (the default) every part is a JSON
     message, so the next header block is known.  With C{parts=data} every
     part is an event's data itself (see L{dataBody}; presence notices have
-    none), and the next part is announced with the type of the last; a part of another type is preceded
-    by an empty part of the announced one (so an image stream should keep
-    one media type).  Heartbeats repeat the last part and the stream ends
-    with it, with no close message: what an C{<img>} needs.
+    none), and the next part is announced with the type of the last; a
+    part of another type is preceded by an empty part of the announced
+    one (so an image stream should keep one media type).  Heartbeats
+    repeat the last part and the stream ends with it, with no close
+    message: what an C{<img>} needs.
     """
 
     def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
