@@ -272,6 +272,9 @@ class DataChannelResource(JSONResource):
     def _joinListen(self, request: Request, params: DataChannelParams):
         origin = request.getHeader("Origin")
         session = yield self.hub.join(ephemeral=True, credentials={"origin": origin, "auth": None})
+        # Nothing can attach to this session again or resume it (its id is
+        # never given out): it needs no replay buffer.
+        session.keepsReplay = False
         try:
             since = params.last if params.last is not None else self.joinListenSince
             position = None

@@ -18,7 +18,8 @@ paused past the transport's buffer size) and connection loss behave exactly
 as they would without the fast path.
 """
 
-from typing import Optional
+import errno
+from typing import Any, Optional
 
 from twisted.internet import tcp
 from twisted.web.http import HTTPChannel, Request
@@ -49,32 +50,110 @@ class ChunkedFraming:
         return chunk(event.framed(self.inner))
 
 
+#: send() errors that only mean "not now": the bytes wait in the
+#: transport's buffer for the reactor to send.
+_AGAIN = frozenset([errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR])
+
+
+def directTransport(transport: Any) -> Optional[tcp.Connection]:
+    """
+    C{transport}, if bytes may be written straight to its socket: a plain
+    TCP or UNIX connection of Twisted's own (not TLS, whose bytes must be
+    encrypted by the transport; not a wrapper; not a test double).
+    """
+    if isinstance(transport, tcp.Connection) and not transport.TLS:
+        return transport
+    return None
+
+
+class DirectWriter:
+    """
+    Writes to one plain TCP or UNIX connection (see L{directTransport}):
+    straight to its socket when the transport's buffer is empty, the rest
+    (what the socket did not take, or everything when something is already
+    waiting) with C{transport.write}, so the stream keeps its order.
+
+    C{transport.write} would buffer the bytes, register the socket with the
+    reactor for writing, send when told and unregister it: three system
+    calls around the one send.  A send that fails for good (the peer reset
+    the connection) hands the bytes to C{transport.write} too; Twisted then
+    meets the error itself and reports the connection lost, as it would
+    have without this path.  TLS connections never come here: their bytes
+    must be encrypted by the transport.
+
+    @ivar exclusive: whether this writer is the only thing that writes to
+        the transport (an HTTP response body, once its headers are out).
+        Then the transport's buffer is looked at only after a write was
+        left in it (C{spilled}); otherwise (a WebSocket connection, whose
+        library writes pings and close frames itself) before every write.
+    """
+
+    __slots__ = ("transport", "socket", "exclusive", "spilled")
+
+    def __init__(self, transport: tcp.Connection, exclusive: bool = False) -> None:
+        self.transport = transport
+        self.socket = transport.socket
+        self.exclusive = exclusive
+        # Whatever was written before this writer (headers) may still be
+        # in the transport's buffer.
+        self.spilled = True
+
+    def write(self, data: bytes) -> None:
+        """
+        Write C{data} (not empty).
+        """
+        if self.spilled or not self.exclusive:
+            transport = self.transport
+            if transport.dataBuffer or transport._tempDataLen or transport.disconnecting or not transport.connected:
+                transport.write(data)
+                return
+            self.spilled = False
+        try:
+            sent = self.socket.send(data)
+        except OSError as e:
+            # EAGAIN: not now, the reactor sends it when it can.  Anything
+            # else: Twisted meets the same error on its own write.
+            sent = 0 if e.errno in _AGAIN else -1
+        if sent != len(data):
+            self.spilled = True
+            self.transport.write(data[sent:] if sent > 0 else data)
+
+
+def writeThrough(transport: tcp.Connection, data: bytes) -> None:
+    """
+    Write C{data} to C{transport} (one L{directTransport} accepted) through
+    its socket if nothing is waiting in its buffer; see L{DirectWriter}.
+    """
+    DirectWriter(transport).write(data)
+
+
 class StreamWriter:
     """
     Writes the body of one streaming response once its headers are out.
 
     On an HTTP/1.x connection (L{HTTPChannel}) it writes to the transport
-    itself, already chunked when the response is; on a plain TCP or UNIX
-    socket whose send buffer is empty it writes straight to the socket.
-    Anything else (HTTP/2, a test transport) goes through L{Request.write}.
+    itself, already chunked when the response is, through L{writeThrough}
+    on a plain TCP or UNIX connection.  Anything else (HTTP/2, a test
+    transport) goes through L{Request.write}.
 
     @ivar request: the L{Request}, whose headers have been written.
     @ivar chunked: whether the response uses chunked transfer-encoding.
+    @ivar direct: the L{DirectWriter} for the connection, or C{None}.
     """
 
     def __init__(self, request: Request) -> None:
         self.request = request
         self.chunked = bool(request.chunked)
         self.transport = None
-        self.socket = None
-        self.direct = False
+        self.direct: Optional[DirectWriter] = None
         channel = request.channel
         if isinstance(channel, HTTPChannel) and request.startedWriting and request.method != b"HEAD":
             transport = channel.transport
             self.transport = transport
-            if isinstance(transport, tcp.Connection) and not transport.TLS:
-                self.direct = True
-                self.socket = transport.socket
+            direct = directTransport(transport)
+            if direct is not None:
+                # The response body is all that is written from now on.
+                self.direct = DirectWriter(direct, exclusive=True)
 
     def write(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
@@ -91,22 +170,7 @@ class StreamWriter:
         if wire is None:
             wire = chunk(data) if self.chunked else data
         self.request.sentLength += len(data)
-        if (
-            self.direct
-            and not transport._tempDataLen
-            and transport.offset == len(transport.dataBuffer)
-            and transport.connected
-            and not transport.disconnecting
-        ):
-            try:
-                sent = self.socket.send(wire)
-            except OSError:
-                # Would block, interrupted, or the connection is broken: in
-                # the last case the reactor finds out once transport.write
-                # has registered the socket for writing.
-                sent = 0
-            if sent == len(wire):
-                return
-            if sent:
-                wire = wire[sent:]
-        transport.write(wire)
+        if self.direct is not None:
+            self.direct.write(wire)
+        else:
+            transport.write(wire)

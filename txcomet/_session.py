@@ -103,6 +103,9 @@ class Session:
         "_channel",
         "_expiry",
         "_resuming",
+        "_sink",
+        "_replayLength",
+        "keepsReplay",
         "__weakref__",
     )
 
@@ -136,6 +139,15 @@ class Session:
         self._channel: Optional[IDataChannel] = None
         self._expiry = None
         self._resuming: Optional[Dict[str, List[Event]]] = None
+        # The attached channel's direct path (its "sink"), while nothing is
+        # pending, no subscription is resuming and the session listens; see
+        # deliver.
+        self._sink: Any = None
+        self._replayLength = hub.config.replayLength
+        #: Whether delivered events are kept for replay (see attach).  Only
+        #: a session nothing can attach to again nor resume (an HTTP
+        #: join-listen stream's) does without.
+        self.keepsReplay = True
 
     def __repr__(self) -> str:
         return "<Session client=%s %s subscriptions=%r>" % (
@@ -204,6 +216,20 @@ class Session:
     # ISubscriber
 
     def deliver(self, event: Event) -> None:
+        sink = self._sink
+        if sink is not None:
+            # The fan-out fast path: a streaming channel with nothing
+            # pending takes the event straight away.  The replay buffer
+            # keeps it, marked sent, as _flush would.
+            if self.keepsReplay:
+                buffer = self._buffer
+                buffer.append(event)
+                self._sent += 1
+                if len(buffer) > self._replayLength:
+                    buffer.popleft()
+                    self._base += 1
+            sink.deliverEvent(event)
+            return
         if self.state == CLOSED:
             return
         resuming = self._resuming
@@ -248,7 +274,7 @@ class Session:
         self._sent = self._base + end
         self._pendingBytes = 0
         # Trim what the replay buffer need not keep.
-        excess = self._sent - self._base - self.hub.config.replayLength
+        excess = self._sent - self._base - (self._replayLength if self.keepsReplay else 0)
         while excess > 0:
             buffer.popleft()
             self._base += 1
@@ -259,6 +285,26 @@ class Session:
             self._detached()
         else:
             channel.writeEvents(events)
+            self._updateSink()
+
+    def _updateSink(self) -> None:
+        """
+        Let L{deliver} hand events straight to the data channel's
+        C{deliverEvent} (see L{txcomet._streaming.StreamingDataChannel.sink})
+        when that is what the slow path would do: the session listens on a
+        streaming channel that offers it, nothing is pending and no
+        subscription is resuming.
+        """
+        channel = self._channel
+        if (
+            channel is not None
+            and self.state == LISTENING
+            and self._resuming is None
+            and self._sent == self._base + len(self._buffer)
+        ):
+            self._sink = channel if getattr(channel, "sink", None) is not None else None
+        else:
+            self._sink = None
 
     # data channels
 
@@ -277,6 +323,7 @@ class Session:
             the session still holds all of it.
         """
         self.checkOpen()
+        self._sink = None
         old = self._channel
         if old is not None:
             self._channel = None
@@ -296,6 +343,7 @@ class Session:
                 len(e.json) for e in islice(self._buffer, self._sent - self._base, None)
             )
         self._flush()
+        self._updateSink()
 
     def _find(self, eventId: str) -> Optional[int]:
         buffer = self._buffer
@@ -311,6 +359,7 @@ class Session:
         """
         if self._channel is channel:
             self._channel = None
+            self._sink = None
             self._detached()
 
     def _detached(self) -> None:
@@ -344,6 +393,7 @@ class Session:
         self._cancelExpiry()
         channel = self._channel
         self._channel = None
+        self._sink = None
         self._buffer.clear()
         self._pendingBytes = 0
         if channel is not None and reason is not None:
@@ -391,6 +441,7 @@ class Session:
             if self._resuming is None:
                 self._resuming = {}
             self._resuming[pattern] = []
+            self._sink = None
             try:
                 self.subscriptions[pattern] = None
                 if new:
@@ -400,6 +451,7 @@ class Session:
                 held = self._resuming.pop(pattern, [])
                 if not self._resuming:
                     self._resuming = None
+                    self._updateSink()
             self.checkOpen()
             have = {e.id for e in self._buffer}
             replay = [e for e in history.events if e.id not in have]

@@ -282,9 +282,15 @@ class StreamingDataChannel(HTTPDataChannel):
     past C{queueBytes} the session is closed as C{slow_consumer}, so one
     slow client never costs the server unbounded memory.
 
-    @ivar written: the body bytes written so far.
+    Fan-out takes a shorter way where it can: see L{sink}.
+
+    @ivar written: the body bytes written so far (less those written by
+        L{sink}, counted in C{directBytes}).
     @ivar paused: whether the connection is backed up.
     @ivar backlog: bytes written since it was.
+    @ivar sink: whether the session may hand events to L{deliverEvent}
+        directly: on a plain TCP or UNIX connection, once the prelude is
+        out, the bound L{deliverEvent}; else C{None}.
     """
 
     oneShot = False
@@ -292,14 +298,22 @@ class StreamingDataChannel(HTTPDataChannel):
     #: C{framing}'s bytes as one HTTP/1.1 chunk, for chunked responses.
     wireFraming: Any = None
     recycles = False
+    #: Whether an event's bytes are always C{event.framed(framing)}, so that
+    #: L{deliverEvent} may send them (not so for multipart streams).
+    directEvents = True
+    sink: Any = None
 
     def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
         super().__init__(resource, request, params)
         self.written = 0
+        self.directBytes = 0
         self.paused = False
         self.backlog = 0
         self.producing = False
         self.writer: Optional[StreamWriter] = None
+        self._direct: Any = None
+        self._wire: Any = None
+        self._wireName = ""
         #: Bytes after which this stream is recycled (0: never).
         self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
 
@@ -348,7 +362,35 @@ class StreamingDataChannel(HTTPDataChannel):
         prelude = self.prelude()
         request.write(prelude)
         self.written += len(prelude)
-        self.writer = StreamWriter(request)
+        self.writer = writer = StreamWriter(request)
+        if writer.direct is not None and self.directEvents:
+            self._direct = writer.direct
+            self._wire = self.wireFraming if writer.chunked else self.framing
+            self._wireName = self._wire.name
+            self.sink = self.deliverEvent
+
+    def deliverEvent(self, event: Any) -> None:
+        """
+        Write one event, as the session's direct path (L{sink}): its shared
+        wire bytes (chunk included) through the connection's
+        L{txcomet._fastpath.DirectWriter}, with none of L{writeEvents}'
+        per-call work.  Back-pressure, slow consumers and recycling work
+        as on the slow path.
+        """
+        if self.ended:
+            return
+        frames = event._frames
+        wire = frames.get(self._wireName) if frames is not None else None
+        if wire is None:
+            wire = event.framed(self._wire)
+        self.wrote = True
+        size = len(wire)
+        self.directBytes += size
+        self._direct.write(wire)
+        if self.paused:
+            self._backedUp(size)
+        if self.recycleLimit:
+            self._maybeRecycle()
 
     def send(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
@@ -363,18 +405,24 @@ class StreamingDataChannel(HTTPDataChannel):
         self.writer.write(data, wire)
         self.written += len(data)
         if self.paused:
-            self.backlog += len(data)
-            session = self.session
-            if (
-                self.backlog > self.hub.config.queueBytes
-                and session is not None
-                and session.dataChannel is self
-            ):
-                session.close("slow_consumer")
+            self._backedUp(len(data))
+
+    def _backedUp(self, size: int) -> None:
+        """
+        C{size} more bytes were written while the connection is backed up;
+        past C{queueBytes} of them the session is a slow consumer.
+        """
+        self.backlog += size
+        session = self.session
+        if self.backlog > self.hub.config.queueBytes and session is not None and session.dataChannel is self:
+            session.close("slow_consumer")
 
     def end(self, body: bytes = b"") -> None:
         if self.ended:
             return
+        # What the direct path wrote counts in the access log's byte count
+        # (with its chunk framing).
+        self.request.sentLength += self.directBytes
         if self.producing:
             self.producing = False
             if not self.gone:
@@ -383,7 +431,7 @@ class StreamingDataChannel(HTTPDataChannel):
 
     def _maybeRecycle(self) -> None:
         limit = self.recycleLimit
-        if limit and self.written >= limit and not self.ended:
+        if limit and self.written + self.directBytes >= limit and not self.ended:
             if self.session is not None:
                 self.session.detach(self)
             self.closeChannel("recycle", CLOSE_REASONS["recycle"])
@@ -535,6 +583,10 @@ class MultipartChannel(StreamingDataChannel):
     repeat the last part and the stream ends with it, with no close
     message: what an C{<img>} needs.
     """
+
+    # Parts are framed per response (the announced header block), not
+    # only per event.
+    directEvents = False
 
     def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
         self.dataParts = singleArg(params.args, "parts") == "data"
