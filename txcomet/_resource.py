@@ -36,6 +36,7 @@ from ._streaming import (
     MultipartResource,
     XHRStreamResource,
 )
+from ._websocket import WebSocketTransport
 
 #: Room for the envelope around a message in a control body.
 _ENVELOPE_ALLOWANCE = 4096
@@ -195,6 +196,8 @@ class CometResource(JSONResource):
         self.addTransport("iframe", IframeResource(hub))
         self.addTransport("sse", EventSourceResource(hub))
         self.addTransport("multipart", MultipartResource(hub))
+        ws = WebSocketTransport(hub, self.dispatcher)
+        self.addTransport("ws", ws, ws.service)
 
     def addTransport(self, name: str, resource: Resource, service: Optional[IService] = None) -> None:
         """
