@@ -334,6 +334,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self._lost = True
+        # Autobahn leaves this timer behind when the peer drops the
+        # connection instead of answering our close; nothing is left to time.
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
         self.factory.connections.discard(self)
         self._backlog.clear()
         session, self.session = self.session, None
