@@ -308,3 +308,96 @@ class TwistCommandTests(TestCase):
         answer, event, own = yield deferToThread(client)
         self.assertEqual((event["id"], event["data"]), (answer["id"], {"n": 1}))
         self.assertEqual((own["type"], own["data"]), ("event", "from ws"))
+
+
+
+_PAGE = """<!doctype html><html><body><script>
+const log = [];
+let other = null;
+const report = () => {
+  if (log.filter((l) => l.startsWith('message ')).length === 4 && other !== null) {
+    fetch('/comet/publish/results', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                     body: JSON.stringify({log: log, other: other})});
+  }
+};
+const ws = new WebSocket('ws://' + location.host + '/comet/ws?channel=demo');
+ws.onopen = async () => {
+  log.push('open');
+  const r = await fetch('/comet/publish/demo', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                body: JSON.stringify({from: 'http'})});
+  log.push('publish ' + r.status);
+  ws.send(JSON.stringify({op: 'subscribe', channel: 'chat', ref: 1}));
+  ws.send(JSON.stringify({op: 'publish', channel: 'chat', data: 'from ws', ref: 2}));
+};
+ws.onmessage = (e) => { log.push('message ' + e.data); report(); };
+const foreign = new WebSocket('ws://127.0.0.1:' + location.port + '/comet/ws?channel=demo');
+foreign.onerror = () => { other = 'refused'; report(); };
+foreign.onopen = () => { other = 'open'; report(); };
+</script></body></html>"""
+
+
+class BrowserTests(RealServerMixin, TestCase):
+    """
+    Chromium's own C{WebSocket} against the server (skipped without
+    Chromium).
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_nativeWebSocket(self):
+        """
+        A page served by the server opens C{new WebSocket(...?channel=demo)}
+        with no configuration, receives what C{POST /comet/publish/demo}
+        publishes, subscribes and publishes with control frames; the same
+        page connecting to the server under another host name (another
+        origin) is refused at the handshake.  The page publishes what it
+        saw on channel C{results}.
+        """
+        import shutil
+
+        from twisted.logger import globalLogPublisher
+        from twisted.web.static import Data
+
+        from txcomet.testing import RecordingSubscriber
+
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            raise SkipTest("Chromium is not installed")
+        yield self.startServer()
+        self.site.resource.putChild(b"page", Data(_PAGE.encode("utf-8"), "text/html; charset=utf-8"))
+        results = RecordingSubscriber()
+        yield self.comet.bus.subscribe("results", results)
+        refusals = []
+
+        def observe(event):
+            if event.get("reason") == "Origin not allowed" and event.get("log_format", "").startswith("failing"):
+                refusals.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        url = "http://localhost:%d/page" % (self.port.getHost().port,)
+        browser = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             "--user-data-dir=" + os.path.abspath(self.mktemp()), url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def stop():
+            browser.kill()
+            browser.wait(10)
+
+        self.addCleanup(stop)
+        while not results.events:
+            yield deferLater(reactor, 0.05, lambda: None)
+        report = results.data[0]
+        self.assertEqual(report["log"][:2], ["open", "publish 200"])
+        messages = [json.loads(line[len("message "):]) for line in report["log"] if line.startswith("message ")]
+        self.assertEqual([(m["type"], m.get("data"), m.get("ref")) for m in messages], [
+            ("event", {"from": "http"}, None),
+            ("reply", None, 1),
+            ("event", "from ws", None),
+            ("reply", None, 2),
+        ])
+        self.assertEqual(report["other"], "refused")
+        self.assertEqual(len(refusals), 1)
