@@ -113,6 +113,7 @@ class FramingTests(SynchronousTestCase):
             transport = ws.protocol.transport
             self.patch(transport, "write", lambda data, w=transport.write: (written.append(data), w(data)))
         event = self.successResultOf(comet.publish("news", {"n": 1}))
+        site[1].advance(0)  # the end of the reactor turn: pending frames go out
         self.assertEqual(calls, [event])
         self.assertEqual(len(written), 3)
         self.assertTrue(all(data is written[0] for data in written))
@@ -785,6 +786,56 @@ class FlowControlTests(SynchronousTestCase):
         ws.flush()
         self.assertEqual([(m["type"], m.get("data")) for m in ws.client.messages()],
                          [("event", 1), ("event", 2), ("reply", None)])
+
+    def test_oneWritePerTurn(self):
+        """
+        Everything a reactor turn produces for a connection (events and
+        replies) goes out in one write at the end of the turn, in order.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        writes = []
+        transport = ws.protocol.transport
+        self.patch(transport, "write", lambda data, w=transport.write: (writes.append(data), w(data)))
+        for n in range(3):
+            self.successResultOf(ws.comet.publish("demo", n))
+        ws.protocol.onMessage(b'{"op": "publish", "channel": "demo", "data": 3, "ref": "r"}', False)
+        self.assertEqual(writes, [])
+        ws.clock.advance(0)
+        self.assertEqual(len(writes), 1)
+        ws.flush()
+        self.assertEqual([(m["type"], m.get("data")) for m in ws.client.messages()],
+                         [("event", 0), ("event", 1), ("event", 2), ("event", 3), ("reply", None)])
+
+    def test_pauseKeepsPendingFirst(self):
+        """
+        Frames waiting for the end of the turn when the transport fills up
+        keep their place ahead of later ones.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        self.successResultOf(ws.comet.publish("demo", 1))
+        ws.protocol.pauseProducing()
+        self.successResultOf(ws.comet.publish("demo", 2))
+        ws.flush()
+        self.assertEqual(ws.client.messages(), [])
+        ws.protocol.resumeProducing()
+        ws.flush()
+        self.assertEqual([m["data"] for m in ws.client.messages()], [1, 2])
+
+    def test_dataBeforeClose(self):
+        """
+        Events written in the turn a close is sent (here, the session is
+        closed as the client leaves over HTTP) arrive before the close.
+        """
+        site = makeSite()
+        comet = site[0]
+        http = MemoryCometClient(comet)
+        session = http.join(channels=["demo"])
+        ws = openMore(site, "/comet/ws?session=" + session)
+        self.successResultOf(comet.publish("demo", "last words"))
+        comet.hub.sessions[session].close("kicked")
+        ws.flush()
+        self.assertEqual([m["type"] for m in ws.client.messages()], ["event", "close"])
+        self.assertEqual(ws.client.closeFrames()[0].closeCode, CLOSE_CODES["kicked"])
 
     def test_slowConsumer(self):
         """

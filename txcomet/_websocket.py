@@ -53,6 +53,7 @@ from ._errors import CometError
 from ._event import Event, encodeJSON
 from ._http import JSONResource, asCometError, decodeJSON, writeJSON
 from ._session import Hub, Session
+from ._writethrough import writeThrough
 from .interfaces import IDataChannel, IFraming
 
 log = Logger()
@@ -214,6 +215,9 @@ class _ClockTimer:
         return _ClockCall(self.clock.callLater(delay, func, *args, **kwargs))
 
 
+_OPEN = WebSocketServerProtocol.STATE_OPEN
+
+
 @implementer(IDataChannel, IPushProducer)
 class CometWebSocketProtocol(WebSocketServerProtocol):
     """
@@ -237,7 +241,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._error: Optional[CometError] = None
         self._origin: Optional[str] = None
         # A join-listen session made during the handshake, not yet attached.
-        self._pending: Optional[Session] = None
+        self._newSession: Optional[Session] = None
         self._joining = False
         self._lost = False
         self._paused = False
@@ -245,6 +249,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._backlog: Deque[Tuple[bool, bytes]] = deque()
         self._backlogBytes = 0
         self._backlogCount = 0
+        self._pending: List[bytes] = []
+        self._pendingCount = 0
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
         self._closeWaiters: List[Deferred] = []
@@ -254,6 +260,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         WebSocketServerProtocol.connectionMade(self)
         self.factory.connections.add(self)
+        self._turn = self.factory.turn
         # twisted.web's channel registered itself as the transport's
         # producer; the connection is ours now, and so is its flow control.
         transport = self.transport
@@ -288,19 +295,19 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         position = None
         try:
             session = yield hub.join(ephemeral=True, credentials={"origin": self._origin, "auth": None})
-            self._pending = session
+            self._newSession = session
             for name in params.channels:
                 ack = yield session.subscribe(name, params.last)
                 if position is None:
                     position = ack["position"]
         except Exception:
-            self._pending = None
+            self._newSession = None
             if session is not None:
                 session.close(None)
             self._error = asCometError(Failure(), "a WebSocket join-listen")
             return None
         if self._lost:
-            self._pending = None
+            self._newSession = None
             session.close(None)
             raise ConnectionDeny(400, "Gone")
         return None, {"X-Comet-Position": position}
@@ -311,8 +318,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self._error is not None:
             self._fail(self._error)
             return
-        if self._pending is not None:
-            session, self._pending = self._pending, None
+        if self._newSession is not None:
+            session, self._newSession = self._newSession, None
             self._listen(session, None)
             return
         params = self._params
@@ -341,12 +348,13 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self.closeHandshakeTimeoutCall = None
         self.factory.connections.discard(self)
         self._backlog.clear()
+        self._pending = []
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.close(None)
+        newSession, self._newSession = self._newSession, None
+        if newSession is not None:
+            newSession.close(None)
         waiters, self._closeWaiters = self._closeWaiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -475,23 +483,33 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         """
         if self.state != self.STATE_OPEN:
             return
-        self._flushBacklog(force=True)
+        self._flushAll()
         self._sendNow(encodeJSON(self._errorMessage(error, None)))
         self.sendClose(ERROR_CODE_BASE + error.status, error.code)
 
     # IDataChannel
 
     def writeEvents(self, events: Sequence[Event]) -> None:
-        if self.state != self.STATE_OPEN:
+        # The fan-out hot path: once per subscriber per event.
+        if self.state != _OPEN:
             return
-        if self._perMessageCompress is None:
-            if len(events) == 1:
-                self._write(events[0].framed(FRAMING), 1)
-            else:
-                self._write(b"".join([e.framed(FRAMING) for e in events]), len(events))
-        else:
+        if self._perMessageCompress is not None:
             for event in events:
                 self._writeMessage(event.json)
+            return
+        if len(events) == 1:
+            frames = events[0].framed(FRAMING)
+        else:
+            frames = b"".join([e.framed(FRAMING) for e in events])
+        if self._paused or self._backlog:
+            self._backlog.append((True, frames))
+            self._queued(len(frames), len(events))
+            return
+        pending = self._pending
+        if not pending:
+            self._turn.add(self)
+        pending.append(frames)
+        self._pendingCount += len(events)
 
     def writeHeartbeat(self) -> None:
         if self.state == self.STATE_OPEN:
@@ -507,9 +525,16 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self.session = None
         if self.state != self.STATE_OPEN:
             return
-        self._flushBacklog(force=True)
+        self._flushAll()
         self._sendNow(encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect}))
         self.sendClose(CLOSE_CODES.get(reason, OTHER_REASON_CODE), reason)
+
+    def sendCloseFrame(self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False) -> None:
+        # Whoever closes (we, Autobahn failing the connection, or Autobahn
+        # answering the client's close), what was written before goes first.
+        if self.state == _OPEN:
+            self._flushAll()
+        WebSocketServerProtocol.sendCloseFrame(self, code, reasonUtf8, isReply)
 
     def goAway(self) -> None:
         """
@@ -521,6 +546,14 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self.dropConnection(abort=True)
 
     # writing, with flow control
+    #
+    # Frames written while the transport takes them wait in _pending until
+    # the end of the reactor turn, then go out in one write straight to the
+    # socket (writeThrough): one send per connection per turn, however many
+    # events the turn published.  While the transport is full (paused),
+    # frames wait in _backlog instead, within the session queue limits.
+    # _pending is only ever non-empty while not paused and _backlog is
+    # empty, so _pending always comes first.
 
     def _sendText(self, payload: bytes) -> None:
         if self.state != self.STATE_OPEN:
@@ -544,8 +577,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self._paused or self._backlog:
             self._backlog.append((True, frames))
             self._queued(len(frames), count)
-        else:
-            self.transport.write(frames)
+            return
+        if not self._pending:
+            self._turn.add(self)
+        self._pending.append(frames)
+        self._pendingCount += count
 
     def _writeMessage(self, payload: bytes) -> None:
         if self._paused or self._backlog:
@@ -554,11 +590,22 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         else:
             self.sendMessage(payload)
 
-    def _queued(self, size: int, count: int) -> None:
+    def flushPending(self) -> None:
+        """
+        Write the frames this turn produced, in one write.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self._pendingCount = 0
+        writeThrough(self.transport, pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _queued(self, size: int, count: int, check: bool = True) -> None:
         self._backlogBytes += size
         self._backlogCount += count
         config = self.factory.hub.config
-        if self._backlogCount > config.queueMessages or self._backlogBytes > config.queueBytes:
+        if check and (self._backlogCount > config.queueMessages or self._backlogBytes > config.queueBytes):
             if self.session is not None:
                 self.session.close("slow_consumer")
             else:
@@ -569,17 +616,38 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         while backlog and (force or not self._paused):
             isFrame, data = backlog.popleft()
             if isFrame:
-                self.transport.write(data)
+                # Join what follows, up to a send's worth.
+                chunk = [data]
+                size = len(data)
+                while backlog and backlog[0][0] and size < 65536:
+                    data = backlog.popleft()[1]
+                    chunk.append(data)
+                    size += len(data)
+                writeThrough(self.transport, chunk[0] if len(chunk) == 1 else b"".join(chunk))
             else:
                 self.sendMessage(data)
         if not backlog:
             self._backlogBytes = 0
             self._backlogCount = 0
 
+    def _flushAll(self) -> None:
+        self.flushPending()
+        self._flushBacklog(force=True)
+
     # IPushProducer
 
     def pauseProducing(self) -> None:
         self._paused = True
+        pending = self._pending
+        if pending:
+            # Keep their place ahead of what comes next.  The limits are
+            # checked on the next write, not here, inside the transport's.
+            count = self._pendingCount
+            self._pending = []
+            self._pendingCount = 0
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            self._backlog.appendleft((True, data))
+            self._queued(len(data), count, check=False)
 
     def resumeProducing(self) -> None:
         self._paused = False
@@ -588,6 +656,32 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def stopProducing(self) -> None:
         self._paused = True
+
+
+class _TurnFlush:
+    """
+    Writes the connections' pending frames once at the end of the reactor
+    turn: one timed call for all of them, whatever the number of events.
+    """
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.waiting: List[CometWebSocketProtocol] = []
+        self.call: Any = None
+
+    def add(self, protocol: CometWebSocketProtocol) -> None:
+        self.waiting.append(protocol)
+        if self.call is None:
+            self.call = self.clock.callLater(0, self.run)
+
+    def run(self) -> None:
+        self.call = None
+        waiting, self.waiting = self.waiting, []
+        for protocol in waiting:
+            try:
+                protocol.flushPending()
+            except Exception:
+                log.failure("Writing to {protocol!r} failed", protocol=protocol)
 
 
 class CometWebSocketFactory(WebSocketServerFactory):
@@ -613,6 +707,7 @@ class CometWebSocketFactory(WebSocketServerFactory):
         self.connections: "set[CometWebSocketProtocol]" = set()
         self.stopped = False
         self._batched_timer = _ClockTimer(hub.clock)
+        self.turn = _TurnFlush(hub.clock)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
         self.setProtocolOptions(
