@@ -122,6 +122,31 @@ class FramingTests(SynchronousTestCase):
             self.assertEqual(ws.client.messages(), [event.asDict()])
 
 
+class FragmentationPropertyTests(SynchronousTestCase):
+    @given(
+        st.text(max_size=300),
+        st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+        st.integers(min_value=1, max_value=64),
+    )
+    def test_anyFragmentationAnyChop(self, data, cuts, chop):
+        """
+        However a control message is cut into fragments (empty ones too)
+        and however its bytes are chopped on the wire, the server reads the
+        one message: the event it publishes carries the data.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        message = json.dumps({"op": "publish", "channel": "demo", "data": data}, ensure_ascii=False).encode("utf-8")
+        points = sorted(set(min(c, len(message)) for c in cuts))
+        pieces = [message[a:b] for a, b in zip([0] + points, points + [len(message)])]
+        frames = b"".join(
+            clientFrame(TEXT if i == 0 else 0, piece, fin=i == len(pieces) - 1) for i, piece in enumerate(pieces)
+        )
+        ws.send(frames, chop=chop)
+        events = ws.client.ofType("event")
+        self.assertEqual([e["data"] for e in events], [data])
+        self.assertFalse(ws.client.disconnected)
+
+
 class HandshakeTests(SynchronousTestCase):
     def test_plainGet(self):
         """
@@ -161,6 +186,18 @@ class HandshakeTests(SynchronousTestCase):
         ws = connectWebSocket("/comet/ws?channel=demo")
         self.assertEqual(ws.client.status, 101)
         self.assertTrue(ws.client.acceptMatches())
+
+    def test_subprotocol(self):
+        """
+        A client that asks for the C{txcomet} subprotocol (among others)
+        gets it; one that asks for none gets none.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo", {"Sec-WebSocket-Protocol": "mqtt, txcomet"})
+        self.assertEqual(ws.client.header("Sec-WebSocket-Protocol"), "txcomet")
+        ws = connectWebSocket("/comet/ws", {"Sec-WebSocket-Protocol": "txcomet"})
+        self.assertEqual(ws.client.header("Sec-WebSocket-Protocol"), "txcomet")
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        self.assertIsNone(ws.client.header("Sec-WebSocket-Protocol"))
 
     def test_joinListenPosition(self):
         """

@@ -82,6 +82,10 @@ ERROR_CODE_BASE = 4000
 #: RFC 6455: a message of a type the endpoint cannot accept (binary here).
 UNSUPPORTED_DATA = 1003
 
+#: The WebSocket subprotocol a client may ask for (C{new WebSocket(url,
+#: "txcomet")}); asking is optional.
+SUBPROTOCOL = "txcomet"
+
 #: Room for the control envelope around a message's data: a frame or
 #: message may be this much larger than C{maxMessageSize}.
 MESSAGE_ALLOWANCE = 4096
@@ -278,18 +282,20 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(403, "Origin not allowed")
         if factory.stopped:
             raise ConnectionDeny(503, "Shutting down")
+        # A client may name the protocol it expects; txcomet's is "txcomet".
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
         try:
             params = connectParams(self.http_request_uri, request.headers, hub.config.maxSubscriptions)
         except CometError as error:
             self._error = error
-            return None
+            return subprotocol
         self._params = params
         if params is not None and params.channels:
-            return self._joinListen(params)
-        return None
+            return self._joinListen(params, subprotocol)
+        return subprotocol
 
     @inlineCallbacks
-    def _joinListen(self, params: DataChannelParams):
+    def _joinListen(self, params: DataChannelParams, subprotocol: Optional[str]):
         hub = self.factory.hub
         session = None
         position = None
@@ -305,12 +311,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             if session is not None:
                 session.close(None)
             self._error = asCometError(Failure(), "a WebSocket join-listen")
-            return None
+            return subprotocol
         if self._lost:
             self._newSession = None
             session.close(None)
             raise ConnectionDeny(400, "Gone")
-        return None, {"X-Comet-Position": position}
+        return subprotocol, {"X-Comet-Position": position}
 
     def onOpen(self) -> None:
         if self._lost:
