@@ -782,7 +782,7 @@ class HeartbeatTests(SynchronousTestCase):
         ws = openMore(site, "/comet/ws?session=" + session)
         clock.advance(20)
         ws.flush()
-        self.assertEqual([f.opcode for f in ws.client.frames], [PING])
+        self.assertEqual(sorted(f.opcode for f in ws.client.frames), [TEXT, PING])
         clock.advance(4)
         ws.flush()
         self.assertFalse(ws.client.disconnected)
@@ -797,12 +797,61 @@ class HeartbeatTests(SynchronousTestCase):
 
     def test_writeHeartbeat(self):
         """
-        L{IDataChannel.writeHeartbeat} is a ping.
+        L{IDataChannel.writeHeartbeat} sends the heartbeat message every
+        stream uses.
         """
         ws = connectWebSocket("/comet/ws?channel=demo")
         ws.protocol.writeHeartbeat()
         ws.flush()
-        self.assertEqual([f.opcode for f in ws.client.frames], [PING])
+        self.assertEqual(ws.client.messages(), [{"type": "heartbeat"}])
+
+    def test_heartbeatMessageWhenQuiet(self):
+        """
+        A connection that carried nothing for a heartbeat interval gets a
+        C{{"type": "heartbeat"}} message (browsers never see pings); one
+        that carried events does not, and no more than two intervals pass
+        in silence.  Connections without a session get them too.
+        """
+        site = makeSite(heartbeat=20, webSocketPingTimeout=100)  # pings go unanswered here
+        comet, clock = site[0], site[1]
+        busy = openMore(site, "/comet/ws?channel=demo")
+        quiet = openMore(site, "/comet/ws?channel=other")
+        bare = openMore(site)
+        clock.advance(10)
+        self.successResultOf(comet.publish("demo", 1))
+        clock.advance(10)
+        for ws in (busy, quiet, bare):
+            ws.flush()
+        self.assertEqual(busy.client.ofType("heartbeat"), [])
+        self.assertEqual(quiet.client.ofType("heartbeat"), [{"type": "heartbeat"}])
+        self.assertEqual(bare.client.ofType("heartbeat"), [{"type": "heartbeat"}])
+        clock.advance(20)
+        busy.flush()
+        self.assertEqual(busy.client.ofType("heartbeat"), [{"type": "heartbeat"}])
+
+    def test_heartbeatTimerStops(self):
+        """
+        The heartbeat timer runs only while there are connections.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        heartbeats = ws.protocol.factory.heartbeats
+        self.assertIsNotNone(heartbeats.call)
+        ws.closeClient()
+        self.assertTrue(ws.client.disconnected)
+        self.assertIsNone(heartbeats.call)
+        self.assertEqual([c for c in ws.clock.getDelayedCalls() if c.active()], [])
+
+    def test_noHeartbeatWhileBacklogged(self):
+        """
+        A client that is not reading gets no heartbeats piled onto what is
+        already waiting.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo", heartbeat=20)
+        ws.protocol.pauseProducing()
+        ws.clock.advance(20)
+        ws.protocol.resumeProducing()
+        ws.flush()
+        self.assertEqual(ws.client.ofType("heartbeat"), [])
 
 
 class FlowControlTests(SynchronousTestCase):

@@ -6,8 +6,10 @@ transport, so one port serves everything.
 One connection carries both channels.  Text frames from the client are
 control operations (the JSON objects C{POST <mount>/control} takes, with
 the session implied by the connection); text frames from the server are
-the messages every data channel carries: event envelopes, replies, errors
-and the close notice.  Heartbeats are WebSocket pings.
+the messages every data channel carries: event envelopes, replies, errors,
+heartbeats (on a quiet connection) and the close notice.  Every connection
+is also pinged each heartbeat interval; a peer that does not answer in time
+is dropped.
 
 A connection gets its session in one of three ways:
 
@@ -119,6 +121,9 @@ class WebSocketFraming:
 
 
 FRAMING = WebSocketFraming()
+
+#: The heartbeat message's frame, the same for every connection.
+HEARTBEAT_FRAME = frameText(b'{"type":"heartbeat"}')
 
 
 def _hostPort(netloc: str, scheme: str) -> Optional[Tuple[str, Optional[int]]]:
@@ -255,6 +260,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._backlogCount = 0
         self._pending: List[bytes] = []
         self._pendingCount = 0
+        self._wrote = False
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
         self._closeWaiters: List[Deferred] = []
@@ -264,6 +270,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         WebSocketServerProtocol.connectionMade(self)
         self.factory.connections.add(self)
+        self.factory.heartbeats.start()
         self._turn = self.factory.turn
         # twisted.web's channel registered itself as the transport's
         # producer; the connection is ours now, and so is its flow control.
@@ -353,6 +360,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self.closeHandshakeTimeoutCall.cancel()
             self.closeHandshakeTimeoutCall = None
         self.factory.connections.discard(self)
+        if not self.factory.connections:
+            self.factory.heartbeats.stop()
         self._backlog.clear()
         self._pending = []
         session, self.session = self.session, None
@@ -511,6 +520,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self._backlog.append((True, frames))
             self._queued(len(frames), len(events))
             return
+        self._wrote = True
         pending = self._pending
         if not pending:
             self._turn.add(self)
@@ -518,8 +528,24 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._pendingCount += len(events)
 
     def writeHeartbeat(self) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendPing()
+        """
+        Send C{{"type": "heartbeat"}}, the message every stream sends when
+        it has been quiet, so a browser (which never sees ping frames) can
+        tell a live connection from a dead one.  Nothing is sent while the
+        client is not reading what is already waiting.
+        """
+        if self.state == _OPEN and not self._paused and not self._backlog:
+            self._write(HEARTBEAT_FRAME, 1)
+
+    def _beat(self) -> None:
+        # Called every heartbeat interval: a connection that sent nothing
+        # since the last call sends a heartbeat, so at most two intervals
+        # pass in silence.
+        if self._wrote:
+            self._wrote = False
+        else:
+            self.writeHeartbeat()
+            self._wrote = False
 
     def closeChannel(self, reason: str, reconnect: bool) -> None:
         if self._holdClose:
@@ -580,6 +606,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self.sendMessage(payload)
 
     def _write(self, frames: bytes, count: int) -> None:
+        self._wrote = True
         if self._paused or self._backlog:
             self._backlog.append((True, frames))
             self._queued(len(frames), count)
@@ -664,6 +691,41 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._paused = True
 
 
+class _Heartbeats:
+    """
+    One timer for all of a factory's connections: every C{interval}
+    seconds each open connection that has been quiet sends a heartbeat.
+    It runs while there are connections.
+    """
+
+    def __init__(self, clock: Any, interval: float, connections: "set[CometWebSocketProtocol]") -> None:
+        self.clock = clock
+        self.interval = interval
+        self.connections = connections
+        self.call: Any = None
+
+    def start(self) -> None:
+        if self.call is None:
+            self.call = self.clock.callLater(self.interval, self.run)
+
+    def stop(self) -> None:
+        if self.call is not None:
+            if self.call.active():
+                self.call.cancel()
+            self.call = None
+
+    def run(self) -> None:
+        self.call = None
+        for protocol in list(self.connections):
+            if protocol.state == _OPEN:
+                try:
+                    protocol._beat()
+                except Exception:
+                    log.failure("A heartbeat to {protocol!r} failed", protocol=protocol)
+        if self.connections:
+            self.start()
+
+
 class _TurnFlush:
     """
     Writes the connections' pending frames once at the end of the reactor
@@ -714,6 +776,7 @@ class CometWebSocketFactory(WebSocketServerFactory):
         self.stopped = False
         self._batched_timer = _ClockTimer(hub.clock)
         self.turn = _TurnFlush(hub.clock)
+        self.heartbeats = _Heartbeats(hub.clock, hub.config.heartbeat, self.connections)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
         self.setProtocolOptions(
