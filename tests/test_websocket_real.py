@@ -6,9 +6,11 @@ independent implementation) in a thread.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -273,8 +275,8 @@ class TwistCommandTests(TestCase):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         twist = os.path.join(os.path.dirname(sys.executable), "twist")
-        workdir = self.mktemp()
-        os.makedirs(workdir)
+        workdir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, workdir, True)
         process = subprocess.Popen(
             [twist, "txcomet", "--listen", "tcp:%d:interface=127.0.0.1" % (port,)],
             cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -354,8 +356,6 @@ class BrowserTests(RealServerMixin, TestCase):
         origin) is refused at the handshake.  The page publishes what it
         saw on channel C{results}.
         """
-        import shutil
-
         from twisted.logger import globalLogPublisher
         from twisted.web.static import Data
 
@@ -377,9 +377,11 @@ class BrowserTests(RealServerMixin, TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
         url = "http://localhost:%d/page" % (self.port.getHost().port,)
+        profile = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, profile, True)
         browser = subprocess.Popen(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             "--user-data-dir=" + os.path.abspath(self.mktemp()), url],
+             "--user-data-dir=" + profile, url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
