@@ -10,6 +10,8 @@ subscriber's transport, by four routes.
              sendPreparedMessage per subscriber
   message    Autobahn's sendMessage per subscriber (frames it each time)
   raw        transport.write of a ready frame: the floor
+  deflate    the shipped transport on connections that negotiated
+             permessage-deflate (--ws-compression): compressed per connection
 
 Usage: python bench/ws_frame_micro.py [--subscribers 1000] [--events 200]
        [--size 100] [--rounds 7]
@@ -54,12 +56,14 @@ class NullTransport:
         pass
 
 
-def connections(count):
-    site = makeSite()
+def connections(count, compression=False):
+    site = makeSite(webSocketCompression=compression)
+    headers = {"Sec-WebSocket-Extensions": "permessage-deflate"} if compression else None
     protocols = []
     for _ in range(count):
-        ws = MemoryWebSocket(*site).open("/comet/ws?channel=bench")
+        ws = MemoryWebSocket(*site).open("/comet/ws?channel=bench", headers)
         protocol = ws.protocol
+        assert (protocol._perMessageCompress is not None) == compression
         protocol.transport = NullTransport()
         protocols.append(protocol)
     return site, protocols
@@ -69,7 +73,7 @@ def measure(route, protocols, factory, events, size):
     payload = {"text": "x" * max(0, size - 60)}
     made = [Event("bench", payload, "e", i) for i in range(events)]
     start = time.process_time()
-    if route == "txcomet":
+    if route in ("txcomet", "deflate"):
         turn = factory.turn
         for event in made:
             batch = [event]
@@ -104,11 +108,17 @@ def main():
     options = parser.parse_args()
     site, protocols = connections(options.subscribers)
     factory = site[0].resource.children[b"ws"].factory
-    routes = ["txcomet", "prepared", "message", "raw"]
+    compressed, compressedProtocols = connections(options.subscribers, compression=True)
+    compressedFactory = compressed[0].resource.children[b"ws"].factory
+    routes = ["txcomet", "prepared", "message", "raw", "deflate"]
     results = {route: [] for route in routes}
     for _ in range(options.rounds):
         for route in routes:
-            results[route].append(measure(route, protocols, factory, options.events, options.size))
+            if route == "deflate":
+                value = measure(route, compressedProtocols, compressedFactory, options.events, options.size)
+            else:
+                value = measure(route, protocols, factory, options.events, options.size)
+            results[route].append(value)
     envelope = len(Event("bench", {"text": "x" * max(0, options.size - 60)}, "e", 1).json)
     print("%d subscribers, %d events of %d bytes, %d rounds (median us of CPU per delivery)"
           % (options.subscribers, options.events, envelope, options.rounds))
