@@ -19,7 +19,6 @@ C{("close", code)}.  After a close, the client answers it and the server
 must drop the TCP connection.
 """
 
-import json
 from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase

@@ -28,13 +28,11 @@ from txcomet.testing import MemoryCometClient
 
 from tests.wssupport import (
     BINARY,
-    CLOSE,
     PING,
     PONG,
     TEXT,
     MemoryWebSocket,
     clientFrame,
-    closePayload,
     connectWebSocket,
     makeSite,
     parseFrames,

@@ -22,10 +22,11 @@ A connection gets its session in one of three ways:
 
 Fan-out writes one frame per event: a server-to-client frame is unmasked,
 so L{WebSocketFraming} frames an event once (cached on the event) and every
-connection that did not negotiate compression writes the same bytes to its
-transport.
+connection that did not negotiate compression sends the same bytes.  A
+connection gathers what one reactor turn gives it and sends it in one
+write, straight to the socket when nothing is buffered (L{writeThrough}).
 
-The close codes (C{docs/transports-websocket.md}): L{CLOSE_CODES} for the
+The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
 close reasons every transport shares, C{4000 + status} for an error that
 ends the connection (C{4404} for an unknown session), and RFC 6455's own
 for protocol failures (1002, 1003, 1007, 1009).
