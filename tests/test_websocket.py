@@ -1014,3 +1014,43 @@ class ShutdownTests(SynchronousTestCase):
         self.assertTrue(without.client.disconnected)
         late = MemoryCometClient(comet).request("GET", "ws", headers={"Upgrade": ["websocket"], "Connection": ["Upgrade"]})
         self.assertEqual(late.code, 503)
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_tapOptions(self):
+        """
+        C{--ws-ping-timeout} and C{--ws-compression} reach the
+        configuration; the defaults are 10 s and off.
+        """
+        from txcomet.tap import Options
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual((options["config"].webSocketPingTimeout, options["config"].webSocketCompression), (10.0, False))
+        options = Options()
+        options.parseOptions(["--ws-ping-timeout", "2.5", "--ws-compression"])
+        self.assertEqual((options["config"].webSocketPingTimeout, options["config"].webSocketCompression), (2.5, True))
+
+    def test_badPingTimeout(self):
+        """
+        A ping timeout that is not a positive number is a usage error.
+        """
+        from twisted.python.usage import UsageError
+
+        from txcomet.tap import Options
+
+        for value in ["0", "-1", "soon"]:
+            self.assertRaises(UsageError, Options().parseOptions, ["--ws-ping-timeout", value])
+        self.assertRaises(ValueError, CometConfig, webSocketPingTimeout=0)
+
+    def test_serviceRunsTheFactory(self):
+        """
+        Starting the L{Comet} service starts the WebSocket service with it.
+        """
+        comet, clock, site = makeSite()
+        service = comet.resource.children[b"ws"].service
+        self.assertFalse(service.running)
+        comet.startService()
+        self.assertTrue(service.running)
+        self.successResultOf(comet.stopService())
+        self.assertFalse(service.running)
