@@ -618,6 +618,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._pendingCount += count
 
     def _writeMessage(self, payload: bytes) -> None:
+        self._wrote = True
         if self._paused or self._backlog:
             self._backlog.append((False, payload))
             self._queued(len(payload), 1)
