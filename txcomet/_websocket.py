@@ -54,9 +54,9 @@ from ._control import OPS, ControlDispatcher
 from ._datachannel import DataChannelParams
 from ._errors import CometError
 from ._event import Event, encodeJSON
+from ._fastpath import writeThrough
 from ._http import JSONResource, asCometError, decodeJSON, writeJSON
 from ._session import Hub, Session
-from ._writethrough import writeThrough
 from .interfaces import IDataChannel, IFraming
 
 log = Logger()
