@@ -347,6 +347,9 @@ class JoinListenTests(SynchronousTestCase):
             ("channel=a&last=nope", "invalid_position"),
             ("channel=a&last=%ff", "invalid_request"),
             ("channel=a&channel=b&channel=c", "too_many_subscriptions"),
+            ("channel=a&lsat=1-1", "invalid_request"),
+            ("last=abc-1", "invalid_request"),
+            ("bogus=1", "invalid_request"),
         ]:
             ws = connectWebSocket("/comet/ws?" + query, maxSubscriptions=2)
             self.assertEqual(ws.client.status, 101)
@@ -392,6 +395,38 @@ class SessionTests(SynchronousTestCase):
         http.publish("demo", {"x": 1})
         ws.flush()
         self.assertEqual([m["data"] for m in ws.client.messages()], [{"x": 1}])
+
+    def test_sessionPosition(self):
+        """
+        A C{?session=} handshake says where the connection starts in
+        C{X-Comet-Position}: the C{last} given, else the session's resume
+        point (the join reply's C{last}); C{_} (a cache buster) is allowed.
+        """
+        site = makeSite()
+        comet = site[0]
+        joined = MemoryCometClient(comet).control(op="join", channels=["demo"])
+        ws = openMore(site, "/comet/ws?_=1&session=" + joined["session"])
+        self.assertEqual(ws.client.header("X-Comet-Position"), joined["last"])
+        event = self.successResultOf(comet.publish("demo", 1))
+        again = openMore(site, "/comet/ws?session=%s&last=%s" % (joined["session"], event.id))
+        self.assertEqual(again.client.header("X-Comet-Position"), event.id)
+
+    def test_resumeFromStartMarker(self):
+        """
+        A client whose first connection died before it saw any event
+        resumes with the join reply's C{last} (the start marker) and gets
+        everything written to the dead connection.
+        """
+        site = makeSite()
+        comet = site[0]
+        joined = MemoryCometClient(comet).control(op="join", channels=["demo"])
+        ws = openMore(site, "/comet/ws?session=" + joined["session"])
+        self.successResultOf(comet.publish("demo", 1))
+        ws.flush()  # written to the connection, never seen by the client
+        ws.client.transport.loseConnection()
+        ws.flush()
+        again = openMore(site, "/comet/ws?session=%s&last=%s" % (joined["session"], joined["last"]))
+        self.assertEqual([m["data"] for m in again.client.messages()], [1])
 
     def test_fallBackToHTTP(self):
         """

@@ -51,7 +51,7 @@ from zope.interface import implementer
 
 from ._config import CometConfig
 from ._control import OPS, ControlDispatcher
-from ._datachannel import DataChannelParams
+from ._datachannel import DataChannelParams, DataChannelResource
 from ._errors import CometError
 from ._event import Event, encodeJSON
 from ._fastpath import writeThrough
@@ -177,7 +177,16 @@ def connectParams(uri: str, headers: Dict[str, str], maxChannels: int) -> Option
         args = parse_qs(urlsplit(uri).query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise CometError("invalid_request", "Query parameters must be UTF-8.")
+    known = DataChannelResource.parameters
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise CometError(
+            "invalid_request",
+            "Unknown parameter %r; this endpoint takes %s." % (unknown[0][:40], ", ".join(sorted(known))),
+        )
     if "session" not in args and "channel" not in args:
+        if "last" in args or "lastEventId" in args:
+            raise CometError("invalid_request", "last= resumes a session=ID or channel=NAME; give one.")
         return None
     return DataChannelParams.fromArgs(args, headers.get("last-event-id"), maxChannels)
 
@@ -300,6 +309,13 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._params = params
         if params is not None and params.channels:
             return self._joinListen(params, subprotocol)
+        if params is not None and params.session is not None:
+            # Where this connection starts, as every data channel says it:
+            # the last given, or the session's resume point.  (An unknown
+            # session is reported once the connection is open.)
+            session = hub.sessions.get(params.session)
+            if session is not None:
+                return subprotocol, {"X-Comet-Position": params.last or session.resumePoint}
         return subprotocol
 
     @inlineCallbacks
