@@ -119,12 +119,19 @@ class DirectWriter:
             self.transport.write(data[sent:] if sent > 0 else data)
 
 
-def writeThrough(transport: tcp.Connection, data: bytes) -> None:
+def writeThrough(transport: Any, data: bytes) -> None:
     """
-    Write C{data} to C{transport} (one L{directTransport} accepted) through
-    its socket if nothing is waiting in its buffer; see L{DirectWriter}.
+    Write C{data} to C{transport}: through its socket when it is a plain
+    TCP or UNIX connection with nothing buffered (see L{DirectWriter}),
+    with C{transport.write} otherwise (TLS, wrappers, test transports).
+    For protocols that own their connection and write once per reactor
+    turn (WebSocket); a stream writing per event keeps a L{DirectWriter}.
     """
-    DirectWriter(transport).write(data)
+    direct = directTransport(transport)
+    if direct is None:
+        transport.write(data)
+    else:
+        DirectWriter(direct).write(data)
 
 
 class StreamWriter:
@@ -132,7 +139,7 @@ class StreamWriter:
     Writes the body of one streaming response once its headers are out.
 
     On an HTTP/1.x connection (L{HTTPChannel}) it writes to the transport
-    itself, already chunked when the response is, through L{writeThrough}
+    itself, already chunked when the response is, through a L{DirectWriter}
     on a plain TCP or UNIX connection.  Anything else (HTTP/2, a test
     transport) goes through L{Request.write}.
 

@@ -67,6 +67,8 @@ class Options(usage.Options):
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
+         "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
          "through worker 0 (one per core).", _count],
         ["worker-hub", None, None, "(Internal: set by worker 0 for the workers it starts.) The UNIX socket of the bus hub."],
@@ -74,6 +76,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
+        ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
+         "CPU per connection: a compressed connection cannot share the frame built once per event)."],
         ["no-access-log", None, "Do not log every HTTP request (at thousands of long-polls a second, "
          "formatting the access log is a fifth of the server's work)."],
     ]
@@ -121,6 +125,8 @@ class Options(usage.Options):
                 publisherSecret=self["publisher-secret"],
                 clientPublish=not self["no-client-publish"],
                 recycleBytes=self["recycle-bytes"],
+                webSocketPingTimeout=self["ws-ping-timeout"],
+                webSocketCompression=bool(self["ws-compression"]),
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
