@@ -211,6 +211,9 @@ class BackPressureTests(RealServerMixin, TestCase):
         for i in range(count):
             await self.comet.publish("demo", {"i": i, "pad": "y" * 2000})
         transport = channel.request.channel.transport
+        # Events after the first of a reactor turn are written when the
+        # turn ends.
+        await until(lambda: not channel._pending)
         self.assertGreater(transport._tempDataLen + len(transport.dataBuffer), 0)
         client.transport.resumeProducing()
         await client.waitFor(lambda: client.body.count(b"\n") >= count + 1)

@@ -31,6 +31,7 @@ from ._channels import isPattern, validateChannel, validatePattern
 from ._config import CometConfig
 from ._errors import CometError
 from ._event import Event, encodeJSON, formatId, parsePosition
+from ._fastpath import Turn
 from ._memory import InMemoryBus
 from .interfaces import IAuthorizer, IDataChannel, IEventBus, ISubscriber
 
@@ -516,6 +517,8 @@ class Hub:
     @ivar clock: the L{IReactorTime} every timer runs on.
     @ivar authorizer: the L{IAuthorizer}.
     @ivar sessions: session id -> L{Session}, the open sessions.
+    @ivar turn: the L{Turn} that batches what one reactor turn writes to a
+        connection beyond its first event.
     @ivar sessionPrefix: what this hub's session ids start with: empty, or,
         with several worker processes, the worker's number and a C{.}
         (which random ids never contain), so any worker can tell whose
@@ -539,6 +542,7 @@ class Hub:
         self.clock = clock
         self.authorizer = authorizer if authorizer is not None else AllowAll()
         self.sessions: Dict[str, Session] = {}
+        self.turn = Turn(self.clock)
 
     def start(self) -> Deferred:
         """

@@ -34,7 +34,7 @@ from zope.interface import implementer
 from ._datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
 from ._errors import CometError
 from ._event import encodeJSON
-from ._fastpath import ChunkedFraming, StreamWriter
+from ._fastpath import TURN_FLUSH_BYTES, ChunkedFraming, StreamWriter
 from ._http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
 from ._session import CLOSE_REASONS, Session
 from .interfaces import IEvent, IFraming
@@ -314,6 +314,10 @@ class StreamingDataChannel(HTTPDataChannel):
         self._direct: Any = None
         self._wire: Any = None
         self._wireName = ""
+        self._turn = self.hub.turn
+        self._turnCount = -1
+        self._pending: List[bytes] = []
+        self._pendingSize = 0
         #: Bytes after which this stream is recycled (0: never).
         self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
 
@@ -374,8 +378,10 @@ class StreamingDataChannel(HTTPDataChannel):
         Write one event, as the session's direct path (L{sink}): its shared
         wire bytes (chunk included) through the connection's
         L{txcomet._fastpath.DirectWriter}, with none of L{writeEvents}'
-        per-call work.  Back-pressure, slow consumers and recycling work
-        as on the slow path.
+        per-call work.  The first event of a reactor turn goes at once;
+        more in the same turn wait for the turn's end and go in one write
+        (see L{txcomet._fastpath.Turn}), unless the connection is backed up.  Back-pressure, slow consumers and
+        recycling work as on the slow path.
         """
         if self.ended:
             return
@@ -386,11 +392,39 @@ class StreamingDataChannel(HTTPDataChannel):
         self.wrote = True
         size = len(wire)
         self.directBytes += size
-        self._direct.write(wire)
+        turn = self._turn
+        if not turn.open:
+            turn.begin()
+        if self._turnCount == turn.count and not self.paused:
+            pending = self._pending
+            if not pending:
+                turn.add(self)
+            pending.append(wire)
+            self._pendingSize += size
+            if self._pendingSize > TURN_FLUSH_BYTES:
+                self.flushPending()
+        else:
+            # Backed up, nothing is gathered: what the transport holds is
+            # what flow control and the slow-consumer limit count.
+            if self._pending:
+                self.flushPending()
+            self._turnCount = turn.count
+            self._direct.write(wire)
         if self.paused:
             self._backedUp(size)
         if self.recycleLimit:
             self._maybeRecycle()
+
+    def flushPending(self) -> None:
+        """
+        Write what L{deliverEvent} held back in this turn, in one write.
+        """
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._pendingSize = 0
+            if not self.ended:
+                self._direct.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def send(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
@@ -402,6 +436,8 @@ class StreamingDataChannel(HTTPDataChannel):
         if self.ended or not data:
             return
         assert self.writer is not None
+        if self._pending:
+            self.flushPending()
         self.writer.write(data, wire)
         self.written += len(data)
         if self.paused:
@@ -420,6 +456,8 @@ class StreamingDataChannel(HTTPDataChannel):
     def end(self, body: bytes = b"") -> None:
         if self.ended:
             return
+        if self._pending:
+            self.flushPending()
         # What the direct path wrote counts in the access log's byte count
         # (with its chunk framing).
         self.request.sentLength += self.directBytes

@@ -22,9 +22,11 @@ A connection gets its session in one of three ways:
 
 Fan-out writes one frame per event: a server-to-client frame is unmasked,
 so L{WebSocketFraming} frames an event once (cached on the event) and every
-connection that did not negotiate compression sends the same bytes.  A
-connection gathers what one reactor turn gives it and sends it in one
-write, straight to the socket when nothing is buffered (L{writeThrough}).
+connection that did not negotiate compression sends the same bytes.  The
+first event a connection gets in a reactor turn goes straight to the socket
+when nothing is buffered (the session's direct path, L{deliverEvent});
+what follows in the same turn is gathered and sent in one write at the
+turn's end (L{txcomet._fastpath.Turn}).
 
 The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
 close reasons every transport shares, C{4000 + status} for an error that
@@ -54,7 +56,7 @@ from ._control import OPS, ControlDispatcher
 from ._datachannel import DataChannelParams, DataChannelResource
 from ._errors import CometError
 from ._event import Event, encodeJSON
-from ._fastpath import writeThrough
+from ._fastpath import TURN_FLUSH_BYTES, DirectWriter, directTransport, writeThrough
 from ._http import JSONResource, asCometError, decodeJSON, writeJSON
 from ._session import Hub, Session
 from .interfaces import IDataChannel, IFraming
@@ -122,6 +124,7 @@ class WebSocketFraming:
 
 
 FRAMING = WebSocketFraming()
+_FRAMING_NAME = FRAMING.name
 
 #: The heartbeat message's frame, the same for every connection.
 HEARTBEAT_FRAME = frameText(b'{"type":"heartbeat"}')
@@ -270,6 +273,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._backlogCount = 0
         self._pending: List[bytes] = []
         self._pendingCount = 0
+        self._direct: Optional[DirectWriter] = None
+        self._turnCount = -1
+        self._pendingSize = 0
         self._wrote = False
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
@@ -363,6 +369,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def _listen(self, session: Session, last: Optional[str]) -> None:
         self.session = session
+        direct = directTransport(self.transport)
+        if direct is not None and self._perMessageCompress is None:
+            # Autobahn writes pings, pongs and close frames itself: the
+            # writer looks at the transport's buffer before each write.
+            self._direct = DirectWriter(direct)
+            self.sink = self.deliverEvent
         try:
             session.attach(self, last)
         except CometError as error:
@@ -381,6 +393,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self.factory.heartbeats.stop()
         self._backlog.clear()
         self._pending = []
+        self._pendingSize = 0
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
@@ -544,6 +557,43 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         pending.append(frames)
         self._pendingCount += len(events)
 
+    #: The session's direct path (see L{deliverEvent}), on an uncompressed
+    #: plain TCP connection; else C{None}.
+    sink: Any = None
+
+    def deliverEvent(self, event: Event) -> None:
+        """
+        One event from the session's direct path: its shared frame goes
+        straight to the socket if it is this connection's first write of
+        the reactor turn, else joins the turn's pending write.  A backed-up
+        connection takes the slow path (L{writeEvents}) and its limits.
+        """
+        if self.state != _OPEN:
+            return
+        if self._paused or self._backlog:
+            self.writeEvents([event])
+            return
+        frames = event._frames
+        wire = frames.get(_FRAMING_NAME) if frames is not None else None
+        if wire is None:
+            wire = event.framed(FRAMING)
+        self._wrote = True
+        turn = self._turn
+        if not turn.open:
+            turn.begin()
+        pending = self._pending
+        if pending or self._turnCount == turn.count:
+            if not pending:
+                turn.add(self)
+            pending.append(wire)
+            self._pendingCount += 1
+            self._pendingSize += len(wire)
+            if self._pendingSize > TURN_FLUSH_BYTES:
+                self.flushPending()
+        else:
+            self._turnCount = turn.count
+            self._direct.write(wire)  # type: ignore[union-attr]
+
     def writeHeartbeat(self) -> None:
         """
         Send C{{"type": "heartbeat"}}, the message every stream sends when
@@ -596,10 +646,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     # writing, with flow control
     #
-    # Frames written while the transport takes them wait in _pending until
-    # the end of the reactor turn, then go out in one write straight to the
-    # socket (writeThrough): one send per connection per turn, however many
-    # events the turn published.  While the transport is full (paused),
+    # The first frame of a reactor turn goes straight to the socket
+    # (deliverEvent, through the connection's DirectWriter); frames written
+    # after it in the same turn, and those of the slow path (writeEvents),
+    # wait in _pending until the end of the turn, then go out in one write:
+    # at most two sends per connection per turn, however many events the
+    # turn published.  While the transport is full (paused),
     # frames wait in _backlog instead, within the session queue limits.
     # _pending is only ever non-empty while not paused and _backlog is
     # empty, so _pending always comes first.
@@ -650,7 +702,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             return
         self._pending = []
         self._pendingCount = 0
-        writeThrough(self.transport, pending[0] if len(pending) == 1 else b"".join(pending))
+        self._pendingSize = 0
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if self._direct is not None:
+            self._direct.write(data)
+        else:
+            writeThrough(self.transport, data)
 
     def _queued(self, size: int, count: int, check: bool = True) -> None:
         self._backlogBytes += size
@@ -696,6 +753,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             count = self._pendingCount
             self._pending = []
             self._pendingCount = 0
+            self._pendingSize = 0
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             self._backlog.appendleft((True, data))
             self._queued(len(data), count, check=False)
@@ -744,32 +802,6 @@ class _Heartbeats:
             self.start()
 
 
-class _TurnFlush:
-    """
-    Writes the connections' pending frames once at the end of the reactor
-    turn: one timed call for all of them, whatever the number of events.
-    """
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.waiting: List[CometWebSocketProtocol] = []
-        self.call: Any = None
-
-    def add(self, protocol: CometWebSocketProtocol) -> None:
-        self.waiting.append(protocol)
-        if self.call is None:
-            self.call = self.clock.callLater(0, self.run)
-
-    def run(self) -> None:
-        self.call = None
-        waiting, self.waiting = self.waiting, []
-        for protocol in waiting:
-            try:
-                protocol.flushPending()
-            except Exception:
-                log.failure("Writing to {protocol!r} failed", protocol=protocol)
-
-
 class CometWebSocketFactory(WebSocketServerFactory):
     """
     Makes a L{CometWebSocketProtocol} per connection, configured from the
@@ -793,7 +825,7 @@ class CometWebSocketFactory(WebSocketServerFactory):
         self.connections: "set[CometWebSocketProtocol]" = set()
         self.stopped = False
         self._batched_timer = _ClockTimer(hub.clock)
-        self.turn = _TurnFlush(hub.clock)
+        self.turn = hub.turn
         self.heartbeats = _Heartbeats(hub.clock, hub.config.heartbeat, self.connections)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
