@@ -342,3 +342,150 @@ class SessionSinkTests(SynchronousTestCase):
         self.session.attach(channel)
         event = self.publish(1)
         self.assertEqual(channel.events, [event])
+
+
+class TurnTests(SynchronousTestCase):
+    def test_turnEndFlushes(self):
+        """
+        begin() starts a turn with a new count and schedules its end; the
+        end flushes every writer added, once, and closes the turn.
+        """
+        from txcomet._fastpath import Turn
+
+        clock = Clock()
+        turn = Turn(clock)
+        flushed = []
+
+        class Writer:
+            def __init__(self, name):
+                self.name = name
+
+            def flushPending(self):
+                flushed.append(self.name)
+
+        turn.add(Writer("a"))
+        self.assertTrue(turn.open)
+        self.assertEqual(turn.count, 1)
+        turn.add(Writer("b"))
+        self.assertEqual(turn.count, 1)
+        clock.advance(0)
+        self.assertEqual(flushed, ["a", "b"])
+        self.assertFalse(turn.open)
+        turn.begin()
+        self.assertEqual(turn.count, 2)
+
+    def test_failingWriterLogged(self):
+        """
+        A writer whose flush raises is logged; the others are flushed.
+        """
+        from txcomet._fastpath import Turn
+
+        clock = Clock()
+        turn = Turn(clock)
+        flushed = []
+
+        class Broken:
+            def flushPending(self):
+                raise RuntimeError("broken")
+
+        class Fine:
+            def flushPending(self):
+                flushed.append(True)
+
+        turn.add(Broken())
+        turn.add(Fine())
+        clock.advance(0)
+        self.assertEqual(flushed, [True])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class DirectPathRealSocketTests(TestCase):
+    """
+    Over real sockets: an SSE stream and a WebSocket, both join-listen,
+    take the session's direct path; a burst published in one reactor turn
+    goes out in two writes per connection (the first event, then the rest
+    at the turn's end), and every event arrives once, in order.
+    """
+
+    timeout = 30
+
+    def setUp(self):
+        from twisted.internet import reactor
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from txcomet import Comet, CometRequest
+
+        self.comet = Comet()
+        root = Resource()
+        root.putChild(b"comet", self.comet.resource)
+        self.comet.startService()
+        self.addCleanup(self.comet.stopService)
+        self.port = reactor.listenTCP(0, Site(root, requestFactory=CometRequest), interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+
+    async def connect(self, request):
+        from .realhttp import until
+
+        s = socket.create_connection(("127.0.0.1", self.port.getHost().port))
+        s.setblocking(False)
+        self.addCleanup(s.close)
+        s.sendall(request)
+        await until(lambda: len(self.comet.hub.sessions) == 1)
+        [session] = self.comet.hub.sessions.values()
+        await until(lambda: session._sink is not None)
+        return s, session
+
+    async def burst(self, s, session, marker):
+        from .realhttp import until
+
+        channel = session._sink
+        writes = []
+        real = channel._direct
+
+        class Spy:
+            def write(self, data):
+                writes.append(data)
+                real.write(data)
+
+        channel._direct = Spy()
+        for i in range(5):
+            self.comet.publish("burst", {"i": i})
+        self.assertEqual(len(writes), 1, "the first event at once")
+        received = []
+
+        def read():
+            try:
+                received.append(s.recv(65536))
+            except BlockingIOError:
+                pass
+            return b"".join(received).count(marker) >= 5
+
+        await until(read)
+        self.assertEqual(len(writes), 2, "the rest at the turn's end, in one write")
+        data = b"".join(received)
+        self.assertEqual([data.index(b'{"i":%d}' % i) for i in range(5)], sorted(data.index(b'{"i":%d}' % i) for i in range(5)))
+        self.assertEqual(data.count(marker), 5)
+
+    async def test_sse(self):
+        """
+        An EventSource stream on plain TCP takes the direct path, and a
+        burst goes out in two writes, complete and in order.
+        """
+        s, session = await self.connect(b"GET /comet/sse?channel=burst HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertFalse(session.keepsReplay)
+        await self.burst(s, session, b'"channel":"burst"')
+
+    async def test_webSocket(self):
+        """
+        A WebSocket join-listen connection takes the direct path too (and
+        keeps its replay buffer: it may resume subscriptions by control
+        message).
+        """
+        s, session = await self.connect(
+            b"GET /comet/ws?channel=burst HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertTrue(session.keepsReplay)
+        await self.burst(s, session, b'"channel":"burst"')
