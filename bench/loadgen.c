@@ -1214,15 +1214,16 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "L\n");
     } else {
-        /* idle: hold the connections for --hold seconds, or until stdin closes */
+        /* idle: hold the connections for --hold seconds, or (no --hold)
+           until stdin closes */
         uint64_t until = mono_us() + (uint64_t)(o_hold * 1e6);
         while (o_hold <= 0 || mono_us() < until) {
             fd_set rf;
             FD_ZERO(&rf);
-            FD_SET(0, &rf);
+            if (o_hold <= 0) FD_SET(0, &rf);
             struct timeval tv = {0, 200000};
             int r = select(1, &rf, NULL, NULL, &tv);
-            if (r > 0) {
+            if (r > 0 && o_hold <= 0) {
                 char tmp[64];
                 if (read(0, tmp, sizeof tmp) <= 0) break;
             }

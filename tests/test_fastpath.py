@@ -233,7 +233,7 @@ class SinkChannel(RecordingDataChannel):
     def __init__(self):
         RecordingDataChannel.__init__(self, oneShot=False)
         self.direct = []
-        self.sink = self.deliverEvent
+        self.sink = True
 
     def deliverEvent(self, event):
         self.direct.append(event)
@@ -444,9 +444,15 @@ class DirectPathRealSocketTests(TestCase):
         real = channel._direct
 
         class Spy:
+            transport = real.transport
+
+            @property
+            def spilled(self):
+                return real.spilled
+
             def write(self, data):
                 writes.append(data)
-                real.write(data)
+                return real.write(data)
 
         channel._direct = Spy()
         for i in range(5):

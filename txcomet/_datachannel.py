@@ -24,7 +24,6 @@ from ._errors import CometError
 from ._event import Event, encodeJSON, parsePosition
 from ._http import (
     JSONResource,
-    RequestTracker,
     applyCORS,
     asCometError,
     queryArgs,
@@ -131,7 +130,11 @@ class HTTPDataChannel:
         self.wrote = False
         self.ended = False
         self._heartbeat = None
-        self._tracker = RequestTracker(request)
+        # Whether the client has gone, and whether the response was
+        # finished (as a RequestTracker would know; one finish notice for
+        # both keeps a held connection's state small).
+        self._gone = False
+        self._finished = False
         request.notifyFinish().addBoth(self._requestDone)
 
     # lifecycle
@@ -176,6 +179,8 @@ class HTTPDataChannel:
         self._heartbeat = self.hub.clock.callLater(self.hub.config.heartbeat, self._beat)
 
     def _requestDone(self, result: Any) -> None:
+        if isinstance(result, Failure):
+            self._gone = True
         self.ended = True
         self._stopHeartbeat()
         if self.session is not None:
@@ -192,7 +197,7 @@ class HTTPDataChannel:
         """
         Whether the client has disconnected.
         """
-        return self._tracker.gone
+        return self._gone
 
     def end(self, body: bytes = b"") -> None:
         """
@@ -202,7 +207,11 @@ class HTTPDataChannel:
             return
         self.ended = True
         self._stopHeartbeat()
-        self._tracker.finish(body)
+        if self._gone or self._finished:
+            return
+        self._finished = True
+        self.request.write(body)
+        self.request.finish()
 
     # IDataChannel, as one JSON array
 

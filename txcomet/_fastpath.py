@@ -101,15 +101,18 @@ class DirectWriter:
         # in the transport's buffer.
         self.spilled = True
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         """
         Write C{data} (not empty).
+
+        @return: whether something is left in the transport's buffer.
         """
         if self.spilled or not self.exclusive:
             transport = self.transport
             if transport.dataBuffer or transport._tempDataLen or transport.disconnecting or not transport.connected:
                 transport.write(data)
-                return
+                self.spilled = True
+                return True
             self.spilled = False
         try:
             sent = self.socket.send(data)
@@ -120,6 +123,8 @@ class DirectWriter:
         if sent != len(data):
             self.spilled = True
             self.transport.write(data[sent:] if sent > 0 else data)
+            return True
+        return False
 
 
 def writeThrough(transport: Any, data: bytes) -> None:
@@ -209,6 +214,8 @@ class StreamWriter:
     @ivar chunked: whether the response uses chunked transfer-encoding.
     @ivar direct: the L{DirectWriter} for the connection, or C{None}.
     """
+
+    __slots__ = ("request", "chunked", "transport", "direct")
 
     def __init__(self, request: Request) -> None:
         self.request = request

@@ -289,8 +289,8 @@ class StreamingDataChannel(HTTPDataChannel):
     @ivar paused: whether the connection is backed up.
     @ivar backlog: bytes written since it was.
     @ivar sink: whether the session may hand events to L{deliverEvent}
-        directly: on a plain TCP or UNIX connection, once the prelude is
-        out, the bound L{deliverEvent}; else C{None}.
+        directly: C{True} on a plain TCP or UNIX connection once the
+        prelude is out; else C{None}.
     """
 
     oneShot = False
@@ -316,7 +316,9 @@ class StreamingDataChannel(HTTPDataChannel):
         self._wireName = ""
         self._turn = self.hub.turn
         self._turnCount = -1
-        self._pending: List[bytes] = []
+        # What this turn gathered beyond its first event (see Turn); an
+        # empty tuple until then, to keep a quiet stream small.
+        self._pending: Any = ()
         self._pendingSize = 0
         #: Bytes after which this stream is recycled (0: never).
         self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
@@ -354,24 +356,47 @@ class StreamingDataChannel(HTTPDataChannel):
 
     def begin(self, session: Session) -> None:
         """
-        Start the heartbeat, become the request's producer and send the
-        headers and prelude.
+        Start the heartbeat, send the headers and prelude, and watch for
+        back-pressure: on a plain TCP or UNIX connection by looking at what
+        the transport holds after each write that did not go straight out
+        (see L{_checkHeld}); on any other, as the request's producer.
         """
         super().begin(session)
         request = self.request
-        request.registerProducer(self, True)
-        self.producing = True
-        # A connection already backed up by an earlier response on it.
-        self.paused = bool(getattr(request.channel, "_waitingForTransport", False))
         prelude = self.prelude()
+        # The request's parameters have served (the prelude was the last to
+        # read them); a held stream need not keep them.
+        self.params = None
         request.write(prelude)
         self.written += len(prelude)
         self.writer = writer = StreamWriter(request)
-        if writer.direct is not None and self.directEvents:
-            self._direct = writer.direct
+        if writer.direct is None:
+            request.registerProducer(self, True)
+            self.producing = True
+            # A connection already backed up by an earlier response on it.
+            self.paused = bool(getattr(request.channel, "_waitingForTransport", False))
+            return
+        # No producer registration on a plain connection: it would also
+        # grow Twisted's per-connection state by over a kilobyte.
+        self._direct = writer.direct
+        if self.directEvents:
             self._wire = self.wireFraming if writer.chunked else self.framing
             self._wireName = self._wire.name
-            self.sink = self.deliverEvent
+            self.sink = True
+
+    def _checkHeld(self) -> None:
+        """
+        A write was left (partly) in the transport's buffer: once it holds
+        more than the transport's own buffer size (where Twisted would
+        pause a producer) plus C{queueBytes}, the session is a slow
+        consumer.
+        """
+        transport = self._direct.transport
+        held = transport._tempDataLen + len(transport.dataBuffer) - transport.offset
+        if held > transport.bufferSize + self.hub.config.queueBytes:
+            session = self.session
+            if session is not None and session.dataChannel is self:
+                session.close("slow_consumer")
 
     def deliverEvent(self, event: Any) -> None:
         """
@@ -380,8 +405,8 @@ class StreamingDataChannel(HTTPDataChannel):
         L{txcomet._fastpath.DirectWriter}, with none of L{writeEvents}'
         per-call work.  The first event of a reactor turn goes at once;
         more in the same turn wait for the turn's end and go in one write
-        (see L{txcomet._fastpath.Turn}), unless the connection is backed up.  Back-pressure, slow consumers and
-        recycling work as on the slow path.
+        (see L{txcomet._fastpath.Turn}), unless the connection is backed up.
+        Slow consumers and recycling work as on the slow path.
         """
         if self.ended:
             return
@@ -395,23 +420,24 @@ class StreamingDataChannel(HTTPDataChannel):
         turn = self._turn
         if not turn.open:
             turn.begin()
-        if self._turnCount == turn.count and not self.paused:
+        direct = self._direct
+        if self._turnCount == turn.count and not direct.spilled:
             pending = self._pending
             if not pending:
                 turn.add(self)
+                pending = self._pending = []
             pending.append(wire)
             self._pendingSize += size
             if self._pendingSize > TURN_FLUSH_BYTES:
                 self.flushPending()
         else:
-            # Backed up, nothing is gathered: what the transport holds is
-            # what flow control and the slow-consumer limit count.
+            # Backed up, nothing is gathered: the transport's buffer is
+            # what the slow-consumer limit looks at.
             if self._pending:
                 self.flushPending()
             self._turnCount = turn.count
-            self._direct.write(wire)
-        if self.paused:
-            self._backedUp(size)
+            if direct.write(wire):
+                self._checkHeld()
         if self.recycleLimit:
             self._maybeRecycle()
 
@@ -421,10 +447,10 @@ class StreamingDataChannel(HTTPDataChannel):
         """
         pending = self._pending
         if pending:
-            self._pending = []
+            self._pending = ()
             self._pendingSize = 0
-            if not self.ended:
-                self._direct.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            if not self.ended and self._direct.write(pending[0] if len(pending) == 1 else b"".join(pending)):
+                self._checkHeld()
 
     def send(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
@@ -440,7 +466,10 @@ class StreamingDataChannel(HTTPDataChannel):
             self.flushPending()
         self.writer.write(data, wire)
         self.written += len(data)
-        if self.paused:
+        if self._direct is not None:
+            if self._direct.spilled:
+                self._checkHeld()
+        elif self.paused:
             self._backedUp(len(data))
 
     def _backedUp(self, size: int) -> None:

@@ -374,7 +374,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             # Autobahn writes pings, pongs and close frames itself: the
             # writer looks at the transport's buffer before each write.
             self._direct = DirectWriter(direct)
-            self.sink = self.deliverEvent
+            self.sink = True
         try:
             session.attach(self, last)
         except CometError as error:
@@ -557,8 +557,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         pending.append(frames)
         self._pendingCount += len(events)
 
-    #: The session's direct path (see L{deliverEvent}), on an uncompressed
-    #: plain TCP connection; else C{None}.
+    #: Whether the session may use the direct path (L{deliverEvent}): on an
+    #: uncompressed plain TCP connection; else C{None}.
     sink: Any = None
 
     def deliverEvent(self, event: Event) -> None:
