@@ -12,6 +12,7 @@ from twisted.web.server import Request
 from ._channels import validateChannel
 from ._control import ControlDispatcher
 from ._datachannel import LongPollResource, PollResource
+from ._demo import staticFile
 from ._errors import CometError
 from ._event import encodeJSON
 from ._http import (
@@ -176,6 +177,9 @@ class CometResource(JSONResource):
         self.transports: List[str] = []
         self.putChild(b"control", ControlResource(hub, self.dispatcher))
         self.putChild(b"publish", PublishResource(hub))
+        # The browser client, as a classic script and as an ES module.
+        self.putChild(b"txcomet.js", staticFile("txcomet.js"))
+        self.putChild(b"txcomet.mjs", staticFile("txcomet.mjs"))
         self.addTransport("poll", PollResource(hub))
         self.addTransport("longpoll", LongPollResource(hub))
 

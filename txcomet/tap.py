@@ -17,6 +17,7 @@ from twisted.web.static import File
 
 from ._config import CometConfig
 from ._http import CometRequest
+from ._demo import CounterService
 from ._root import IndexPage
 from ._service import Comet
 
@@ -46,8 +47,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Runs a txcomet server: the control channel, the publish API and every "
-        "comet transport under --prefix, and a page at / saying what runs where. "
+        "Runs a txcomet server: the control channel, the publish API, every "
+        "comet transport and the browser client (txcomet.js) under --prefix, and "
+        "at / a chat demo that says what runs where. "
         "Without --redis the bus is in memory."
     )
 
@@ -61,7 +63,7 @@ class Options(usage.Options):
         ["max-message-size", None, 65536, "The largest message accepted, in bytes.", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
-        ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["static", None, None, "A directory to serve at / instead of the demo page."],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
@@ -128,7 +130,7 @@ def makeComet(options: Options) -> Comet:
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
     """
-    The root resource: the static directory or the index page, with the
+    The root resource: the static directory or the demo page, with the
     comet resource mounted at the prefix.
     """
     segments = options["prefixSegments"]
@@ -154,7 +156,11 @@ def makeService(options: Options) -> MultiService:
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
-    site = Site(makeRoot(options, comet), requestFactory=CometRequest)
+    root = makeRoot(options, comet)
+    if isinstance(root, IndexPage):
+        # The demo's chart counts every event on the bus.
+        CounterService(comet.bus, root.counter).setServiceParent(service)
+    site = Site(root, requestFactory=CometRequest)
     site.displayTracebacks = False
     for endpoint in options["listen"]:
         strports.service(endpoint, site).setServiceParent(service)
