@@ -4,7 +4,9 @@ Support for the project's own tests: a real server on a free loopback port.
 
 from typing import Any
 
+import treq
 from twisted.internet import reactor
+from twisted.web.client import HTTPConnectionPool
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.server import Site
 
@@ -33,6 +35,18 @@ class RealServerMixin:
     test.  C{self.url} is the mount point's URL.
     """
 
+    def get(self, url: str, **kwargs: Any):
+        """
+        treq.get through this test's connection pool.
+        """
+        return treq.get(url, pool=self.pool, **kwargs)
+
+    def post(self, url: str, data: Any = None, **kwargs: Any):
+        """
+        treq.post through this test's connection pool.
+        """
+        return treq.post(url, data, pool=self.pool, **kwargs)
+
     def startServer(self, bus: Any = None, **config: Any):
         from twisted.web.resource import Resource
 
@@ -40,6 +54,7 @@ class RealServerMixin:
         root = Resource()
         root.putChild(b"comet", self.comet.resource)
         self.site = TrackingSite(root, requestFactory=CometRequest)
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
         d = self.comet.startService()
 
         def listen(_):
@@ -56,5 +71,7 @@ class RealServerMixin:
         yield self.comet.stopService()
         # Drop any connection the test left open.
         for protocol in self.site.openProtocols:
-            if protocol.transport is not None and protocol.transport.connected:
-                protocol.transport.abortConnection()
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and transport.connected:
+                transport.abortConnection()
+        yield self.pool.closeCachedConnections()

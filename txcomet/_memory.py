@@ -86,8 +86,6 @@ class InMemoryBus:
         return succeed(event)
 
     def _remember(self, event: Event) -> None:
-        if self.historyLength == 0:
-            return
         histories = self._history
         history = histories.get(event.channel)
         if history is None:
@@ -102,7 +100,8 @@ class InMemoryBus:
             histories.move_to_end(event.channel)
         events = history.events
         if len(events) == self.historyLength:
-            history.truncatedThrough = events[0].offset
+            # Full (or keeping nothing): the oldest event, or this one, is dropped.
+            history.truncatedThrough = events[0].offset if events else event.offset
         events.append(event)
 
     def _fanOut(self, event: Event) -> None:
