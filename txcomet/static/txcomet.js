@@ -121,6 +121,7 @@
   // asking client._dataURL() for the current position before every request.
 
   function LongPoll(client, name, interval) {
+    this.oneShot = true;
     this.client = client;
     this.name = name;
     this.interval = interval;
@@ -164,6 +165,7 @@
   };
 
   function ScriptPoll(client) {
+    this.oneShot = true;
     this.client = client;
     this.name = 'jsonp';
     this.stopped = false;
@@ -867,6 +869,9 @@
       self._ended(t, {error: CometError('timeout', t.name + ' did not open in time.')});
     }, wait);
     t.start();
+    // A held long-poll or script request is listening already, though
+    // nothing has come back yet (it may not for a heartbeat interval).
+    if (t.oneShot && this._t === t) this._setState('listening');
   };
 
   Client.prototype._opened = function (t) {
@@ -974,6 +979,7 @@
     if (this._failures >= 2 && this.options.transports.length > 1) {
       // This transport does not get through here: try the next one.
       this._failures = 0;
+      this._attempt = 0; // a fresh transport is tried without the backoff so far
       this._tIndex = (this._tIndex + 1) % this.options.transports.length;
     }
   };
