@@ -29,6 +29,10 @@ class CometConfig:
         C{None} for an open publish API.
     @ivar clientPublish: whether sessions may publish through the control
         channel (the authorizer still decides per channel).
+    @ivar recycleBytes: bytes after which an XHR-streaming or iframe
+        response is closed (reason C{recycle}) and reopened by its client,
+        so that the browser's buffer of the response does not grow without
+        end; 0 never recycles.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class CometConfig:
         allowedOrigins: Sequence[str] = (),
         publisherSecret: Optional[str] = None,
         clientPublish: bool = True,
+        recycleBytes: int = 1024 * 1024,
     ) -> None:
         for name, value in [
             ("heartbeat", heartbeat),
@@ -53,6 +58,7 @@ class CometConfig:
                 raise ValueError("%s must be more than 0, not %r" % (name, value))
         for name, value in [
             ("historyLength", historyLength),
+            ("recycleBytes", recycleBytes),
         ]:
             if value < 0:
                 raise ValueError("%s must be 0 or more, not %r" % (name, value))
@@ -76,6 +82,7 @@ class CometConfig:
         self.allowedOrigins = tuple(allowedOrigins)
         self.publisherSecret = publisherSecret
         self.clientPublish = clientPublish
+        self.recycleBytes = recycleBytes
 
     def originAllowed(self, origin: Optional[str]) -> bool:
         """

@@ -29,6 +29,13 @@ from ._http import (
     writeScript,
 )
 from ._session import Hub
+from ._streaming import (
+    EventSourceResource,
+    IframeResource,
+    JSONPResource,
+    MultipartResource,
+    XHRStreamResource,
+)
 
 #: Room for the envelope around a message in a control body.
 _ENVELOPE_ALLOWANCE = 4096
@@ -182,6 +189,11 @@ class CometResource(JSONResource):
         self.putChild(b"txcomet.mjs", staticFile("txcomet.mjs"))
         self.addTransport("poll", PollResource(hub))
         self.addTransport("longpoll", LongPollResource(hub))
+        self.addTransport("jsonp", JSONPResource(hub))
+        self.addTransport("xhr-stream", XHRStreamResource(hub))
+        self.addTransport("iframe", IframeResource(hub))
+        self.addTransport("sse", EventSourceResource(hub))
+        self.addTransport("multipart", MultipartResource(hub))
 
     def addTransport(self, name: str, resource: Resource) -> None:
         """

@@ -61,6 +61,8 @@ class Options(usage.Options):
         ["queue-messages", None, 1000, "Undelivered events a session may hold before it is closed as a slow consumer.", _count],
         ["queue-bytes", None, 1048576, "Undelivered bytes a session may hold before it is closed as a slow consumer.", _count],
         ["max-message-size", None, 65536, "The largest message accepted, in bytes.", _count],
+        ["recycle-bytes", None, 1048576, "Bytes after which an XHR-streaming or iframe response is "
+         "closed and reopened by its client (0: never).", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the demo page."],
@@ -111,6 +113,7 @@ class Options(usage.Options):
                 allowedOrigins=self["allowedOrigins"],
                 publisherSecret=self["publisher-secret"],
                 clientPublish=not self["no-client-publish"],
+                recycleBytes=self["recycle-bytes"],
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
