@@ -218,6 +218,15 @@ class ReconnectTests(BrowserTestCase):
         yield self.cutMidStream("xhr-stream")
 
     @inlineCallbacks
+    def test_cutIframe(self):
+        """
+        The same over hidden-iframe streaming.
+        """
+        yield self.startDemo()
+        self.requireTransport("iframe")
+        yield self.cutMidStream("iframe")
+
+    @inlineCallbacks
     def test_serverRestarted(self):
         """
         When the server restarts (a new bus, the session forgotten), the

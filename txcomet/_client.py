@@ -175,7 +175,7 @@ class ScriptParser:
             match = self._CALL.match(body)
             if match:
                 try:
-                    message = json.loads(match.group(1))
+                    message, _ = json.JSONDecoder().raw_decode(match.group(1))
                 except ValueError:
                     continue  # the prelude's own code, not a message
                 if isinstance(message, dict):
@@ -221,13 +221,18 @@ class MultipartParser:
 
 def parseScriptAnswer(body: bytes) -> Any:
     """
-    The JSON argument of a script-tag answer C{/**/NAME(JSON);}.
+    The first argument of a script-tag answer C{/**/NAME(JSON, ...);}: the
+    array of messages, or an error object.
     """
     text = body.decode("utf-8").strip()
-    match = re.match(r"^(?:/\*\*/)?\s*[A-Za-z0-9_.]+\((.*)\);?$", text, re.S)
+    match = re.match(r"^(?:/\*\*/)?\s*[A-Za-z0-9_.]+\(", text)
     if not match:
         raise _clientError("network", "Not a script-tag answer: %r" % (text[:80],))
-    return json.loads(match.group(1))
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, match.end())
+    except ValueError:
+        raise _clientError("network", "Not a script-tag answer: %r" % (text[:80],))
+    return value
 
 
 class _Subscription:
@@ -632,6 +637,10 @@ class CometClient:
             kind = message.get("type")
             if kind == "close":
                 self._closed(message)
+                return False
+            if kind == "error":
+                # A refused stream (an iframe's error page): say why.
+                self._ended(_errorFrom(message, message.get("status", 0)))
                 return False
             if kind == "heartbeat" or not isinstance(message.get("id"), str):
                 continue

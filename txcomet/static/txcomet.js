@@ -231,7 +231,6 @@
     this.stopped = false;
     this.xhr = null;
     this.seen = 0;
-    this.opened = false;
   }
   XHRStream.prototype.start = function () {
     var self = this, client = this.client;
@@ -249,7 +248,7 @@
   XHRStream.prototype._read = function (done) {
     var xhr = this.xhr;
     if (this.stopped || xhr.status !== 200) return;
-    if (!this.opened) { this.opened = true; this.client._opened(this); }
+    this.client._opened(this);
     var text = xhr.responseText, end = text.lastIndexOf('\n');
     if (end < this.seen) return;
     var chunk = text.slice(this.seen, end + 1);
@@ -287,6 +286,12 @@
     var self = this, client = this.client;
     this.callback = register('f', function (msg) {
       if (self.stopped) return;
+      if (msg && msg.type === 'error') { // the request was refused
+        self.stopped = true;
+        self._remove();
+        client._ended(self, {error: errorFrom(msg, msg.status)});
+        return;
+      }
       client._opened(self);
       client._received(self, [msg]);
     });
