@@ -90,6 +90,8 @@ async def publish(reactor: Any, options: argparse.Namespace) -> int:
         reply = await client.publish(options.channel, data)
     except CometError as e:
         return _fail(e)
+    finally:
+        await client.close()
     print(json.dumps(reply))
     return 0
 

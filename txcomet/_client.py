@@ -29,8 +29,11 @@ from twisted.internet.defer import (
     inlineCallbacks,
     succeed,
 )
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 
 from ._errors import CometError
 
@@ -308,6 +311,11 @@ class CometClient:
         self._generation = 0
         self._attempt = 0
         self._retryCall: Any = None
+        self._body: Optional["_Body"] = None
+        from twisted.web.client import HTTPConnectionPool
+
+        #: This client's connections: L{close} (or L{leave}) closes them.
+        self.pool = HTTPConnectionPool(reactor)
 
     # state
 
@@ -332,7 +340,7 @@ class CometClient:
     @inlineCallbacks
     def _request(self, method: str, url: str, body: Any = None, headers: Optional[dict] = None, timeout: Optional[float] = 30):
         try:
-            response = yield self.http.request(method, url, data=body, headers=headers, timeout=timeout)
+            response = yield self.http.request(method, url, data=body, headers=headers, timeout=timeout, pool=self.pool)
             content = yield response.content()
         except CancelledError:
             raise _clientError("timeout", "%s %s took too long." % (method, url))
@@ -498,18 +506,28 @@ class CometClient:
     def leave(self):
         """
         Leave: stop the data channel and tell the server, which frees the
-        session at once.
+        session at once; then close this client's connections.
         """
         self._running = False
         self._stopChannel()
         session, self.session = self.session, None
         self._setState(None)
-        if session is not None:
-            try:
-                yield self.control("leave", session=session)
-            except CometError as e:
-                if e.code != "unknown_session":
-                    raise
+        try:
+            if session is not None:
+                try:
+                    yield self.control("leave", session=session)
+                except CometError as e:
+                    if e.code != "unknown_session":
+                        raise
+        finally:
+            yield self.close()
+
+    def close(self) -> Deferred:
+        """
+        Close this client's idle connections (after L{publish} without a
+        session, say).  L{leave} does it for you.
+        """
+        return self.pool.closeCachedConnections()
 
     # the data channel
 
@@ -525,6 +543,9 @@ class CometClient:
         if self._retryCall is not None and self._retryCall.active():
             self._retryCall.cancel()
         self._retryCall = None
+        body, self._body = self._body, None
+        if body is not None:
+            body.abort()
         channel, self._channel = self._channel, None
         if channel is None:
             return
@@ -549,76 +570,82 @@ class CometClient:
     @inlineCallbacks
     def _runHTTP(self, generation: int):
         name = self.transport
+        oneShot = name in ("poll", "longpoll", "jsonp")
         while generation == self._generation:
             extra = {"callback": "cb"} if name in ("jsonp", "iframe") else {}
-            url = self._dataURL(name, **extra)
-            oneShot = name in ("poll", "longpoll", "jsonp")
             try:
-                if oneShot:
-                    response, content = yield self._request("GET", url, timeout=self.heartbeat * 2 + 10)
-                    if response.code != 200:
-                        raise _errorFrom(_safeJSON(content), response.code)
-                    body = parseScriptAnswer(content) if name == "jsonp" else json.loads(content.decode("utf-8"))
-                    if not isinstance(body, list):
-                        raise _errorFrom(body, response.code)
-                    self._opened(generation)
-                    if not self._received(generation, body):
-                        return
-                    if name == "poll":
-                        from twisted.internet.task import deferLater
-
-                        yield deferLater(self.reactor, self.pollInterval, lambda: None)
-                    continue
-                ended = yield self._stream(generation, url)
-                if not ended:
-                    return
+                goOn = yield self._get(generation, self._dataURL(name, **extra), oneShot)
             except CancelledError:
-                return
-            except CometError as error:
-                if generation != self._generation:
-                    return
-                self._ended(error)
                 return
             except Exception as e:
                 if generation != self._generation:
                     return
-                self._ended(_clientError("network", str(e)))
+                self._ended(e if isinstance(e, CometError) else _clientError("network", str(e)))
                 return
+            if not goOn or generation != self._generation:
+                return
+            if name == "poll":
+                from twisted.internet.task import deferLater
+
+                yield deferLater(self.reactor, self.pollInterval, lambda: None)
 
     @inlineCallbacks
-    def _stream(self, generation: int, url: str):
-        import treq
-
-        response = yield self.http.request("GET", url, unbuffered=True)
-        if response.code != 200:
-            content = yield response.content()
-            raise _errorFrom(_safeJSON(content), response.code)
+    def _get(self, generation: int, url: str, oneShot: bool):
+        """
+        One data channel request: fire with whether to ask again (a
+        one-shot answer came), C{False} when a close message ended it, or
+        fail when it broke.  A request silent for two heartbeat intervals
+        is given up as dead.
+        """
+        response = yield self.http.request("GET", url, unbuffered=True, pool=self.pool)
+        status = response.code
+        contentType = (response.headers.getRawHeaders("Content-Type") or [""])[0]
         name = self.transport
-        if name == "xhr-stream":
-            parser: Any = LineParser()
-        elif name == "sse":
-            parser = SSEParser()
-        elif name == "iframe":
-            parser = ScriptParser()
-        else:
-            contentType = (response.headers.getRawHeaders("Content-Type") or [""])[0]
-            parser = MultipartParser.fromContentType(contentType)
-        self._opened(generation)
+        parser: Any = None
+        chunks: List[bytes] = []
+        if status == 200 and not oneShot:
+            if name == "xhr-stream":
+                parser = LineParser()
+            elif name == "sse":
+                parser = SSEParser()
+            elif name == "iframe":
+                parser = ScriptParser()
+            else:
+                parser = MultipartParser.fromContentType(contentType)
+            self._opened(generation)
         going = [True]
 
-        def chunk(data: bytes) -> None:
-            if not going[0] or generation != self._generation:
-                return
-            if not self._received(generation, parser.feed(data)):
-                going[0] = False  # a close message: the server ends the stream
+        def received(data: bytes) -> None:
+            body.resetWatchdog()
+            if parser is None:
+                chunks.append(data)
+            elif going[0] and generation == self._generation:
+                if not self._received(generation, parser.feed(data)):
+                    going[0] = False  # a close message: the server ends the stream
 
-        yield treq.collect(response, chunk)
+        finished: Deferred = Deferred()
+        body = _Body(received, finished, self.reactor, self.heartbeat * 2 + 5)
+        response.deliverBody(body)
+        if generation != self._generation:
+            body.abort()  # stopped while the headers were on their way
+            return False
+        self._body = body
+        yield finished
         if generation != self._generation:
             return False
-        if going[0]:
-            # Ended with no close message: the connection was cut.
-            raise _clientError("network", "The stream ended.")
-        return False
+        content = b"".join(chunks)
+        if status != 200:
+            raise _errorFrom(_safeJSON(content), status)
+        if not oneShot:
+            if going[0]:
+                # Ended with no close message: the connection was cut.
+                raise _clientError("network", "The stream ended.")
+            return False
+        messages = parseScriptAnswer(content) if name == "jsonp" else _safeJSON(content)
+        if not isinstance(messages, list):
+            raise _errorFrom(messages, status)
+        self._opened(generation)
+        return self._received(generation, messages)
 
     def _opened(self, generation: int) -> None:
         if generation == self._generation:
@@ -758,6 +785,54 @@ class CometClient:
                 self._ended(_clientError("network", "WebSocket connect failed: %s" % (failure.value,)))
 
         d.addCallbacks(connected, failed)
+
+
+class _Body(Protocol):
+    """
+    Receives a data channel response's body as it arrives; L{abort} drops
+    the connection (cancelling a finished request would not), and a body
+    silent for C{silence} seconds is dropped as dead.
+    """
+
+    def __init__(self, received: Callable[[bytes], None], finished: Deferred, clock: Any, silence: float) -> None:
+        self.received = received
+        self.finished = finished
+        self.clock = clock
+        self.silence = silence
+        self.aborted = False
+        self._watchdog: Any = None
+
+    def connectionMade(self) -> None:
+        self.resetWatchdog()
+
+    def resetWatchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.reset(self.silence)
+        elif not self.finished.called:
+            self._watchdog = self.clock.callLater(self.silence, self._silent)
+
+    def _silent(self) -> None:
+        self._watchdog = None
+        self.abort()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received(data)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.finished.called:
+            self.aborted = True
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss) and not self.aborted:
+            self.finished.callback(None)
+        else:
+            self.finished.errback(_clientError("network", "The connection broke: %s" % (reason.getErrorMessage(),)))
 
 
 def _safeJSON(content: bytes) -> Any:

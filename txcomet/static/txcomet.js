@@ -635,6 +635,7 @@
   Client.prototype._stop = function () {
     clearTimeout(this._timer);
     clearTimeout(this._openTimer);
+    clearTimeout(this._watchdog);
     this._timer = this._openTimer = null;
     if (this._t) { var t = this._t; this._t = null; t.stop(); }
   };
@@ -879,9 +880,26 @@
     if (t.oneShot && this._t === t) this._setState('listening');
   };
 
+  // Streams whose heartbeats the page sees (EventSource and WebSocket
+  // report a dead connection themselves; an iframe may never say).
+  var WATCHED = {'xhr-stream': true, iframe: true};
+
+  // A watched stream silent for a heartbeat and a half is dead: reconnect.
+  Client.prototype._watch = function (t) {
+    var self = this;
+    clearTimeout(this._watchdog);
+    if (!WATCHED[t.name] || t !== this._t) return;
+    this._watchdog = setTimeout(function () {
+      if (t !== self._t) return;
+      t.stop();
+      self._ended(t, {error: CometError('timeout', 'The ' + t.name + ' stream went silent.')});
+    }, (this._heartbeat || 25000) * 1.5 + 2000);
+  };
+
   Client.prototype._opened = function (t) {
     if (t !== this._t || t.opened) return;
     t.opened = true;
+    this._watch(t);
     clearTimeout(this._openTimer);
     this._attempt = 0;
     this._setState('listening');
@@ -889,6 +907,7 @@
 
   Client.prototype._received = function (t, msgs) {
     if (t !== this._t) return;
+    this._watch(t);
     if (!t.delivered) { t.delivered = true; this._failures = 0; }
     var events = [];
     for (var i = 0; i < msgs.length; i++) {
