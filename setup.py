@@ -27,6 +27,9 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "build",
+            # the browser tests drive Debian's Chromium (/usr/bin/chromium);
+            # Playwright's own browser downloads are never used
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": []},

@@ -284,9 +284,15 @@ class FallbackTests(BrowserTestCase):
                   const c = new TxComet.Client('/comet', {
                     transports: ['sse', 'longpoll'], share: false, backoff: {min: 50, max: 200}});
                   const used = [];
+                  let published = false;
                   c.on('transport', (t) => used.push(t));
-                  c.subscribe('fallback', (e) => resolve({used, data: e.data, transport: c.transport}))
-                    .then(() => fetch('/comet/publish/fallback', {method: 'POST', body: 'through'}));
+                  c.on('state', (s) => {
+                    if (s === 'listening' && c.transport === 'longpoll' && !published) {
+                      published = true;
+                      fetch('/comet/publish/fallback', {method: 'POST', body: 'through'});
+                    }
+                  });
+                  c.subscribe('fallback', (e) => resolve({used, data: e.data, transport: c.transport}));
                 })"""
             )
             self.assertEqual(seen, {"used": ["sse", "longpoll"], "data": "through", "transport": "longpoll"})

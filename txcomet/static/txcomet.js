@@ -909,20 +909,25 @@
     if (t !== this._t) return;
     this._watch(t);
     if (!t.delivered) { t.delivered = true; this._failures = 0; }
+    for (var i = 0; i < msgs.length; i++) {
+      if (msgs[i] && msgs[i].type === 'close') {
+        this._deliver(msgs.slice(0, i));
+        t.stop();
+        this._closed(t, msgs[i]);
+        return;
+      }
+    }
+    this._deliver(msgs);
+  };
+
+  /** Take in the events among `msgs`: remember the position, hand them out. */
+  Client.prototype._deliver = function (msgs) {
     var events = [];
     for (var i = 0; i < msgs.length; i++) {
       var msg = msgs[i];
-      if (!msg || typeof msg !== 'object') continue;
-      if (msg.type === 'close') {
-        t.stop();
-        this._closed(t, msg);
-        break;
-      }
-      if (msg.type === 'heartbeat') continue;
-      if (typeof msg.id === 'string') {
-        if (isNewer(msg.id, this._last)) this._last = msg.id;
-        events.push(msg);
-      }
+      if (!msg || typeof msg !== 'object' || typeof msg.id !== 'string') continue;
+      if (isNewer(msg.id, this._last)) this._last = msg.id;
+      events.push(msg);
     }
     if (events.length) {
       this._broadcast({t: 'events', events: events});
@@ -989,13 +994,37 @@
       this._retry();
       return;
     }
-    this._failed();
-    // An opaque transport (EventSource, iframe, script tag, WebSocket)
-    // cannot say why it failed, and the session may be what is gone: join
-    // again.  Resuming from history makes that safe, and a join that cannot
-    // reach the server waits there, so an outage is not blamed on the
-    // transport.
-    this._sessionLost();
+    // It never opened.  An opaque transport (EventSource, iframe, script
+    // tag, WebSocket) cannot say why: ask the server with a short poll,
+    // which answers at once with what is waiting, or says the session is
+    // gone.  Only a transport that fails while the server and the session
+    // are fine counts against it, so an outage or a restart does not make
+    // the client give up a good transport.
+    var self = this;
+    this._stop();
+    this._setState('error');
+    this._probe().then(function (msgs) {
+      if (!self._started) return;
+      self._deliver(msgs);
+      self._failed();
+      self._retry();
+    }, function (error) {
+      if (!self._started) return;
+      if (error.code === 'unknown_session') self._sessionLost(); else self._retry();
+    });
+  };
+
+  Client.prototype._probe = function () {
+    return fetch(this._dataURL('poll'), {cache: 'no-store', credentials: this._credentials}).then(function (response) {
+      return response.text().then(function (text) {
+        var body = null;
+        try { body = JSON.parse(text); } catch (e) { /* handled below */ }
+        if (response.ok && Array.isArray(body)) return body;
+        throw errorFrom(body, response.status);
+      });
+    }, function (error) {
+      throw CometError('network', 'The server could not be reached: ' + error.message);
+    });
   };
 
   Client.prototype._failed = function () {
