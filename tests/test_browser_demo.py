@@ -210,3 +210,32 @@ class PageTests(SynchronousTestCase):
             code, contentType, body, _ = _get(self.treq, "http://demo.test/demo/" + name)
             self.assertEqual(code, 200)
             self.assertTrue(contentType[0].startswith(kind))
+
+
+class BadRequestTests(SynchronousTestCase):
+    def setUp(self):
+        self.comet, self.clock = makeComet()
+        root = IndexPage("/comet", self.comet, clock=self.clock)
+        root.putChild(b"comet", self.comet.resource)
+        self.treq = StubTreq(root)
+
+    def request(self, method, url):
+        results = []
+        d = self.treq.request(method, url)
+        d.addCallback(lambda r: self.treq.content(r).addCallback(lambda body: results.append((r.code, body))))
+        self.treq.flush()
+        return results[0]
+
+    def test_jsonErrors(self):
+        """
+        The client's files and the demo's answer other methods and unknown
+        paths with the JSON errors every txcomet resource uses.
+        """
+        for method, url, code, error in [
+            ("POST", "/comet/txcomet.js", 405, "method_not_allowed"),
+            ("DELETE", "/demo/chart", 405, "method_not_allowed"),
+            ("GET", "/demo/nothing", 404, "not_found"),
+            ("GET", "/comet/txcomet.js/extra", 404, "not_found"),
+        ]:
+            status, body = self.request(method, "http://demo.test" + url)
+            self.assertEqual((status, __import__("json").loads(body)["error"]), (code, error), url)

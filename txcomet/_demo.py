@@ -23,6 +23,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.http import CACHED
 from zope.interface import implementer
 
+from ._config import CometConfig
+from ._errors import CometError
+from ._http import JSONResource
 from .interfaces import IEvent, ISubscriber
 
 log = Logger()
@@ -39,17 +42,18 @@ _CONTENT_TYPES = {
 }
 
 
-class StaticFile(Resource):
+class StaticFile(JSONResource):
     """
     One file of the package's static directory, read on first use (and
     again when it changes on disk), with an C{ETag} so browsers revalidate
-    cheaply.
+    cheaply.  Other methods, and paths below it, are JSON errors.
     """
 
     isLeaf = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, config: Optional[CometConfig] = None) -> None:
         super().__init__()
+        self.config = config if config is not None else CometConfig()
         self.path = os.path.join(STATIC, name)
         self.contentType = _CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream").encode("ascii")
         self._stamp: Optional[float] = None
@@ -65,6 +69,8 @@ class StaticFile(Resource):
             self._stamp = stamp
 
     def render_GET(self, request: Request) -> bytes:
+        if request.postpath and request.postpath != [b""]:
+            raise CometError("not_found")
         self._load()
         request.setHeader(b"Content-Type", self.contentType)
         request.setHeader(b"ETag", self._etag)
@@ -76,11 +82,11 @@ class StaticFile(Resource):
     render_HEAD = render_GET
 
 
-def staticFile(name: str) -> StaticFile:
+def staticFile(name: str, config: Optional[CometConfig] = None) -> StaticFile:
     """
     A resource serving C{name} from the package's static directory.
     """
-    return StaticFile(name)
+    return StaticFile(name, config)
 
 
 # PNG, by hand
@@ -230,7 +236,7 @@ class CounterService(Service):
 _PNG_PART = b"Content-Type: image/png\r\n\r\n"
 
 
-class ChartStream(Resource):
+class ChartStream(JSONResource):
     """
     C{GET /demo/chart}: a C{multipart/x-mixed-replace} stream of PNG charts
     of the events per second, one part a second.  Every viewer gets the
@@ -248,6 +254,7 @@ class ChartStream(Resource):
 
     def __init__(self, counter: RateCounter, clock: Any, interval: float = 1.0) -> None:
         super().__init__()
+        self.config = CometConfig()
         self.counter = counter
         self.clock = clock
         self.interval = interval

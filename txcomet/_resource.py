@@ -185,8 +185,8 @@ class CometResource(JSONResource):
         self.putChild(b"control", ControlResource(hub, self.dispatcher))
         self.putChild(b"publish", PublishResource(hub))
         # The browser client, as a classic script and as an ES module.
-        self.putChild(b"txcomet.js", staticFile("txcomet.js"))
-        self.putChild(b"txcomet.mjs", staticFile("txcomet.mjs"))
+        self.putChild(b"txcomet.js", staticFile("txcomet.js", self.config))
+        self.putChild(b"txcomet.mjs", staticFile("txcomet.mjs", self.config))
         self.addTransport("poll", PollResource(hub))
         self.addTransport("longpoll", LongPollResource(hub))
         self.addTransport("jsonp", JSONPResource(hub))

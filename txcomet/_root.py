@@ -11,6 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from ._demo import STATIC, ChartStream, RateCounter, staticFile
+from ._http import NotFound
 
 _TEMPLATE_CACHE: dict = {}
 
@@ -23,6 +24,19 @@ def _template() -> str:
         with open(path, encoding="utf-8") as f:
             cached = _TEMPLATE_CACHE[path] = (stamp, f.read())
     return cached[1]
+
+
+class _Folder(Resource):
+    """
+    A folder of resources whose unknown children are JSON 404s.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NotFound(self.config)
 
 
 class IndexPage(Resource):
@@ -40,9 +54,9 @@ class IndexPage(Resource):
         if counter is None:
             counter = RateCounter(clock)
         self.counter = counter
-        demo = Resource()
+        demo = _Folder(comet.config)
         for name in ("demo.js", "demo.css", "txcomet.js", "txcomet.mjs"):
-            demo.putChild(name.encode("ascii"), staticFile(name))
+            demo.putChild(name.encode("ascii"), staticFile(name, comet.config))
         self.chart = ChartStream(counter, clock)
         demo.putChild(b"chart", self.chart)
         self.putChild(b"demo", demo)
