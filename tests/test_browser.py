@@ -424,3 +424,48 @@ class MinimalPageTests(BrowserTestCase):
             page.wait_for_function("document.body.textContent.includes('txcomet ships')")
 
         yield self.inBrowser(scenario)
+
+
+class CrossOriginTests(BrowserTestCase):
+    @inlineCallbacks
+    def test_scriptTagsAcrossOrigins(self):
+        """
+        A page on another origin, with no CORS granted to it, still joins,
+        subscribes, publishes and listens through script tags (control:
+        'script' and the jsonp transport), and leaving it frees its
+        session (a beacon needs no CORS).
+        """
+        yield self.startDemo()
+        self.root.putChild(b"blank.html", HTMLPage("<!doctype html><title>elsewhere</title>"))
+        port = self.port.getHost().port
+
+        def scenario(browser):
+            page = browser.newPage()
+            # localhost and 127.0.0.1 are different origins.
+            page.goto("http://localhost:%d/blank.html" % (port,))
+            page.add_script_tag(url="http://127.0.0.1:%d/comet/txcomet.js" % (port,))
+            result = page.evaluate(
+                """(url) => new Promise((resolve, reject) => {
+                  const c = new TxComet.Client(url, {transports: ['jsonp'], control: 'script', share: false, user: 'kim'});
+                  window.c = c;
+                  c.subscribe('far', (e) => e.type === 'event' && resolve({data: e.data, transport: c.transport}))
+                    .then(() => c.publish('far', {from: 'elsewhere'}))
+                    .catch((e) => reject(e.code + ': ' + e.message));
+                })""",
+                "http://127.0.0.1:%d/comet" % (port,),
+            )
+            self.assertEqual(result, {"data": {"from": "elsewhere"}, "transport": "jsonp"})
+            [session] = self.sessions()
+            self.assertEqual(session.user, "kim")
+            # The same page cannot use the control channel by POST: it may
+            # send, but not read the answer.
+            error = page.evaluate(
+                """(url) => new TxComet.Client(url, {share: false}).publish('far', 1).then(() => 'ok', (e) => e.code)""",
+                "http://127.0.0.1:%d/comet" % (port,),
+            )
+            self.assertEqual(error, "network")
+            page.goto("about:blank")
+            waitUntil(lambda: self.onServer(lambda: session.state) == "closed", "the session to close")
+            self.assertEqual(session.closeReason, "left")
+
+        yield self.inBrowser(scenario)
