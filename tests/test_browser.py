@@ -420,6 +420,9 @@ class MinimalPageTests(BrowserTestCase):
             page.wait_for_function("window.TxComet !== undefined")
             waitUntil(lambda: self.sessions(), "the page to join")
             waitUntil(lambda: [s for s in self.sessions() if s.subscriptions], "the page to subscribe")
+            [session] = waitUntil(lambda: [s for s in self.sessions() if s.dataChannel is not None], "a data channel")
+            # With no event yet, it listens from the join's start marker.
+            self.assertEqual(self.onServer(lambda: session.dataChannel.params.last), "%s-0" % (self.comet.bus.epoch,))
             self.publish("news", {"headline": "txcomet ships"})
             page.wait_for_function("document.body.textContent.includes('txcomet ships')")
 

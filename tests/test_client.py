@@ -164,6 +164,12 @@ class ParserTests(SynchronousTestCase):
         self.assertRaises(ValueError, CometClient, "http://127.0.0.1:1/comet", transport="carrier-pigeon")
 
 
+def _turn():
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, 0.01, lambda: None)
+
+
 class Collector:
     """
     Records events and fires a L{Deferred} once it holds C{n}.
@@ -305,6 +311,22 @@ class RealServerClientTests(RealServerMixin, TestCase):
         names = {n.replace("-", "") for n in TRANSPORTS}
         tested = {n[len("test_") :].lower() for n in dir(self) if n.startswith("test_")}
         self.assertEqual(names - tested, set())
+
+    @inlineCallbacks
+    def test_startMarker(self):
+        """
+        Before it has any event, the client opens its data channel with
+        the join's start marker as C{last}, so that whatever a connection
+        that dies early carried is sent again.
+        """
+        yield self.startServer(heartbeat=2.0)
+        client = CometClient(self.url, transport="xhr-stream")
+        self.addCleanup(client.leave)
+        yield client.subscribe("news", lambda event: None)
+        [session] = self.comet.hub.sessions.values()
+        while session.dataChannel is None:
+            yield _turn()
+        self.assertEqual(session.dataChannel.params.last, "%s-0" % (self.comet.bus.epoch,))
 
     @inlineCallbacks
     def test_sessionLostRejoins(self):

@@ -393,7 +393,9 @@ class CometClient:
         self.session = reply["session"]
         self.clientId = reply["client"]
         self.heartbeat = float(reply.get("heartbeat", 25))
-        self._last = None
+        # Before any event, the data channel resumes from the session's
+        # start marker: what a connection that died early carried comes again.
+        self._last = reply.get("last")
         self._setState("joined")
         for sub in list(self._subs.values()):
             since = self._since(sub.pattern)

@@ -776,7 +776,10 @@
       self.session = reply.session;
       self.clientId = reply.client;
       self._heartbeat = (reply.heartbeat || 25) * 1000;
-      self._last = null;
+      // Where the data channel resumes before any event has come: the
+      // session's start marker, so that what a connection that died early
+      // carried is sent again.
+      self._last = reply.last || null;
       self._setState('joined');
       self._broadcast({t: 'session', session: reply.session, client: reply.client});
       // Resume every channel from where this tab left it.
