@@ -425,6 +425,13 @@ class MinimalPageTests(BrowserTestCase):
             self.assertEqual(self.onServer(lambda: session.dataChannel.params.last), "%s-0" % (self.comet.bus.epoch,))
             self.publish("news", {"headline": "txcomet ships"})
             page.wait_for_function("document.body.textContent.includes('txcomet ships')")
+            # The same client as an ES module: the running one, not a copy.
+            self.assertTrue(
+                page.evaluate(
+                    "(() => { const running = window.TxComet; return import('/comet/txcomet.mjs').then("
+                    "m => typeof m.Client === 'function' && m.default === running && window.TxComet === running); })()"
+                )
+            )
 
         yield self.inBrowser(scenario)
 

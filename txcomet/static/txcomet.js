@@ -30,6 +30,9 @@
   'use strict';
 
   var VERSION = '0.1.0';
+  // Loaded twice (a script tag and txcomet.mjs): keep the first, whose
+  // clients are running.
+  if (global.TxComet && global.TxComet.version === VERSION) return;
   var ORDER = ['ws', 'sse', 'xhr-stream', 'iframe', 'longpoll', 'jsonp', 'poll'];
   var STATES = [null, 'ready', 'joined', 'listening', 'error', 'abort'];
   // Close reasons after which the session still exists.
