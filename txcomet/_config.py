@@ -33,6 +33,11 @@ class CometConfig:
         response is closed (reason C{recycle}) and reopened by its client,
         so that the browser's buffer of the response does not grow without
         end; 0 never recycles.
+    @ivar webSocketPingTimeout: seconds a WebSocket peer has to answer a
+        ping (sent every C{heartbeat} seconds) before it is dropped.
+    @ivar webSocketCompression: whether WebSocket connections may
+        negotiate permessage-deflate.  Off by default: a compressed
+        connection cannot share the one frame built per event.
     """
 
     def __init__(
@@ -49,10 +54,13 @@ class CometConfig:
         publisherSecret: Optional[str] = None,
         clientPublish: bool = True,
         recycleBytes: int = 1024 * 1024,
+        webSocketPingTimeout: float = 10.0,
+        webSocketCompression: bool = False,
     ) -> None:
         for name, value in [
             ("heartbeat", heartbeat),
             ("sessionTimeout", sessionTimeout),
+            ("webSocketPingTimeout", webSocketPingTimeout),
         ]:
             if not value > 0:
                 raise ValueError("%s must be more than 0, not %r" % (name, value))
@@ -83,6 +91,8 @@ class CometConfig:
         self.publisherSecret = publisherSecret
         self.clientPublish = clientPublish
         self.recycleBytes = recycleBytes
+        self.webSocketPingTimeout = float(webSocketPingTimeout)
+        self.webSocketCompression = webSocketCompression
 
     def originAllowed(self, origin: Optional[str]) -> bool:
         """

@@ -11,7 +11,7 @@ L{HTTPDataChannel} subclass.
 Polling and long-polling live here too; they answer a JSON array.
 """
 
-from typing import AbstractSet, Any, List, Optional, Sequence
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -62,7 +62,21 @@ class DataChannelParams:
         Read the parameters of C{request}; with C{known}, a parameter not
         in it is an C{invalid_request} (a misspelt one would be ignored).
         """
-        args = queryArgs(request)
+        return cls.fromArgs(queryArgs(request), request.getHeader("Last-Event-ID"), maxChannels, known)
+
+    @classmethod
+    def fromArgs(
+        cls,
+        args: Dict[str, List[str]],
+        lastEventId: Optional[str],
+        maxChannels: int,
+        known: Optional[AbstractSet[str]] = None,
+    ) -> "DataChannelParams":
+        """
+        Validate decoded query parameters and the C{Last-Event-ID} header
+        (C{None} when absent): the one definition of a data channel's
+        parameters, for transports that do not see a L{Request} (WebSocket).
+        """
         if known is not None:
             unknown = sorted(set(args) - known)
             if unknown:
@@ -76,7 +90,7 @@ class DataChannelParams:
         # The header wins: a browser's EventSource sends it when it
         # reconnects, newer than any last= or lastEventId= in its URL.
         queryLast = singleArg(args, "last") or singleArg(args, "lastEventId")
-        last = (request.getHeader("Last-Event-ID") or "").strip() or queryLast
+        last = (lastEventId or "").strip() or queryLast
         if session is not None and channels:
             raise CometError("invalid_request", "Give session=ID or channel=NAME, not both.")
         if session is None and not channels:

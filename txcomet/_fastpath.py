@@ -110,3 +110,33 @@ class StreamWriter:
             if sent:
                 wire = wire[sent:]
         transport.write(wire)
+
+
+def writeThrough(transport: object, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}, straight to its socket when it is a
+    plain (not TLS) TCP or UNIX connection with nothing buffered, as
+    L{StreamWriter} does for a response; what the socket does not take, and
+    everything for any other transport, goes through C{transport.write}.
+    For protocols that own their connection (WebSocket).
+    """
+    if (
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+        and transport.connected
+        and not transport.disconnecting
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            # Would block, interrupted, or the connection is broken: in the
+            # last case the reactor finds out once transport.write has
+            # registered the socket for writing.
+            sent = 0
+        if sent == len(data):
+            return
+        if sent:
+            data = data[sent:]
+    transport.write(data)  # type: ignore[attr-defined]

@@ -66,9 +66,13 @@ class Options(usage.Options):
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the demo page."],
+        ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
+         "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
+        ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
+         "CPU per connection: a compressed connection cannot share the frame built once per event)."],
     ]
 
     def __init__(self) -> None:
@@ -114,6 +118,8 @@ class Options(usage.Options):
                 publisherSecret=self["publisher-secret"],
                 clientPublish=not self["no-client-publish"],
                 recycleBytes=self["recycle-bytes"],
+                webSocketPingTimeout=self["ws-ping-timeout"],
+                webSocketCompression=bool(self["ws-compression"]),
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
