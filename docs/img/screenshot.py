@@ -27,7 +27,7 @@ with sync_playwright() as p:
     pages = {}
     for user in ("ann", "bob", "cho"):
         page = browser.new_context(viewport={"width": 1180, "height": 640}).new_page()
-        page.goto("%s/?user=%s&room=lobby%s" % (base, user, "&transport=sse" if user == "bob" else ""))
+        page.goto("%s/?user=%s&room=lobby%s" % (base, user, "&transport=sse" if user == "cho" else ""))
         page.wait_for_function("document.body.dataset.state === 'listening'")
         pages[user] = page
     for user, text in [

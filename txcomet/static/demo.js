@@ -12,6 +12,7 @@
     'guest-' + Math.floor(1000 + Math.random() * 9000);
   localStorage.setItem('txcomet-demo-user', user);
   var forced = params.get('transport') || '';
+  if (TxComet.ORDER.indexOf(forced) < 0) forced = ''; // unknown: let the client choose
   var room = ROOM.test(params.get('room') || '') ? params.get('room') : 'lobby';
   var rooms = ['lobby', 'random', 'dev'];
   if (rooms.indexOf(room) < 0) rooms.push(room);
