@@ -227,6 +227,29 @@ class ReconnectTests(BrowserTestCase):
         yield self.cutMidStream("iframe")
 
     @inlineCallbacks
+    def test_recycledStream(self):
+        """
+        An XHR stream the server recycles every few hundred bytes is
+        reopened each time from the last event: a burst arrives whole and
+        in order.
+        """
+        yield self.startDemo(recycleBytes=300)
+
+        def scenario(browser):
+            page = browser.newPage()
+            streams = []
+            page.on("request", lambda request: "/comet/xhr-stream" in request.url and streams.append(request.url))
+            page.goto("%s/?user=lee&room=recycle&transport=xhr-stream" % (self.base,))
+            page.wait_for_function(LISTENING)
+            for i in range(20):
+                self.publish("chat/recycle", {"user": "server", "text": str(i)})
+            page.wait_for_function("demo.messages.length >= 20")
+            self.assertEqual(texts(page), [str(i) for i in range(20)])
+            self.assertGreater(len(streams), 2)  # it was recycled, more than once
+
+        yield self.inBrowser(scenario)
+
+    @inlineCallbacks
     def test_serverRestarted(self):
         """
         When the server restarts (a new bus, the session forgotten), the
@@ -261,6 +284,8 @@ class ReconnectTests(BrowserTestCase):
             self.publish("chat/restart", {"user": "server", "text": "later"})
             page.wait_for_function("demo.messages.length >= 3")
             self.assertEqual(texts(page), ["before", "after", "later"])
+            # The new server could not vouch for what came before it: said.
+            self.assertIn({"channel": "chat/restart", "recovered": False}, page.evaluate("demo.recoveries"))
 
         yield self.inBrowser(scenario)
 

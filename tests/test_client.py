@@ -313,6 +313,33 @@ class RealServerClientTests(RealServerMixin, TestCase):
         self.assertEqual(names - tested, set())
 
     @inlineCallbacks
+    def test_recycled(self):
+        """
+        Streams the server recycles every few hundred bytes (XHR and
+        iframe streaming) are reopened from the last event: nothing lost
+        or repeated.
+        """
+        yield self.startServer(heartbeat=2.0, recycleBytes=300)
+        opened = []
+        for name in (b"xhr-stream", b"iframe"):
+            resource = self.comet.resource.children[name]
+            render = resource.render_GET
+            resource.render_GET = lambda request, render=render, name=name: (opened.append(name), render(request))[1]
+        for transport in ("xhr-stream", "iframe"):
+            client = CometClient(self.url, transport=transport)
+            self.addCleanup(client.leave)
+            got = Collector()
+            yield client.subscribe("recycled-" + transport, got)
+            for i in range(20):
+                # One at a time, each to an open stream (every other one
+                # comes just after a recycle, while the client reconnects).
+                yield self.comet.publish("recycled-" + transport, i)
+                yield got.atLeast(i + 1)
+            self.assertEqual(got.data, list(range(20)))
+            # It was recycled, again and again.
+            self.assertGreater(opened.count(transport.encode()), 5)
+
+    @inlineCallbacks
     def test_startMarker(self):
         """
         Before it has any event, the client opens its data channel with

@@ -29,7 +29,7 @@
   var typing = {};    // user -> expiry timer
   var lastTyping = 0;
 
-  window.demo = {client: client, messages: []};
+  window.demo = {client: client, messages: [], recoveries: []};
 
   // -- status
 
@@ -42,6 +42,11 @@
   client.on('transport', function (name) {
     $('transport').textContent = name || '…';
     document.body.setAttribute('data-transport', name || '');
+  });
+  client.on('recovery', function (r) {
+    window.demo.recoveries.push(r);
+    // The server says whether it still had everything since we left.
+    if (!r.recovered && r.channel === 'chat/' + room) notice('reconnected; some earlier messages may be missing');
   });
   $('force').value = forced;
   $('force').onchange = function () { go({transport: this.value}); };
