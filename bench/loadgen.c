@@ -121,10 +121,14 @@ static double proc_cpu(int pid) {
     return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
 }
 
+static double pid_cpu_at[MAXPIDS];
+
+/* total CPU of the server processes; each one's is kept in pid_cpu_at */
 static double pids_cpu(void) {
     double total = 0;
     for (int i = 0; i < n_pids; i++) {
         double c = proc_cpu(pids[i]);
+        pid_cpu_at[i] = c > 0 ? c : 0;
         if (c > 0) total += c;
     }
     return total;
@@ -1171,6 +1175,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     double cpu0 = 0, cpu1 = 0, gen0 = 0, gen1 = 0, mach0 = 0, mach1 = 0, steal0 = 0, steal1 = 0;
+    double pid_cpu0[MAXPIDS] = {0};
     uint64_t t_window0 = 0, t_window1 = 0, t_last_pub = 0;
     long rss_peak = rss_ready;
     if (o_pub_path) {
@@ -1186,6 +1191,7 @@ int main(int argc, char **argv) {
                 if (seq == (uint64_t)o_warmup + 1) {
                     t_window0 = mono_us();
                     cpu0 = pids_cpu();
+                    memcpy(pid_cpu0, pid_cpu_at, sizeof pid_cpu0);
                     mach0 = machine_busy(&steal0);
                     gen0 = rusage_cpu(RUSAGE_SELF);
                     for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "W\n");
@@ -1296,6 +1302,10 @@ int main(int argc, char **argv) {
            (unsigned long long)hist_pct(total.hist, nlat, 99),
            (unsigned long long)hist_pct(total.hist, nlat, 99.9),
            (unsigned long long)total.max_latency_us);
+    printf("\"server_cpu_by_pid\": {");
+    for (int i = 0; i < n_pids; i++)
+        printf("%s\"%d\": %.3f", i ? ", " : "", pids[i], t_window0 ? pid_cpu_at[i] - pid_cpu0[i] : 0.0);
+    printf("}, ");
     printf("\"window_s\": %.3f, \"active_s\": %.3f, \"publish_s\": %.3f, \"server_cpu_s\": %.3f, "
            "\"gen_cpu_s\": %.3f, \"gen_total_cpu_s\": %.3f, \"machine_cpu_s\": %.3f, "
            "\"steal_s\": %.3f, \"slow_bytes\": %llu}\n",

@@ -190,12 +190,15 @@ def targets(agg, results):
             ok = r["connected"] >= r["subs"] and r["lost"] == 0 and r["failed"] == 0
             lines.append("| %s concurrent connections in one process | %s connected, %s of %s events delivered | %s |"
                          % (_num(r["subs"]), _num(r["connected"]), _num(r["deliveries"]), _num(r["expected"]), mark(ok)))
-    sat = {r["server"]: r for r in results if r["kind"] == "saturate"}
+    sat = {r["server"]: r for r in results if r["kind"] == "workers"}
     one, two = sat.get(TXCOMET), sat.get("txcomet-2w")
-    if one and two and one.get("deliveries_per_s") and two.get("deliveries_per_s"):
-        scale = two["deliveries_per_s"] / one["deliveries_per_s"]
-        lines.append("| several workers on one port scale deliveries ≥ 1.8× on 2 cores | %.2f× (%s → %s deliveries/s) | %s |"
-                     % (scale, _num(one["deliveries_per_s"]), _num(two["deliveries_per_s"]), mark(scale >= 1.8)))
+    if one and two and one.get("capacity_per_s") and two.get("capacity_per_s"):
+        scale = two["capacity_per_s"] / one["capacity_per_s"]
+        wall = two["deliveries_per_s"] / one["deliveries_per_s"] if one.get("deliveries_per_s") else 0
+        lines.append("| several workers on one port scale deliveries ≥ 1.8× on 2 cores | %.2f× in capacity "
+                     "(busiest worker's CPU share: %.0f%% alone, %.0f%% with two); %.2f× in wall-clock rate at a "
+                     "rate one worker sustains | %s |"
+                     % (scale, 100 * one["busiest_share"], 100 * two["busiest_share"], wall, mark(scale >= 1.8)))
     return lines
 
 
@@ -277,7 +280,9 @@ def render(resultsPath, outDir):
     if slow:
         out.append("### One slow consumer")
         out.append("")
-        out.append("One subscriber stops reading (a 4 KiB receive buffer); the others' latency and the server's memory are compared with the same run without it.")
+        out.append("One subscriber stops reading (a 4 KiB receive buffer) while %s-byte events go out at %s a second; "
+                   "the others' latency and the server's memory are compared with the same run without it."
+                   % (slow[0]["size"], slow[0]["rate"]))
         out.append("")
         out.append("| server | transport | subscribers | slow | others' p50 ms | others' p99 ms | RSS at start | RSS peak | slow one cut off | lost (others) |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
@@ -300,16 +305,25 @@ def render(resultsPath, outDir):
                           _num(r["deliveries"]), _num(r["expected"]), _num(r["rss_peak_kib"] / 1024, 1)))
         out.append("")
 
-    sat = [r for r in results if r["kind"] == "saturate"]
+    sat = [r for r in results if r["kind"] == "workers"]
     if sat:
         out.append("### Several workers on one port")
         out.append("")
-        out.append("| server | subscribers | events/s asked | deliveries/s (wall) | server CPU-s | deliveries per CPU-s | loadgen CPU-s | p99 ms | lost |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("The same fixed load on one worker and on two (`--workers 2`). *Capacity* is the wall-clock "
+                   "rate divided by the busiest worker's share of a core over the window: what the setup would "
+                   "deliver with that worker fully busy, independent of the cores the load generator and other "
+                   "processes take on this 2-core machine.")
+        out.append("")
+        out.append("| server | subscribers | events/s | deliveries/s (wall) | server CPU-s, per process | busiest worker busy | capacity (deliveries/s) | deliveries per CPU-s | p99 ms | lost |")
+        out.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for r in sat:
-            out.append("| %s | %s | %s | %s | %.2f | %s | %.2f | %s | %s |"
+            byPid = [c for c in r.get("server_cpu_by_pid", {}).values() if c > 0.05]
+            out.append("| %s | %s | %s | %s | %.2f (%s) | %s | %s | %s | %s | %s |"
                        % (r["label"], _num(r["subs"]), r["rate"], _num(r.get("deliveries_per_s")), r["server_cpu_s"],
-                          _num(r["deliveries_per_cpu_s"]), r["gen_cpu_s"], _ms(r["latency_us"]["p99"]), _num(r["lost"])))
+                          " + ".join("%.2f" % c for c in byPid),
+                          "%.0f%%" % (100 * r["busiest_share"]) if r.get("busiest_share") else "–",
+                          _num(r.get("capacity_per_s")), _num(r["deliveries_per_cpu_s"]),
+                          _ms(r["latency_us"]["p99"]), _num(r["lost"])))
         out.append("")
     out.append(END)
     generated = "\n".join(out) + "\n"

@@ -364,9 +364,6 @@ class StreamingDataChannel(HTTPDataChannel):
         super().begin(session)
         request = self.request
         prelude = self.prelude()
-        # The request's parameters have served (the prelude was the last to
-        # read them); a held stream need not keep them.
-        self.params = None
         request.write(prelude)
         self.written += len(prelude)
         self.writer = writer = StreamWriter(request)

@@ -20,6 +20,7 @@ from twisted.web.static import File
 
 from ._config import CometConfig
 from ._http import CometRequest
+from ._demo import CounterService
 from ._root import IndexPage
 from ._service import Comet
 
@@ -49,8 +50,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Runs a txcomet server: the control channel, the publish API and every "
-        "comet transport under --prefix, and a page at / saying what runs where. "
+        "Runs a txcomet server: the control channel, the publish API, every "
+        "comet transport and the browser client (txcomet.js) under --prefix, and "
+        "at / a chat demo that says what runs where. "
         "Without --redis the bus is in memory."
     )
 
@@ -66,7 +68,7 @@ class Options(usage.Options):
          "closed and reopened by its client (0: never).", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
-        ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["static", None, None, "A directory to serve at / instead of the demo page."],
         ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
          "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
@@ -154,7 +156,7 @@ def makeComet(options: Options, bus: Any = None) -> Comet:
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
     """
-    The root resource: the static directory or the index page, with the
+    The root resource: the static directory or the demo page, with the
     comet resource mounted at the prefix.
     """
     segments = options["prefixSegments"]
@@ -204,7 +206,11 @@ def makeService(options: Options) -> MultiService:
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
-    site = makeSite(options, comet)
+    root = makeRoot(options, comet)
+    if isinstance(root, IndexPage):
+        # The demo's chart counts every event on the bus.
+        CounterService(comet.bus, root.counter).setServiceParent(service)
+    site = makeSite(options, comet, root)
     for endpoint in options["listen"]:
         strports.service(endpoint, site).setServiceParent(service)
     _warnOpenPublish(options)
@@ -274,6 +280,8 @@ def _makeWorkerService(options: Options) -> MultiService:
     comet.hub.sessionPrefix = "%d." % (index,)
     comet.setServiceParent(service)
     root = makeRoot(options, comet)
+    if isinstance(root, IndexPage):
+        CounterService(comet.bus, root.counter).setServiceParent(service)
     # Requests for another worker's session reach it through its private
     # socket, which serves the same root without the router.
     StreamServerEndpointService(
