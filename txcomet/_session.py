@@ -294,11 +294,11 @@ class Session:
 
     def _updateSink(self) -> None:
         """
-        Let L{deliver} hand events straight to the data channel's
-        C{deliverEvent} (see L{txcomet._streaming.StreamingDataChannel.sink})
-        when that is what the slow path would do: the session listens on a
-        streaming channel that offers it, nothing is pending and no
-        subscription is resuming.
+        Let L{deliver} hand events straight to the data channel's C{sink}
+        (an object with C{deliverEvent}; see
+        L{txcomet._streaming.StreamingDataChannel.sink}) when that is what
+        the slow path would do: the session listens on a streaming channel
+        that offers one, nothing is pending and no subscription is resuming.
         """
         channel = self._channel
         if (
@@ -307,7 +307,7 @@ class Session:
             and self._resuming is None
             and self._sent == self._base + len(self._buffer)
         ):
-            self._sink = channel if getattr(channel, "sink", None) else None
+            self._sink = getattr(channel, "sink", None)
         else:
             self._sink = None
 

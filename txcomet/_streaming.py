@@ -288,9 +288,9 @@ class StreamingDataChannel(HTTPDataChannel):
         L{sink}, counted in C{directBytes}).
     @ivar paused: whether the connection is backed up.
     @ivar backlog: bytes written since it was.
-    @ivar sink: whether the session may hand events to L{deliverEvent}
-        directly: C{True} on a plain TCP or UNIX connection once the
-        prelude is out; else C{None}.
+    @ivar sink: what the session may hand events to directly
+        (L{deliverEvent}): this channel, on a plain TCP or UNIX connection
+        once the prelude is out; else C{None}.
     """
 
     oneShot = False
@@ -379,7 +379,7 @@ class StreamingDataChannel(HTTPDataChannel):
         if self.directEvents:
             self._wire = self.wireFraming if writer.chunked else self.framing
             self._wireName = self._wire.name
-            self.sink = True
+            self.sink = self
 
     def _checkHeld(self) -> None:
         """

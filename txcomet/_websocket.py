@@ -240,6 +240,50 @@ class _ClockTimer:
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
+class _WebSocketSink:
+    """
+    The session's direct path into one WebSocket connection.
+
+    Autobahn's protocol object holds a hundred attributes in a table of its
+    own, and every one read per event is a likely cache miss across
+    thousands of connections; what the first event of a reactor turn needs
+    is here, in a few slots.  Anything else (a connection that is closing,
+    backed up or already written to in this turn) goes by the protocol's
+    own path, L{CometWebSocketProtocol.writeEvents}, which gathers the rest
+    of the turn into one write.
+
+    @ivar count: the L{Turn} count when this connection last wrote.
+    @ivar blocked: whether the protocol's own path must be taken: the
+        connection is not open for writing, is paused or has a backlog.
+    @ivar wrote: whether an event went out since the last heartbeat check.
+    """
+
+    __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote")
+
+    def __init__(self, protocol: "CometWebSocketProtocol", direct: DirectWriter) -> None:
+        self.protocol = protocol
+        self.direct = direct
+        self.turn = protocol._turn
+        self.count = -1
+        self.blocked = False
+        self.wrote = False
+
+    def deliverEvent(self, event: Event) -> None:
+        turn = self.turn
+        if not turn.open:
+            turn.begin()
+        if self.blocked or self.count == turn.count:
+            self.protocol.writeEvents([event])
+            return
+        frames = event._frames
+        wire = frames.get(_FRAMING_NAME) if frames is not None else None
+        if wire is None:
+            wire = event.framed(FRAMING)
+        self.count = turn.count
+        self.wrote = True
+        self.direct.write(wire)
+
+
 @implementer(IDataChannel, IPushProducer)
 class CometWebSocketProtocol(WebSocketServerProtocol):
     """
@@ -274,7 +318,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._pending: List[bytes] = []
         self._pendingCount = 0
         self._direct: Optional[DirectWriter] = None
-        self._turnCount = -1
         self._pendingSize = 0
         self._wrote = False
         self._holdClose = False
@@ -371,10 +414,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self.session = session
         direct = directTransport(self.transport)
         if direct is not None and self._perMessageCompress is None:
-            # Autobahn writes pings, pongs and close frames itself: the
-            # writer looks at the transport's buffer before each write.
-            self._direct = DirectWriter(direct)
-            self.sink = True
+            # Autobahn writes pings, pongs and close frames itself, through
+            # sendData, which marks the writer spilled: it then looks at the
+            # transport's buffer before its next write.
+            self._direct = DirectWriter(direct, exclusive=True)
+            self.sink = _WebSocketSink(self, self._direct)
         try:
             session.attach(self, last)
         except CometError as error:
@@ -383,6 +427,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self._lost = True
+        if self.sink is not None:
+            self.sink.blocked = True
         # Autobahn leaves this timer behind when the peer drops the
         # connection instead of answering our close; nothing is left to time.
         if self.closeHandshakeTimeoutCall is not None:
@@ -554,45 +600,18 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         pending = self._pending
         if not pending:
             self._turn.add(self)
+            if self.sink is not None:
+                # Written to in this turn: the direct path must not overtake.
+                self.sink.count = self._turn.count
         pending.append(frames)
         self._pendingCount += len(events)
+        self._pendingSize += len(frames)
+        if self._pendingSize > TURN_FLUSH_BYTES:
+            self.flushPending()
 
-    #: Whether the session may use the direct path (L{deliverEvent}): on an
-    #: uncompressed plain TCP connection; else C{None}.
+    #: The session's direct path (a L{_WebSocketSink}) on an uncompressed
+    #: plain TCP connection; else C{None}.
     sink: Any = None
-
-    def deliverEvent(self, event: Event) -> None:
-        """
-        One event from the session's direct path: its shared frame goes
-        straight to the socket if it is this connection's first write of
-        the reactor turn, else joins the turn's pending write.  A backed-up
-        connection takes the slow path (L{writeEvents}) and its limits.
-        """
-        if self.state != _OPEN:
-            return
-        if self._paused or self._backlog:
-            self.writeEvents([event])
-            return
-        frames = event._frames
-        wire = frames.get(_FRAMING_NAME) if frames is not None else None
-        if wire is None:
-            wire = event.framed(FRAMING)
-        self._wrote = True
-        turn = self._turn
-        if not turn.open:
-            turn.begin()
-        pending = self._pending
-        if pending or self._turnCount == turn.count:
-            if not pending:
-                turn.add(self)
-            pending.append(wire)
-            self._pendingCount += 1
-            self._pendingSize += len(wire)
-            if self._pendingSize > TURN_FLUSH_BYTES:
-                self.flushPending()
-        else:
-            self._turnCount = turn.count
-            self._direct.write(wire)  # type: ignore[union-attr]
 
     def writeHeartbeat(self) -> None:
         """
@@ -608,8 +627,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         # Called every heartbeat interval: a connection that sent nothing
         # since the last call sends a heartbeat, so at most two intervals
         # pass in silence.
-        if self._wrote:
+        sink = self.sink
+        if self._wrote or (sink is not None and sink.wrote):
             self._wrote = False
+            if sink is not None:
+                sink.wrote = False
         else:
             self.writeHeartbeat()
             self._wrote = False
@@ -630,10 +652,25 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def sendCloseFrame(self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False) -> None:
         # Whoever closes (we, Autobahn failing the connection, or Autobahn
-        # answering the client's close), what was written before goes first.
+        # answering the client's close), what was written before goes first,
+        # and nothing more goes the direct way.
+        if self.sink is not None:
+            self.sink.blocked = True
         if self.state == _OPEN:
             self._flushAll()
         WebSocketServerProtocol.sendCloseFrame(self, code, reasonUtf8, isReply)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        # Autobahn's own writes (pings, pongs, close frames) go through the
+        # transport's buffer: the direct path must look there first.
+        if self._direct is not None:
+            self._direct.spilled = True
+        WebSocketServerProtocol.sendData(self, data, sync, chopsize)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        if self.sink is not None:
+            self.sink.blocked = True
+        WebSocketServerProtocol.dropConnection(self, abort)
 
     def goAway(self) -> None:
         """
@@ -670,6 +707,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         closed, and what waited has just been written.
         """
         if self._perMessageCompress is None:
+            if self._direct is not None:
+                self._direct.spilled = True
             self.transport.write(frameText(payload))
         else:
             self.sendMessage(payload)
@@ -682,8 +721,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             return
         if not self._pending:
             self._turn.add(self)
+            if self.sink is not None:
+                self.sink.count = self._turn.count
         self._pending.append(frames)
         self._pendingCount += count
+        self._pendingSize += len(frames)
 
     def _writeMessage(self, payload: bytes) -> None:
         self._wrote = True
@@ -731,7 +773,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
                     data = backlog.popleft()[1]
                     chunk.append(data)
                     size += len(data)
-                writeThrough(self.transport, chunk[0] if len(chunk) == 1 else b"".join(chunk))
+                data = chunk[0] if len(chunk) == 1 else b"".join(chunk)
+                if self._direct is not None:
+                    self._direct.write(data)
+                else:
+                    writeThrough(self.transport, data)
             else:
                 self.sendMessage(data)
         if not backlog:
@@ -744,8 +790,18 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     # IPushProducer
 
+    def _unblock(self) -> None:
+        """
+        Let the direct path write again if the connection is open, not
+        paused and has no backlog.
+        """
+        if self.sink is not None:
+            self.sink.blocked = bool(self._paused or self._backlog or self.state != _OPEN)
+
     def pauseProducing(self) -> None:
         self._paused = True
+        if self.sink is not None:
+            self.sink.blocked = True
         pending = self._pending
         if pending:
             # Keep their place ahead of what comes next.  The limits are
@@ -762,9 +818,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._paused = False
         if self._backlog and self.state == self.STATE_OPEN:
             self._flushBacklog()
+        self._unblock()
 
     def stopProducing(self) -> None:
         self._paused = True
+        if self.sink is not None:
+            self.sink.blocked = True
 
 
 class _Heartbeats:
