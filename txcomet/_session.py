@@ -32,7 +32,7 @@ from ._config import CometConfig
 from ._errors import CometError
 from ._event import Event, encodeJSON, parsePosition
 from ._memory import InMemoryBus
-from .interfaces import IAuthorizer, IDataChannel, IEventBus, ISubscriber
+from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISubscriber
 
 JOINED = "joined"
 LISTENING = "listening"
@@ -73,7 +73,7 @@ class AllowAll:
         return True
 
 
-@implementer(ISubscriber)
+@implementer(IGapListener)
 class Session:
     """
     One client of the hub; see the module docstring.
@@ -202,6 +202,15 @@ class Session:
             self._flush()
         else:
             self._checkLimits()
+
+    def gap(self) -> None:
+        """
+        The bus may have lost events on their way here, so this session's
+        stream can no longer be trusted to be complete: close it with
+        C{replay_unavailable}.  Its client joins again and resumes each
+        channel from history, which says whether anything was lost.
+        """
+        self.close("replay_unavailable")
 
     def _enqueueMany(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -21,6 +21,7 @@ from zope.interface import Attribute, Interface
 __all__ = [
     "IEvent",
     "ISubscriber",
+    "IGapListener",
     "IEventBus",
     "IHistory",
     "IPresence",
@@ -74,6 +75,23 @@ class ISubscriber(Interface):
         per channel.  An exception raised here makes the bus log it and drop
         this subscriber from all its subscriptions; delivery to other
         subscribers goes on.
+        """
+
+
+class IGapListener(ISubscriber):
+    """
+    A subscriber that can be told it may have missed events: a networked
+    bus that lost its backend for a while cannot prove it delivered
+    everything published meanwhile.  (A subscriber without this interface
+    is not told; the bus logs the gap.)
+    """
+
+    def gap() -> None:
+        """
+        Events may have been lost on their way to this subscriber.  The
+        bus's history says which positions are still covered; a subscriber
+        that tracks positions resumes from there instead of carrying on as
+        if its stream were complete.
         """
 
 
