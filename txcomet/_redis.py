@@ -61,6 +61,10 @@ from .interfaces import IEventBus, IGapListener, IPresence, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
+#: How long a channel's newest offsets are kept after its history expired
+#: (so a position on it is still judged exactly), in milliseconds.
+_LAST_LIFETIME_MS = 24 * 3600 * 1000
+
 #: The channels a node remembers publishing on while cut off from Redis;
 #: past this many it marks every channel as having a gap.
 MAX_OUTAGE_CHANNELS = 1000
@@ -86,9 +90,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
 """
 
-# KEYS: epoch, offset, clock, stream, truncated
+# KEYS: epoch, offset, clock, stream, truncated, last
 # ARGV: epoch, kind, channel JSON, data JSON, store (1/0), maxlen, maxAge ms,
-#       pub/sub channel
+#       pub/sub channel, last's lifetime ms
 _PUBLISH = _WATERMARK + """
 local epoch = redis.call('GET', KEYS[1])
 if epoch ~= ARGV[1] then return {0, epoch or ''} end
@@ -104,7 +108,10 @@ redis.call('PEXPIRE', KEYS[3], maxAge + 1000)
 local offset = redis.call('INCR', KEYS[2])
 local envelope = '{"type":"' .. ARGV[2] .. '","channel":' .. ARGV[3] .. ',"id":"' ..
   epoch .. '-' .. offset .. '","data":' .. ARGV[4] .. '}'
+local lastStored = redis.call('HGET', KEYS[6], 's')
+redis.call('HSET', KEYS[6], 'a', offset)
 if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[6], 's', offset)
   local maxlen = tonumber(ARGV[6])
   local truncated = tonumber(redis.call('GET', KEYS[5]) or '0')
   local dropped = truncated
@@ -112,9 +119,14 @@ if ARGV[5] == '1' then
     dropped = offset
   else
     if redis.call('EXISTS', KEYS[4]) == 0 then
-      -- A new history, or one that aged away: nothing older than the
+      -- A new history, or one that aged away: its last event says what
+      -- was dropped; when that is forgotten too, nothing older than the
       -- history's age is known about this channel.
-      dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, before))
+      if lastStored then
+        dropped = math.max(dropped, tonumber(lastStored))
+      else
+        dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, before))
+      end
     end
     redis.call('XADD', KEYS[4], offset .. '-0', 'e', envelope, 't', t)
     local length = redis.call('XLEN', KEYS[4])
@@ -134,11 +146,12 @@ if ARGV[5] == '1' then
   if dropped > truncated then redis.call('SET', KEYS[5], dropped) end
   if dropped > 0 then redis.call('PEXPIRE', KEYS[5], maxAge) end
 end
+redis.call('PEXPIRE', KEYS[6], ARGV[9])
 redis.call('PUBLISH', ARGV[8], envelope)
 return {1, offset}
 """
 
-# KEYS: epoch, offset, clock, stream, truncated, gap
+# KEYS: epoch, offset, clock, stream, truncated, last, gap
 # ARGV: since offset (-1: everything), maxAge ms
 _HISTORY = _WATERMARK + """
 local epoch = redis.call('GET', KEYS[1]) or ''
@@ -147,7 +160,7 @@ local t = now()
 local maxAge = tonumber(ARGV[2])
 local since = tonumber(ARGV[1])
 local dropped = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'),
-                         tonumber(redis.call('GET', KEYS[6]) or '0'))
+                         tonumber(redis.call('GET', KEYS[7]) or '0'))
 local start = '-'
 if since >= 0 then start = (since + 1) .. '-0' end
 local kept = {}
@@ -159,7 +172,12 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+')) do
   end
 end
 if redis.call('EXISTS', KEYS[4]) == 0 then
-  dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, counter))
+  local lastStored = redis.call('HGET', KEYS[6], 's')
+  if lastStored then
+    dropped = math.max(dropped, tonumber(lastStored))
+  else
+    dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, counter))
+  end
 end
 return {epoch, counter, dropped, kept}
 """
@@ -194,8 +212,10 @@ local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 local new = (not score) or tonumber(score) <= t
 redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+-- The keys outlive their members, so a member whose node died is still
+-- there to be reaped (and its leave announced) for a while.
+redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 3 * tonumber(ARGV[3]))
 if new then return 1 else return 0 end
 """
 
@@ -241,13 +261,24 @@ for i = 1, #KEYS, 2 do
   if (not score) or tonumber(score) <= t then readded[#readded + 1] = n end
   redis.call('ZADD', KEYS[i + 1], t + ttl, client)
   redis.call('HSET', KEYS[i], client, ARGV[2 * n + 1])
-  redis.call('PEXPIRE', KEYS[i], ttl)
-  redis.call('PEXPIRE', KEYS[i + 1], ttl)
+  redis.call('PEXPIRE', KEYS[i], 3 * ttl)
+  redis.call('PEXPIRE', KEYS[i + 1], 3 * ttl)
 end
 return readded
 """
 
+# KEYS: last hashes ; returns the offset of each channel's newest event
+# (0 when unknown)
+_LASTS = """
+local out = {}
+for i = 1, #KEYS do
+  out[i] = tonumber(redis.call('HGET', KEYS[i], 'a') or '0')
+end
+return out
+"""
+
 _SCRIPTS = {
+    "lasts": _LASTS,
     "init": _INIT,
     "publish": _PUBLISH,
     "history": _HISTORY,
@@ -294,6 +325,17 @@ class RedisBus:
     A bus shared by every txcomet node connected to the same Redis (and
     key prefix); see the module docstring for what is kept where.
 
+    @param url: where Redis is: C{redis://[[user]:password@]host[:port][/db]},
+        C{rediss://...} or C{unix:///path?db=N}.
+    @param historyLength: events kept per channel (0: none).
+    @param historyAge: seconds an event stays in its channel's history.
+    @param prefix: the prefix of every key and pub/sub channel, so several
+        txcomet deployments can share one Redis.
+    @param presenceTTL: seconds a member stays listed after its node stops
+        refreshing it (the node died).
+    @param reactor: connects to Redis (the global reactor by default).
+    @param clock: runs the presence refresh timer (C{reactor} by default).
+
     @ivar epoch: the epoch kept in Redis.
     @ivar nodeId: this node's random name among the nodes.
     """
@@ -308,9 +350,12 @@ class RedisBus:
         prefix: str = "txcomet",
         presenceTTL: float = 30.0,
         reactor: Any = None,
+        clock: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
+        if clock is None:
+            clock = reactor
         if historyLength < 0:
             raise ValueError("historyLength must be 0 or more")
         if not historyAge > 0:
@@ -321,6 +366,7 @@ class RedisBus:
             raise ValueError("The key prefix is letters, digits, _ - . and :, not %r" % (prefix,))
         self.address = url if isinstance(url, RedisAddress) else RedisAddress(url)
         self.reactor = reactor
+        self.clock = clock
         self.historyLength = historyLength
         self.historyAge = historyAge
         self.prefix = prefix
@@ -350,8 +396,9 @@ class RedisBus:
         self._members: Dict[Tuple[str, str], bytes] = {}
         self._refreshCall: Any = None
         self._shas: Dict[str, bytes] = {}
-        self._eventPrefix = (prefix + ":c:").encode("ascii")
-        self._noticeChannel = (prefix + ":all").encode("ascii")
+        # Pub/sub ignores the database number, so the names carry it.
+        self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
+        self._noticeChannel = ("%s:%d:all" % (prefix, self.address.db)).encode("ascii")
         self.commands = RedisConnection(
             self.address, reactor, "command", onReady=self._commandsReady, onLost=self._commandsLost
         )
@@ -396,7 +443,7 @@ class RedisBus:
 
     def _historyKeys(self, channel: str) -> List[bytes]:
         return [self._key("epoch"), self._key("offset"), self._key("clock"),
-                self._key("h", channel), self._key("t", channel)]
+                self._key("h", channel), self._key("t", channel), self._key("l", channel)]
 
     # lifecycle
 
@@ -503,7 +550,8 @@ class RedisBus:
             "publish",
             self._historyKeys(channel),
             [self.epoch, kind, encodeJSON(channel), dataJSON, b"1" if store else b"0",
-             self.historyLength, self._ageMs, self._eventPrefix + channel.encode("utf-8")],
+             self.historyLength, self._ageMs, self._eventPrefix + channel.encode("utf-8"),
+             self._ageMs + _LAST_LIFETIME_MS],
         )
 
         def published(result):
@@ -840,17 +888,17 @@ class RedisBus:
         counter = int(counter)
         if epoch != self.epoch:
             self._epochChanged(epoch)
-            self._seen = counter
         elif self._pubsubLostAt is not None:
             lostAt, self._pubsubLostAt = self._pubsubLostAt, None
             if counter > lostAt:
-                self.log.warn(
-                    "Events {first} to {last} were published while this node's pub/sub "
-                    "connection was down; reporting a gap to every local subscriber",
-                    first=lostAt + 1, last=counter,
-                )
-                self._seen = max(self._seen, counter)
-                self._reportGap(None)
+                missed = yield self._channelsPublishedAfter(lostAt)
+                if missed is None or missed:
+                    self.log.warn(
+                        "Events were published on {what} while this node's pub/sub connection "
+                        "was down; reporting a gap to their local subscribers",
+                        what="channels this node listens to" if missed is None else ", ".join(sorted(missed)),
+                    )
+                    self._reportGap(missed)
         outage, self._outage = self._outage, None
         if outage is not None and outage.offset:
             channels = sorted(outage.channels)
@@ -868,6 +916,40 @@ class RedisBus:
                 count=outage.offset, gap=int(result[1]),
                 what="every channel" if outage.everything else ", ".join(channels),
             )
+
+    @inlineCallbacks
+    def _channelsPublishedAfter(self, offset: int):
+        """
+        The channels with local subscribers (through patterns too) that had
+        an event after C{offset}; C{None} when that cannot be told.
+        """
+        candidates = set(self._exact)
+        if self._patterns:
+            globs = {_glob(p) for p in self._patterns}
+            prefix = self._key("l") + b":"
+            for glob in globs:
+                cursor = b"0"
+                scanned = 0
+                while True:
+                    cursor, keys = yield self.commands.execute(
+                        b"SCAN", cursor, b"MATCH", prefix + glob.encode("utf-8"), b"COUNT", 1000
+                    )
+                    for key in keys:
+                        channel = key[len(prefix):].decode("utf-8")
+                        if any(compiled.matches(channel) for compiled, _ in self._patterns.values()):
+                            candidates.add(channel)
+                    scanned += 1000
+                    if cursor == b"0":
+                        break
+                    if scanned > 1000000:
+                        return None
+        channels = sorted(candidates)
+        missed = []
+        for start in range(0, len(channels), 500):
+            batch = channels[start : start + 500]
+            lasts = yield self._script("lasts", [self._key("l", c) for c in batch], [])
+            missed.extend(c for c, last in zip(batch, lasts) if last > offset)
+        return missed
 
     def _reportGap(self, channels: Optional[Iterable[str]]) -> None:
         """
@@ -943,7 +1025,7 @@ class RedisBus:
     def _schedulePresenceRefresh(self) -> None:
         if self._stopped:
             return
-        self._refreshCall = self.reactor.callLater(self.presenceTTL / 3.0, self._refreshPresence)
+        self._refreshCall = self.clock.callLater(self.presenceTTL / 3.0, self._refreshPresence)
 
     @inlineCallbacks
     def _refreshPresence(self):
@@ -962,7 +1044,11 @@ class RedisBus:
                     (channel, client), info = batch[n - 1]
                     member = dict(json.loads(info), client=client)
                     yield self.publish(channel, member, kind="join", store=False)
-        except RedisUnavailable:
+            # Reap the members of dead nodes on these channels, announcing
+            # their leave.
+            for channel in sorted({channel for channel, _ in self._members}):
+                yield self.members(channel)
+        except (RedisUnavailable, CometError):
             pass
         except Exception:
             self.log.failure("Refreshing presence failed")

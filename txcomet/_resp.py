@@ -18,7 +18,6 @@ from typing import Any, Callable, Deque, List, Optional, Sequence, Union
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -180,7 +179,12 @@ class RedisProtocol(Protocol):
         self._waiting: Deque[Deferred] = deque()
         self.onMessage: Optional[Callable[[Optional[bytes], bytes, bytes], None]] = None
         self.onLost: Optional[Callable[["RedisProtocol"], None]] = None
+        self.onConnected: Optional[Callable[["RedisProtocol"], Any]] = None
         self.lost = False
+
+    def connectionMade(self) -> None:
+        if self.onConnected is not None:
+            self.onConnected(self)
 
     def execute(self, *args: Any) -> Deferred:
         """
@@ -195,14 +199,6 @@ class RedisProtocol(Protocol):
         self._waiting.append(d)
         self.transport.write(encodeCommand(args))
         return d
-
-    @property
-    def itself(self) -> "RedisProtocol":
-        """
-        This protocol (through the proxy L{ClientService} wraps it in,
-        which forwards attribute reads but keeps attribute writes).
-        """
-        return self
 
     @property
     def pending(self) -> int:
@@ -326,9 +322,10 @@ class RedisAddress:
 class RedisConnection:
     """
     A connection to Redis that stays up: L{ClientService} reconnects with
-    exponential backoff; each new connection logs in and selects the
-    database before it counts as ready, then C{onReady(protocol)} runs
-    (and must finish, e.g. resubscribing, before the connection is used).
+    exponential backoff.  Each new connection logs in and selects the
+    database, then C{onReady(protocol)} runs (and finishes, e.g.
+    resubscribing) before the connection counts as ready.  A connection
+    whose login fails is closed, and the next attempt waits its backoff.
 
     L{execute} never queues for a future connection: with no connection
     ready it fails at once with L{RedisUnavailable}.
@@ -353,14 +350,25 @@ class RedisConnection:
         self._onLost = onLost
         self._onMessage = onMessage
         self._stopping = False
-        factory = Factory.forProtocol(RedisProtocol)
-        factory.noisy = False
+        self._starting: Optional[Deferred] = None
+        connection = self
+
+        class _Factory(Factory):
+            noisy = False
+
+            def buildProtocol(self, addr: Any) -> RedisProtocol:
+                protocol = RedisProtocol()
+                protocol.factory = self
+                protocol.onMessage = connection._onMessage
+                protocol.onLost = connection._lost
+                protocol.onConnected = connection._loginAndPrepare
+                return protocol
+
         self._service = ClientService(
             address.endpoint(reactor),
-            factory,
+            _Factory(),
             retryPolicy=backoffPolicy(initialDelay=initialDelay, maxDelay=maxDelay, factor=2.0),
             clock=reactor,
-            prepareConnection=self._prepare,
         )
 
     @property
@@ -371,30 +379,46 @@ class RedisConnection:
         return self.protocol is not None
 
     @inlineCallbacks
-    def _prepare(self, proxy: Any):
-        protocol: RedisProtocol = proxy.itself
-        protocol.onMessage = self._onMessage
-        protocol.onLost = self._lost
+    def _loginAndPrepare(self, protocol: RedisProtocol):
         address = self.address
-        if address.password is not None:
-            if address.username is not None:
-                yield protocol.execute(b"AUTH", address.username, address.password)
+        try:
+            if address.password is not None:
+                if address.username is not None:
+                    yield protocol.execute(b"AUTH", address.username, address.password)
+                else:
+                    yield protocol.execute(b"AUTH", address.password)
+            if address.db:
+                yield protocol.execute(b"SELECT", address.db)
             else:
-                yield protocol.execute(b"AUTH", address.password)
-        if address.db:
-            yield protocol.execute(b"SELECT", address.db)
-        else:
-            yield protocol.execute(b"PING")
-        if protocol.lost:
-            raise RedisUnavailable("The connection to Redis was lost while logging in.")
-        self.protocol = protocol
-        if self._onReady is not None:
-            try:
+                yield protocol.execute(b"PING")
+            if protocol.lost:
+                raise RedisUnavailable("the connection was lost while logging in")
+            self.protocol = protocol
+            if self._onReady is not None:
                 yield self._onReady(protocol)
-            except BaseException:
+        except BaseException as e:
+            if self.protocol is protocol:
                 self.protocol = None
+            if not protocol.lost:
                 protocol.transport.abortConnection()
-                raise
+            if isinstance(e, RedisError):
+                why = "Redis refused the login or the database: %s" % (e,)
+            else:
+                why = str(e) or type(e).__name__
+            if self._starting is not None:
+                self._startDone(Failure(RedisUnavailable("Cannot reach Redis at %s (%s)" % (self.address, why))))
+            else:
+                log.error("Preparing the {name} connection to Redis at {address} failed ({why}); retrying",
+                          name=self.name, address=str(self.address), why=why)
+            return
+        if self._starting is not None:
+            self._startDone(None)
+
+    def _startDone(self, result: Any) -> None:
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            # Later, outside whatever state machine called us.
+            self._reactor.callLater(0, starting.callback, result)
 
     def _lost(self, protocol: RedisProtocol) -> None:
         if self.protocol is protocol:
@@ -410,30 +434,28 @@ class RedisConnection:
         Connect; fire when the first connection is ready, or fail with
         L{RedisUnavailable} saying why after the first failed attempt.
         """
+        self._stopping = False
+        starting = self._starting = Deferred()
         self._service.startService()
-        d = self._service.whenConnected(failAfterFailures=1)
 
-        def failed(failure: Failure) -> Failure:
-            reason = failure.value
-            if isinstance(reason, RedisError):
-                why = "Redis refused the login or the database: %s" % (reason,)
-            else:
-                why = str(reason) or type(reason).__name__
-            self._stopping = True
-            stopped = self._service.stopService()
-            raise RedisUnavailable("Cannot reach Redis at %s (%s)" % (self.address, why))
+        def connectFailed(failure: Failure) -> None:
+            why = str(failure.value) or type(failure.value).__name__
+            self._startDone(Failure(RedisUnavailable("Cannot reach Redis at %s (%s)" % (self.address, why))))
 
-        d.addCallbacks(lambda _: None, failed)
-        # Hand the result over on a later turn of the reactor: it arrives
-        # from inside ClientService's state machine, which must not be
-        # re-entered (stopping it, for one) by whatever the caller does next.
-        return d.addBoth(lambda result: deferLater(self._reactor, 0, lambda: result))
+        self._service.whenConnected(failAfterFailures=1).addErrback(connectFailed)
+
+        def failed(failure: Failure) -> Deferred:
+            return self.stop().addBoth(lambda _: failure)
+
+        return starting.addErrback(failed)
 
     def stop(self) -> Deferred:
         """
         Close the connection and stop reconnecting.
         """
         self._stopping = True
+        if self._starting is not None:
+            self._startDone(Failure(RedisUnavailable("Stopped while connecting to Redis at %s" % (self.address,))))
         return self._service.stopService()
 
     def execute(self, *args: Any) -> Deferred:
