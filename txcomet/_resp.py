@@ -467,3 +467,47 @@ class RedisConnection:
         if protocol is None:
             return fail(RedisUnavailable("Not connected to Redis at %s." % (self.address,)))
         return protocol.execute(*args)
+
+
+def probe(address: RedisAddress, timeout: float = 5.0) -> None:
+    """
+    Check, blocking, that Redis at C{address} answers and accepts the
+    login and database: for a command line tool's start, before the
+    reactor runs.  Raises L{RedisUnavailable} saying why not.
+    """
+    import socket
+    import ssl
+
+    try:
+        if address.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(address.path)
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout=timeout)
+            if address.scheme == "rediss":
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=address.host)
+    except (OSError, ssl.SSLError) as e:
+        raise RedisUnavailable("Cannot reach Redis at %s (%s)" % (address, e.strerror or e))
+    commands = []
+    if address.password is not None:
+        commands.append([b"AUTH"] + ([address.username] if address.username else []) + [address.password])
+    commands.append([b"SELECT", address.db])
+    commands.append([b"PING"])
+    try:
+        with sock:
+            sock.sendall(b"".join(encodeCommand(c) for c in commands))
+            parser = RESPParser()
+            replies: List[Any] = []
+            while len(replies) < len(commands):
+                data = sock.recv(65536)
+                if not data:
+                    raise RedisUnavailable("Redis at %s closed the connection" % (address,))
+                replies.extend(parser.feed(data))
+    except (OSError, RESPProtocolError) as e:
+        raise RedisUnavailable("Cannot talk to Redis at %s (%s)" % (address, e))
+    for reply in replies:
+        if isinstance(reply, RedisError):
+            raise RedisUnavailable(
+                "Redis at %s refused the login or the database: %s" % (address, reply)
+            )

@@ -62,6 +62,10 @@ class Options(usage.Options):
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
+         "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
+         "the query may set prefix=, history_age= (seconds, default 3600) and presence_ttl= "
+         "(seconds, default 30). Default: $TXCOMET_REDIS; unset: an in-memory bus."],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
@@ -112,6 +116,16 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
+        if self["redis"] is None:
+            self["redis"] = os.environ.get("TXCOMET_REDIS") or None
+        self["bus"] = None
+        if self["redis"] is not None:
+            from ._redis import RedisBus
+
+            try:
+                self["bus"] = RedisBus.fromURL(self["redis"], historyLength=self["history"])
+            except ValueError as e:
+                raise usage.UsageError("--redis: %s" % (e,))
         for endpoint in self["listen"]:
             try:
                 strports.service(endpoint, Site(Resource()))
@@ -119,11 +133,34 @@ class Options(usage.Options):
                 raise usage.UsageError("--listen %s is not a valid endpoint: %s" % (endpoint, e))
 
 
+class _NodeComet(Comet):
+    """
+    The stand-alone server's L{Comet}: a bus that cannot start (Redis gone
+    between the check in L{makeService} and the start) stops the server
+    with a clear message instead of leaving it half alive.
+    """
+
+    def startService(self) -> Any:
+        d = Comet.startService(self)
+
+        def failed(failure: Any) -> None:
+            from twisted.internet import reactor
+            from twisted.logger import Logger
+
+            Logger().critical("txcomet cannot start: {why}", why=failure.getErrorMessage())
+            reactor.stop()
+
+        return d.addErrback(failed)
+
+
 def makeComet(options: Options) -> Comet:
     """
     The L{Comet} service for C{options}.
     """
-    return Comet(config=options["config"])
+    bus = options.get("bus")
+    if bus is None:
+        return Comet(config=options["config"])
+    return _NodeComet(bus=bus, config=options["config"])
 
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
@@ -151,6 +188,13 @@ def makeService(options: Options) -> MultiService:
     The txcomet server: the L{Comet} service, then one listening service per
     C{--listen} endpoint, all serving one site.
     """
+    if options.get("bus") is not None:
+        from ._resp import RedisUnavailable, probe
+
+        try:
+            probe(options["bus"].address)
+        except RedisUnavailable as e:
+            raise SystemExit("txcomet: %s" % (e,))
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
