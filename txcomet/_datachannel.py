@@ -211,6 +211,12 @@ class DataChannelResource(JSONResource):
         params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions)
         self.checkRequest(request, params)
         if params.session is not None:
+            if params.session not in self.hub.sessions and self.hub.router is not None:
+                # Another node may hold it: move it here first.
+                d = self.hub.findSession(params.session)
+                d.addCallback(self._listenMoved, request, params)
+                d.addErrback(self._joinFailed, request)
+                return NOT_DONE_YET
             session = self.hub.getSession(params.session)
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
@@ -219,6 +225,13 @@ class DataChannelResource(JSONResource):
         d = self._joinListen(request, params)
         d.addErrback(self._joinFailed, request)
         return NOT_DONE_YET
+
+    def _listenMoved(self, session: Session, request: Request, params: DataChannelParams) -> None:
+        if request._disconnected:
+            return
+        channel = self.channelClass(self, request, params)
+        channel.setHeaders()
+        self._listen(session, channel, params.last)
 
     def _listen(self, session: Session, channel: HTTPDataChannel, last: Optional[str]) -> None:
         channel.begin(session)
