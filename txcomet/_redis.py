@@ -49,7 +49,7 @@ import json
 import secrets
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -57,7 +57,7 @@ from ._channels import Pattern, isPattern, validateChannel, validatePattern
 from ._errors import CometError
 from ._event import Event, History, encodeJSON, formatId, parsePosition
 from ._resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from .interfaces import IEventBus, IGapListener, IPresence, ISubscriber
+from .interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -199,7 +199,7 @@ else
     if g > old then redis.call('SET', KEYS[i], g, 'PX', maxAge) end
   end
 end
-redis.call('PUBLISH', ARGV[4], '{"node":"' .. ARGV[5] .. '","epoch":"' .. epoch ..
+redis.call('PUBLISH', ARGV[4], '{"t":"gap","node":"' .. ARGV[5] .. '","epoch":"' .. epoch ..
   '","offset":' .. g .. ',"all":' .. (ARGV[3] == '1' and 'true' or 'false') ..
   ',"channels":' .. ARGV[6] .. '}')
 return {1, g}
@@ -299,6 +299,10 @@ def _glob(pattern: str) -> str:
     return "/".join("*" if segment in ("*", "**") else segment for segment in pattern.split("/"))
 
 
+def _raise(error: Exception) -> None:
+    raise error
+
+
 class _Outage:
     """
     What happened on this node while it could not publish through Redis:
@@ -319,7 +323,21 @@ class _Outage:
                 self.channels.clear()
 
 
-@implementer(IEventBus, IPresence)
+@implementer(ISubscriber)
+class _Holder:
+    """
+    Holds the events of a session's channels while the session moves to
+    this node.
+    """
+
+    def __init__(self) -> None:
+        self.events: List[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+
+@implementer(IEventBus, IPresence, ISessionRouter)
 class RedisBus:
     """
     A bus shared by every txcomet node connected to the same Redis (and
@@ -399,6 +417,15 @@ class RedisBus:
         # Pub/sub ignores the database number, so the names carry it.
         self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
         self._noticeChannel = ("%s:%d:all" % (prefix, self.address.db)).encode("ascii")
+        self._nodeChannel = self._nodeChannelOf(self.nodeId)
+        # Routing sessions between nodes.
+        self.requestTimeout = 5.0
+        self._hub: Any = None
+        self._dispatcher: Any = None
+        self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any]] = {}
+        self._requestCount = 0
+        # session id -> (session, end of its exported buffer, abort timer)
+        self._handingOver: Dict[str, Tuple[Any, int, Any]] = {}
         self.commands = RedisConnection(
             self.address, reactor, "command", onReady=self._commandsReady, onLost=self._commandsLost
         )
@@ -472,6 +499,9 @@ class RedisBus:
         if self._refreshCall is not None and self._refreshCall.active():
             self._refreshCall.cancel()
         self._refreshCall = None
+        # Let what is in flight finish (leaves announced as the hub closed
+        # its sessions), for a moment.
+        yield self.commands.drain(2.0)
         yield self._stopConnections()
 
     def _stopConnections(self) -> Deferred:
@@ -501,6 +531,7 @@ class RedisBus:
         self._subscribed = dict.fromkeys(names)
         confirmations = [protocol.execute(self._subscribeCommand(name), name) for name in names]
         confirmations.append(protocol.execute(b"SUBSCRIBE", self._noticeChannel))
+        confirmations.append(protocol.execute(b"SUBSCRIBE", self._nodeChannel))
         yield DeferredList(confirmations, fireOnOneErrback=True, consumeErrors=True)
         self._scheduleResync()
 
@@ -596,8 +627,15 @@ class RedisBus:
     def _message(self, pattern: Optional[bytes], channel: bytes, payload: bytes) -> None:
         if channel.startswith(self._eventPrefix):
             self._eventMessage(payload)
-        elif channel == self._noticeChannel:
-            self._noticeMessage(payload)
+        elif channel == self._noticeChannel or channel == self._nodeChannel:
+            message = json.loads(payload)
+            kind = message.get("t")
+            if kind == "gap":
+                self._noticeMessage(message)
+            elif kind == "reply":
+                self._replyReceived(message)
+            elif kind in ("claim", "take", "control"):
+                self._requestReceived(kind, message)
 
     def _eventMessage(self, payload: bytes) -> None:
         envelope = json.loads(payload)
@@ -614,8 +652,7 @@ class RedisBus:
         event._json = payload
         self._fanOut(event)
 
-    def _noticeMessage(self, payload: bytes) -> None:
-        notice = json.loads(payload)
+    def _noticeMessage(self, notice: dict) -> None:
         if notice.get("node") == self.nodeId:
             return
         self.log.warn(
@@ -1056,5 +1093,200 @@ class RedisBus:
             self._schedulePresenceRefresh()
 
 
-def _raise(error: Exception) -> None:
-    raise error
+
+    # routing sessions between nodes (ISessionRouter)
+
+    def _nodeChannelOf(self, nodeId: str) -> bytes:
+        return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
+
+    def bindHub(self, hub: Any) -> None:
+        from ._control import ControlDispatcher
+
+        self._hub = hub
+        self._dispatcher = ControlDispatcher(hub)
+
+    def sessionClosed(self, session: Any) -> None:
+        entry = self._handingOver.pop(session.id, None)
+        if entry is not None and entry[2].active():
+            entry[2].cancel()
+
+    @inlineCallbacks
+    def claimSession(self, sessionId: str):
+        """
+        Move session C{sessionId} here.  Every node is asked (one PUBLISH
+        to all); the one holding it hands over its state and keeps queueing
+        for it; this node subscribes to the session's channels, then asks
+        for what arrived meanwhile, and the other node lets go.  Both steps
+        travel on the holder's pub/sub connection behind the events, so
+        nothing published in between is lost.
+        """
+        answers, complete = yield self._ask("claim", {"session": sessionId})
+        found = [a for a in answers if a.get("found")]
+        if not found:
+            if any(a.get("busy") for a in answers):
+                raise CometError("unavailable", "The session is moving between nodes; try again.")
+            if not complete:
+                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
+            return None
+        state, owner = found[0]["state"], found[0]["node"]
+        holder = _Holder()
+        patterns = state["subscriptions"]
+        try:
+            for pattern in patterns:
+                yield self.subscribe(pattern, holder)
+            answers, complete = yield self._ask("take", {"session": sessionId}, node=owner)
+            taken = [a for a in answers if a.get("found")]
+            if not taken:
+                raise CometError("unavailable", "The node holding the session did not let it go; try again.")
+            if sessionId in self._hub.sessions:
+                return self._hub.sessions[sessionId]
+            state["events"] = state["events"] + taken[0]["tail"]
+            session = self._hub.adoptSession(state)
+            have = {e.id for e in session._buffer}
+            session._enqueueMany([e for e in holder.events if e.id not in have])
+            for pattern in patterns:
+                self.subscribe(pattern, session)
+            if state["presence"]:
+                info = session._memberInfo()
+                for pattern in patterns:
+                    if not isPattern(pattern):
+                        self.keepMember(pattern, session.clientId, info)
+        finally:
+            self._removeSubscriber(holder)
+        self.log.info("Session of client {client} moved here from node {node}", client=state["client"], node=owner)
+        return session
+
+    def forwardControl(self, sessionId: str, message: dict, context: dict) -> Deferred:
+        d = self._ask("control", {"session": sessionId, "message": message, "context": context})
+
+        def answered(result):
+            answers, complete = result
+            for answer in answers:
+                if answer.get("found"):
+                    if "error" in answer:
+                        error = answer["error"]
+                        raise CometError(error["error"], error["message"], error["status"])
+                    return answer["answer"]
+            if not complete:
+                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
+            raise CometError("unknown_session")
+
+        return d.addCallback(answered)
+
+    def _ask(self, kind: str, fields: dict, node: Optional[str] = None) -> Deferred:
+        """
+        Publish a request to every node (or to C{node}) and gather the
+        answers: a L{Deferred} firing with C{(answers, complete)}, as soon
+        as one answer says C{found}, or when every node that received the
+        request has answered (C{complete}), or after L{requestTimeout}
+        seconds (not complete).
+        """
+        if not (self.commands.ready and self.pubsub.ready):
+            return fail(CometError("unavailable", "Redis cannot be reached, so other nodes cannot either."))
+        self._requestCount += 1
+        rid = "%s.%d" % (self.nodeId, self._requestCount)
+        request = dict(fields, t=kind, rid=rid, node=self.nodeId)
+        channel = self._noticeChannel if node is None else self._nodeChannelOf(node)
+        done: Deferred = Deferred()
+        d = self.commands.execute(b"PUBLISH", channel, encodeJSON(request))
+
+        def published(receivers):
+            expected = receivers - (1 if node is None else 0)  # this node hears its own broadcast
+            if expected <= 0:
+                done.callback(([], True))
+                return
+            timer = self.clock.callLater(self.requestTimeout, self._requestTimedOut, rid)
+            self._requests[rid] = (done, [], expected, timer)
+
+        def failed(failure):
+            failure.trap(RedisUnavailable)
+            done.errback(CometError("unavailable", "Redis was lost while asking the other nodes."))
+
+        d.addCallbacks(published, failed)
+        return done
+
+    def _replyReceived(self, reply: dict) -> None:
+        entry = self._requests.get(reply.get("rid"))
+        if entry is None:
+            return
+        done, answers, expected, timer = entry
+        answers.append(reply)
+        if reply.get("found") or len(answers) >= expected:
+            del self._requests[reply["rid"]]
+            if timer.active():
+                timer.cancel()
+            done.callback((answers, len(answers) >= expected))
+
+    def _requestTimedOut(self, rid: str) -> None:
+        entry = self._requests.pop(rid, None)
+        if entry is not None:
+            entry[0].callback((entry[1], False))
+
+    def _requestReceived(self, kind: str, request: dict) -> None:
+        if request.get("node") == self.nodeId or self._hub is None:
+            return
+        d = maybeDeferred(getattr(self, "_answer_" + kind), request)
+
+        def reply(answer):
+            answer.update(t="reply", rid=request.get("rid"), node=self.nodeId)
+            return self.commands.execute(b"PUBLISH", self._nodeChannelOf(request["node"]), encodeJSON(answer))
+
+        d.addCallback(reply)
+        d.addErrback(lambda f: None if f.check(RedisUnavailable) else self.log.failure(
+            "Answering a {kind} request failed", f, kind=kind))
+
+    def _answer_claim(self, request: dict) -> dict:
+        sessionId = request.get("session")
+        session = self._hub.sessions.get(sessionId) if isinstance(sessionId, str) else None
+        if session is None or session.ephemeral:
+            return {"found": False}
+        if sessionId in self._handingOver:
+            return {"found": False, "busy": True}
+        state = session.exportState()
+        session.holdForHandover()
+        # Should the other node never take it, carry on here.
+        timer = self.clock.callLater(self.requestTimeout * 2, self._handoverAbandoned, sessionId)
+        self._handingOver[sessionId] = (session, state["end"], timer)
+        return {"found": True, "state": state}
+
+    def _handoverAbandoned(self, sessionId: str) -> None:
+        entry = self._handingOver.pop(sessionId, None)
+        if entry is not None:
+            session = entry[0]
+            if session.state != "closed" and session.dataChannel is None:
+                session._detached()
+
+    def _answer_take(self, request: dict) -> dict:
+        entry = self._handingOver.pop(request.get("session"), None)
+        if entry is None:
+            return {"found": False}
+        session, end, timer = entry
+        if timer.active():
+            timer.cancel()
+        if session.state == "closed":
+            return {"found": False}
+        tail = session.eventsSince(end)
+        if session.presence:
+            for pattern in session.subscriptions:
+                if not isPattern(pattern):
+                    self.forgetMember(pattern, session.clientId)
+        self._hub.release(session)
+        return {"found": True, "tail": tail}
+
+    def _answer_control(self, request: dict) -> Deferred:
+        sessionId = request.get("session")
+        if not isinstance(sessionId, str) or sessionId not in self._hub.sessions:
+            return succeed({"found": False})
+        context = request.get("context") if isinstance(request.get("context"), dict) else {}
+        d = self._dispatcher.dispatch(request.get("message"), context)
+
+        def ok(answer):
+            return {"found": True, "answer": answer}
+
+        def failed(failure):
+            if failure.check(CometError):
+                return {"found": True, "error": failure.value.asDict()}
+            self.log.failure("A forwarded control operation failed", failure)
+            return {"found": True, "error": CometError("internal_error").asDict()}
+
+        return d.addCallbacks(ok, failed)

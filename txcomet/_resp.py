@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence, Union
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -181,6 +181,7 @@ class RedisProtocol(Protocol):
         self.onLost: Optional[Callable[["RedisProtocol"], None]] = None
         self.onConnected: Optional[Callable[["RedisProtocol"], Any]] = None
         self.lost = False
+        self._idleWaiters: List[Deferred] = []
 
     def connectionMade(self) -> None:
         if self.onConnected is not None:
@@ -232,6 +233,21 @@ class RedisProtocol(Protocol):
                 d.errback(reply)
             else:
                 d.callback(reply)
+        if not self._waiting and self._idleWaiters:
+            waiters, self._idleWaiters = self._idleWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def whenIdle(self) -> Deferred:
+        """
+        A L{Deferred} firing when no command waits for its reply (also
+        the ones that answering others started), or the connection is gone.
+        """
+        if not self._waiting or self.lost:
+            return succeed(None)
+        d = Deferred()
+        self._idleWaiters.append(d)
+        return d
 
     def _message(self, onMessage: Callable, pattern: Optional[bytes], channel: bytes, payload: bytes) -> None:
         try:
@@ -244,6 +260,9 @@ class RedisProtocol(Protocol):
         waiting, self._waiting = self._waiting, deque()
         for d in waiting:
             d.errback(RedisUnavailable("The connection to Redis was lost."))
+        waiters, self._idleWaiters = self._idleWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         if self.onLost is not None:
             self.onLost(self)
 
@@ -448,6 +467,20 @@ class RedisConnection:
             return self.stop().addBoth(lambda _: failure)
 
         return starting.addErrback(failed)
+
+    @inlineCallbacks
+    def drain(self, timeout: float):
+        """
+        Wait until no command is in flight, at most C{timeout} seconds.
+        """
+        protocol = self.protocol
+        if protocol is None:
+            return
+        idle = protocol.whenIdle()
+        timer = self._reactor.callLater(timeout, lambda: idle.called or idle.callback(None))
+        yield idle
+        if timer.active():
+            timer.cancel()
 
     def stop(self) -> Deferred:
         """
