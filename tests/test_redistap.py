@@ -5,7 +5,8 @@ The --redis option of the twistd plugin.
 import os
 
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import txcomet
 from txcomet import InMemoryBus, RedisBus
@@ -92,3 +93,25 @@ class RedisOptionTests(SynchronousTestCase):
         self.assertIn("out of range", str(error))
         service = makeService(parse("--listen", "tcp:0", "--redis", "redis://:pw@127.0.0.1:%d/1" % (server.port,)))
         self.assertIsInstance(list(service)[0].bus, RedisBus)
+
+
+class ListenWhenReadyTests(TestCase):
+    timeout = 30
+
+    @inlineCallbacks
+    def test_listensOnceTheBusIsReady(self):
+        """
+        With --redis, the ports open only once the bus is connected (so a
+        node never answers before it can reach the other nodes), and the
+        service stops cleanly.
+        """
+        server = RedisServer.forTest(self)
+        service = makeService(parse("--listen", "tcp:0:interface=127.0.0.1", "--redis", server.url))
+        comet, listeners = list(service)
+        [port] = list(listeners)
+        service.startService()
+        self.assertFalse(port.running)
+        yield comet.ready
+        self.assertTrue(port.running)
+        yield service.stopService()
+        self.assertFalse(port.running)

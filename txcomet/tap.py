@@ -6,6 +6,8 @@ strings (C{tcp:8080}, C{ssl:8443:privateKey=key.pem}, C{unix:/run/comet.sock}).
 """
 
 import os
+
+from twisted.internet.defer import maybeDeferred
 from typing import Any, List
 
 from twisted.application import strports
@@ -140,8 +142,19 @@ class _NodeComet(Comet):
     with a clear message instead of leaving it half alive.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Comet.__init__(self, *args, **kwargs)
+        self.ready: Any = None
+
     def startService(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        self.ready = Deferred()
         d = Comet.startService(self)
+
+        def started(result: Any) -> Any:
+            self.ready.callback(None)
+            return result
 
         def failed(failure: Any) -> None:
             from twisted.internet import reactor
@@ -150,7 +163,39 @@ class _NodeComet(Comet):
             Logger().critical("txcomet cannot start: {why}", why=failure.getErrorMessage())
             reactor.stop()
 
-        return d.addErrback(failed)
+        return d.addCallbacks(started, failed)
+
+
+class _ListenWhenReady(MultiService):
+    """
+    Starts its children (the listening ports) once the comet service's bus
+    is ready, so a node takes no request before it is connected to the
+    other nodes.
+    """
+
+    def __init__(self, comet: _NodeComet) -> None:
+        MultiService.__init__(self)
+        self.comet = comet
+
+    def startService(self) -> None:
+        from twisted.application.service import Service
+
+        Service.startService(self)
+        ready = self.comet.ready
+        if ready is not None:
+            ready.addCallback(lambda _: self.running and self._startChildren())
+
+    def _startChildren(self) -> None:
+        for child in self:
+            if not child.running:
+                child.startService()
+
+    def stopService(self) -> Any:
+        from twisted.application.service import Service
+        from twisted.internet.defer import DeferredList
+
+        Service.stopService(self)
+        return DeferredList([maybeDeferred(child.stopService) for child in reversed(list(self)) if child.running])
 
 
 def makeComet(options: Options) -> Comet:
@@ -200,8 +245,11 @@ def makeService(options: Options) -> MultiService:
     comet.setServiceParent(service)
     site = Site(makeRoot(options, comet), requestFactory=CometRequest)
     site.displayTracebacks = False
+    listeners = _ListenWhenReady(comet) if isinstance(comet, _NodeComet) else service
+    if listeners is not service:
+        listeners.setServiceParent(service)
     for endpoint in options["listen"]:
-        strports.service(endpoint, site).setServiceParent(service)
+        strports.service(endpoint, site).setServiceParent(listeners)
     if options["config"].publisherSecret is None:
         from twisted.logger import Logger
 
