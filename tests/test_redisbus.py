@@ -399,3 +399,35 @@ class FromURLTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(ValueError, RedisBus.fromURL, url)
             self.assertIn(words, str(error))
+
+
+class PresenceOutageTests(RedisBusMixin, TestCase):
+    timeout = 30
+
+    @inlineCallbacks
+    def test_removeDuringOutageExpiresTheMember(self):
+        """
+        Removing a member while Redis is away does not fail (its session
+        is closing); the member is no longer vouched for, so it expires and
+        its leave is announced when it is reaped.
+        """
+        server = self.redisServer()
+        server.stop()
+        server.extraArgs = ["--appendonly", "yes", "--appendfsync", "always"]
+        server.start()
+        bus = yield self.makeRedisBus(presenceTTL=2.0)
+        other = yield self.makeRedisBus(presenceTTL=2.0)
+        watcher = RecordingSubscriber()
+        yield other.subscribe("room", watcher)
+        yield bus.addMember("room", "c1", {})
+        server.stop()
+        yield waitUntil(lambda: not bus.commands.ready, "the outage to be noticed")
+        removed = yield bus.removeMember("room", "c1")
+        self.assertFalse(removed)
+        server.start()
+        # Nobody lists the channel: the node with a subscriber on it reaps
+        # the member once it expired, and announces its leave.
+        yield waitUntil(lambda: [e for e in watcher.events if e.kind == "leave"], "the leave")
+        self.assertEqual([e.data for e in watcher.events], [{"client": "c1"}])
+        members = yield other.members("room")
+        self.assertEqual(members, [])

@@ -247,6 +247,24 @@ end
 return {members, ghosts}
 """
 
+# KEYS: (info hash, expiry zset) per channel
+# Returns, per channel, the members reaped (client, info)...
+_REAP = _WATERMARK + """
+local t = now()
+local out = {}
+for i = 1, #KEYS, 2 do
+  local ghosts = {}
+  for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', t)) do
+    ghosts[#ghosts + 1] = client
+    ghosts[#ghosts + 1] = redis.call('HGET', KEYS[i], client) or '{}'
+    redis.call('ZREM', KEYS[i + 1], client)
+    redis.call('HDEL', KEYS[i], client)
+  end
+  out[#out + 1] = ghosts
+end
+return out
+"""
+
 # KEYS: (info hash, expiry zset) per member ; ARGV: ttl ms, then
 # (client, info JSON) per member.  Returns the indexes (1-based) of members
 # that had expired and were added again.
@@ -287,6 +305,7 @@ _SCRIPTS = {
     "removeMember": _REMOVE_MEMBER,
     "members": _MEMBERS,
     "refresh": _REFRESH,
+    "reap": _REAP,
 }
 
 
@@ -1020,24 +1039,34 @@ class RedisBus:
     def removeMember(self, channel: str, clientId: str):
         validateChannel(channel)
         self._members.pop((channel, clientId), None)
-        removed = yield self._presenceScript("removeMember", self._presenceKeys(channel), [clientId])
+        try:
+            removed = yield self._script("removeMember", self._presenceKeys(channel), [clientId])
+        except RedisUnavailable:
+            # No longer vouched for, the member expires within presenceTTL,
+            # and its leave is announced when it is reaped.
+            return False
         return bool(removed)
 
     @inlineCallbacks
     def members(self, channel: str):
         validateChannel(channel)
         members, ghosts = yield self._presenceScript("members", self._presenceKeys(channel), [])
-        for i in range(0, len(ghosts), 2):
-            # A member whose node stopped refreshing it (the node died):
-            # gone, and said so.
-            member = dict(json.loads(ghosts[i + 1]), client=ghosts[i].decode("utf-8"))
-            self.publish(channel, member, kind="leave", store=False).addErrback(
-                lambda f: self.log.failure("Announcing a ghost's leave failed", f)
-            )
+        self._announceGhosts(channel, ghosts)
         return [
             dict(json.loads(members[i + 1]), client=members[i].decode("utf-8"))
             for i in range(0, len(members), 2)
         ]
+
+    def _announceGhosts(self, channel: str, ghosts: List[bytes]) -> None:
+        """
+        Announce the leave of members reaped because no node vouched for
+        them any more (their node died).
+        """
+        for i in range(0, len(ghosts), 2):
+            member = dict(json.loads(ghosts[i + 1]), client=ghosts[i].decode("utf-8"))
+            self.publish(channel, member, kind="leave", store=False).addErrback(
+                lambda f: None if f.check(CometError) else self.log.failure("Announcing a ghost's leave failed", f)
+            )
 
     def _presenceScript(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Deferred:
         def unavailable(failure):
@@ -1081,10 +1110,18 @@ class RedisBus:
                     (channel, client), info = batch[n - 1]
                     member = dict(json.loads(info), client=client)
                     yield self.publish(channel, member, kind="join", store=False)
-            # Reap the members of dead nodes on these channels, announcing
-            # their leave.
-            for channel in sorted({channel for channel, _ in self._members}):
-                yield self.members(channel)
+            # Reap the members of dead nodes (or removed while Redis was
+            # away) on the channels this node has members or subscribers
+            # on, announcing their leave.
+            channels = sorted({channel for channel, _ in self._members} | set(self._exact))
+            for start in range(0, len(channels), 500):
+                batch = channels[start : start + 500]
+                keys: List[bytes] = []
+                for channel in batch:
+                    keys += self._presenceKeys(channel)
+                reaped = yield self._script("reap", keys, [])
+                for channel, ghosts in zip(batch, reaped):
+                    self._announceGhosts(channel, ghosts)
         except (RedisUnavailable, CometError):
             pass
         except Exception:
