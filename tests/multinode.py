@@ -1,6 +1,7 @@
 """
 Support for multi-node tests: C{twist txcomet --redis ...} as separate
-processes on free loopback ports, and small HTTP helpers.
+processes on free loopback ports, and clients: HTTP control, publish and
+long-poll, an EventSource-like SSE reader, an Autobahn WebSocket client.
 """
 
 import json
@@ -10,10 +11,13 @@ import sys
 from typing import Any, List, Optional
 
 import treq
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, reactor
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.protocol import ProcessProtocol
-from twisted.web.client import HTTPConnectionPool
+from twisted.internet.defer import DeferredQueue, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -146,3 +150,137 @@ class HTTPClient:
 
     def close(self) -> defer.Deferred:
         return self.pool.closeCachedConnections()
+
+
+class SSEReader(Protocol):
+    """
+    Reads a text/event-stream response: every C{data:} message (decoded
+    JSON, its C{id:} put in as C{"_sseId"} when it had one) goes into
+    L{messages}; L{lastId} follows the C{id:} lines, as a browser does.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.messages: DeferredQueue = DeferredQueue()
+        self.lastId: Optional[str] = None
+        self.ended: defer.Deferred = defer.Deferred()
+        self.headers: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data.replace(b"\r\n", b"\n")
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            fields: dict = {}
+            datas = []
+            for line in block.split(b"\n"):
+                if not line or line.startswith(b":"):
+                    continue
+                name, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if name == b"data":
+                    datas.append(value)
+                else:
+                    fields[name] = value.decode("utf-8")
+            if b"id" in fields:
+                self.lastId = fields[b"id"]
+            if datas:
+                message = json.loads(b"\n".join(datas))
+                if b"id" in fields:
+                    message["_sseId"] = fields[b"id"]
+                self.messages.put(message)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.ended.called:
+            self.ended.callback(None)
+
+    def close(self) -> defer.Deferred:
+        """
+        Drop the connection (the client goes away).
+        """
+        if not self.ended.called:
+            self.transport.stopProducing()
+        return self.ended
+
+
+@inlineCallbacks
+def openSSE(node: NodeProcess, query: str, lastEventId: Optional[str] = None):
+    """
+    Open C{GET <node>/comet/sse?<query>} and return its L{SSEReader} once
+    the response headers are in.
+    """
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    headers = Headers()
+    if lastEventId is not None:
+        headers.addRawHeader(b"Last-Event-ID", lastEventId.encode("ascii"))
+    response = yield agent.request(b"GET", (node.url + "/sse?" + query).encode("ascii"), headers)
+    if response.code != 200:
+        body = yield treq.content(response)
+        raise AssertionError("SSE answered %d: %r" % (response.code, body))
+    reader = SSEReader()
+    reader.headers = response.headers
+    response.deliverBody(reader)
+    return reader
+
+
+class _WSClient(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.messages.put(json.loads(payload.decode("utf-8")))
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        if not self.factory.opened.called:
+            self.factory.opened.errback(RuntimeError("WebSocket refused: %r %r" % (code, reason)))
+        if not self.factory.closed.called:
+            self.factory.closed.callback((code, reason))
+
+
+@inlineCallbacks
+def openWebSocket(node: NodeProcess, query: str):
+    """
+    Open C{ws://<node>/comet/ws?<query>} with Autobahn's client; return its
+    factory, whose C{messages} queue gets every text message decoded,
+    C{closed} fires with the close code and reason, and C{protocol} sends.
+    """
+    url = node.url.replace("http://", "ws://") + "/ws?" + query
+    factory = WebSocketClientFactory(url)
+    factory.protocol = _WSClient
+    factory.opened = defer.Deferred()
+    factory.closed = defer.Deferred()
+    factory.messages = DeferredQueue()
+    host, port = url.split("/")[2].split(":")
+    factory.protocol_ = None
+    protocol = yield TCP4ClientEndpoint(reactor, host, int(port)).connect(factory)
+    factory.protocol_ = protocol
+    yield factory.opened
+    return factory
+
+
+def closeWebSocket(factory: Any) -> defer.Deferred:
+    """
+    Drop the connection at once (the client goes away).
+    """
+    protocol = factory.protocol_
+    if protocol is not None and protocol.transport is not None and protocol.transport.connected:
+        protocol.transport.abortConnection()
+    return factory.closed
+
+
+@inlineCallbacks
+def take(queue: DeferredQueue, count: int, what: str = "messages", timeout: float = 20.0, kinds=("event",)):
+    """
+    The next C{count} messages of type C{kinds} from C{queue} (others are
+    skipped), or fail after C{timeout} seconds (a bound for a hung test).
+    """
+    got = []
+    while len(got) < count:
+        d = queue.get()
+        d.addTimeout(timeout, reactor)
+        try:
+            message = yield d
+        except defer.TimeoutError:
+            raise AssertionError("Timed out waiting for %s: got %r" % (what, got))
+        if message.get("type") in kinds:
+            got.append(message)
+    return got

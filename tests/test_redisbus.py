@@ -120,6 +120,32 @@ class RedisBusTests(RedisBusMixin, TestCase):
         self.assertEqual(json.loads(onB.events[3].json), onB.events[3].asDict())
 
     @inlineCallbacks
+    def test_historyWaitsForPubSubToCatchUp(self):
+        """
+        History is read on one connection and events arrive on another:
+        history answers only once every event published before the read
+        has arrived through pub/sub, so a subscriber resuming from it (and
+        holding what arrives meanwhile) never gets an event twice.
+        """
+        bus = yield self.makeRedisBus()
+        other = yield self.makeRedisBus()
+        subscriber = RecordingSubscriber()
+        yield bus.subscribe("h", subscriber)
+        start = yield bus.position()
+        bus.pubsub.protocol.transport.pauseProducing()
+        event = yield other.publish("h", "x")
+        answered = []
+        d = bus.history("h", start)
+        d.addCallback(lambda history: answered.append((history, list(subscriber.events))))
+        yield sleep(0.3)
+        self.assertEqual(answered, [])
+        bus.pubsub.protocol.transport.resumeProducing()
+        yield d
+        [(history, deliveredBefore)] = answered
+        self.assertEqual([e.id for e in history.events], [event.id])
+        self.assertEqual([e.id for e in deliveredBefore], [event.id])
+
+    @inlineCallbacks
     def test_unreachableAtStart(self):
         """
         With nothing listening where Redis should be, start fails with

@@ -152,7 +152,8 @@ return {1, offset}
 """
 
 # KEYS: epoch, offset, clock, stream, truncated, last, gap
-# ARGV: since offset (-1: everything), maxAge ms
+# ARGV: since offset (-1: everything), maxAge ms, this node's channel, a
+#       sync token to publish on it ('' for none)
 _HISTORY = _WATERMARK + """
 local epoch = redis.call('GET', KEYS[1]) or ''
 local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -178,6 +179,11 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
   else
     dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, counter))
   end
+end
+if ARGV[4] ~= '' then
+  -- Behind every event published before this read, on this node's pub/sub
+  -- connection: when it arrives, so have they.
+  redis.call('PUBLISH', ARGV[3], '{"t":"sync","token":' .. ARGV[4] .. '}')
 end
 return {epoch, counter, dropped, kept}
 """
@@ -442,6 +448,9 @@ class RedisBus:
         self._hub: Any = None
         self._dispatcher: Any = None
         self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any]] = {}
+        # History reads waiting for their sync token: token -> Deferred.
+        self._syncs: Dict[int, Deferred] = {}
+        self._syncCount = 0
         self._requestCount = 0
         # session id -> (session, end of its exported buffer, abort timer)
         self._handingOver: Dict[str, Tuple[Any, int, Any]] = {}
@@ -518,6 +527,15 @@ class RedisBus:
         if self._refreshCall is not None and self._refreshCall.active():
             self._refreshCall.cancel()
         self._refreshCall = None
+        for rid in list(self._requests):
+            done, answers, expected, timer = self._requests.pop(rid)
+            if timer.active():
+                timer.cancel()
+            done.callback((answers, False))
+        for sessionId in list(self._handingOver):
+            timer = self._handingOver.pop(sessionId)[2]
+            if timer.active():
+                timer.cancel()
         # Let what is in flight finish (leaves announced as the hub closed
         # its sessions), for a moment.
         yield self.commands.drain(2.0)
@@ -557,6 +575,7 @@ class RedisBus:
     def _pubsubLost(self) -> None:
         if self._pubsubLostAt is None:
             self._pubsubLostAt = self._seen
+        self._releaseSyncs()
         # Subscriptions waiting for a confirmation will be made again on
         # the next connection, and the resync then covers the gap.
         for name, pending in list(self._subscribed.items()):
@@ -613,7 +632,7 @@ class RedisBus:
                     if retry else _raise(CometError("unavailable", "The bus's epoch keeps changing."))
                 )
             event = Event(channel, data, self.epoch, int(value), kind)
-            if self._pubsubLostAt is not None and event.offset > self._seen:
+            if not self.pubsub.ready and event.offset > self._seen:
                 # Pub/sub is down, so the echo will not come: deliver here.
                 self._fanOut(event)
             return event
@@ -649,7 +668,9 @@ class RedisBus:
         elif channel == self._noticeChannel or channel == self._nodeChannel:
             message = json.loads(payload)
             kind = message.get("t")
-            if kind == "gap":
+            if kind == "sync":
+                self._releaseSyncs(message.get("token"))
+            elif kind == "gap":
                 self._noticeMessage(message)
             elif kind == "reply":
                 self._replyReceived(message)
@@ -855,13 +876,20 @@ class RedisBus:
         sinceOffset = -1
         if position is not None and position[0] == self.epoch:
             sinceOffset = position[1]
+        token = self._syncWaiter()
         try:
             epoch, counter, dropped, kept = yield self._script(
                 "history",
                 self._historyKeys(channel) + [self._key("gap")],
-                [sinceOffset, self._ageMs],
+                [sinceOffset, self._ageMs, self._nodeChannel, token[0]],
             )
+            # The events read from the stream may still be on their way
+            # through pub/sub (another socket): wait for them to arrive
+            # before answering, so a subscriber that resumes from this
+            # history and holds what arrives meanwhile gets each once.
+            yield token[1]
         except RedisUnavailable:
+            self._syncs.pop(int(token[0] or 0), None)
             return History([], False, self._localPosition())
         epoch = epoch.decode("ascii")
         if epoch != self.epoch:
@@ -873,6 +901,25 @@ class RedisBus:
         else:
             covered = position[0] == epoch and position[1] >= dropped
         return History(events, covered, formatId(epoch, counter))
+
+    def _syncWaiter(self) -> Tuple[bytes, Deferred]:
+        """
+        A sync token and a L{Deferred} that fires when it comes back
+        through pub/sub (at once, with no token, when pub/sub is down, and
+        when it goes down meanwhile).
+        """
+        if not self.pubsub.ready:
+            return b"", succeed(None)
+        self._syncCount += 1
+        d: Deferred = Deferred()
+        self._syncs[self._syncCount] = d
+        return str(self._syncCount).encode("ascii"), d
+
+    def _releaseSyncs(self, upTo: Optional[int] = None) -> None:
+        for token in sorted(self._syncs):
+            if upTo is not None and token > upTo:
+                break
+            self._syncs.pop(token).callback(None)
 
     @staticmethod
     def _eventFromEnvelope(payload: bytes) -> Event:
