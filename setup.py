@@ -26,6 +26,7 @@ setup(
             "pytest>=7",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
+            "websockets>=14",
             "build",
         ],
     },

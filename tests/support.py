@@ -71,7 +71,8 @@ class RealServerMixin:
         yield self.comet.stopService()
         # Drop any connection the test left open.
         for protocol in self.site.openProtocols:
-            transport = getattr(protocol, "transport", None)
+            # Site's protocol wraps the HTTPChannel that has the transport.
+            transport = getattr(getattr(protocol, "_channel", protocol), "transport", None)
             if transport is not None and transport.connected:
                 transport.abortConnection()
         yield self.pool.closeCachedConnections()

@@ -29,6 +29,15 @@ class CometConfig:
         C{None} for an open publish API.
     @ivar clientPublish: whether sessions may publish through the control
         channel (the authorizer still decides per channel).
+    @ivar recycleBytes: bytes after which an XHR-streaming or iframe
+        response is closed (reason C{recycle}) and reopened by its client,
+        so that the browser's buffer of the response does not grow without
+        end; 0 never recycles.
+    @ivar webSocketPingTimeout: seconds a WebSocket peer has to answer a
+        ping (sent every C{heartbeat} seconds) before it is dropped.
+    @ivar webSocketCompression: whether WebSocket connections may
+        negotiate permessage-deflate.  Off by default: a compressed
+        connection cannot share the one frame built per event.
     """
 
     def __init__(
@@ -44,15 +53,20 @@ class CometConfig:
         allowedOrigins: Sequence[str] = (),
         publisherSecret: Optional[str] = None,
         clientPublish: bool = True,
+        recycleBytes: int = 1024 * 1024,
+        webSocketPingTimeout: float = 10.0,
+        webSocketCompression: bool = False,
     ) -> None:
         for name, value in [
             ("heartbeat", heartbeat),
             ("sessionTimeout", sessionTimeout),
+            ("webSocketPingTimeout", webSocketPingTimeout),
         ]:
             if not value > 0:
                 raise ValueError("%s must be more than 0, not %r" % (name, value))
         for name, value in [
             ("historyLength", historyLength),
+            ("recycleBytes", recycleBytes),
         ]:
             if value < 0:
                 raise ValueError("%s must be 0 or more, not %r" % (name, value))
@@ -76,6 +90,9 @@ class CometConfig:
         self.allowedOrigins = tuple(allowedOrigins)
         self.publisherSecret = publisherSecret
         self.clientPublish = clientPublish
+        self.recycleBytes = recycleBytes
+        self.webSocketPingTimeout = float(webSocketPingTimeout)
+        self.webSocketCompression = webSocketCompression
 
     def originAllowed(self, origin: Optional[str]) -> bool:
         """

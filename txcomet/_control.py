@@ -132,6 +132,7 @@ class ControlDispatcher:
             "heartbeat": config.heartbeat,
             "timeout": config.sessionTimeout,
             "position": position,
+            "last": session.resumePoint,
         }
         if channels:
             result["subscriptions"] = subscriptions

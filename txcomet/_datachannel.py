@@ -11,7 +11,7 @@ L{HTTPDataChannel} subclass.
 Polling and long-polling live here too; they answer a JSON array.
 """
 
-from typing import Any, List, Optional, Sequence
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from ._channels import validatePattern
 from ._errors import CometError
 from ._event import Event, encodeJSON, parsePosition
 from ._http import (
@@ -54,15 +55,42 @@ class DataChannelParams:
         self.args = args
 
     @classmethod
-    def fromRequest(cls, request: Request, maxChannels: int) -> "DataChannelParams":
-        args = queryArgs(request)
+    def fromRequest(
+        cls, request: Request, maxChannels: int, known: Optional[AbstractSet[str]] = None
+    ) -> "DataChannelParams":
+        """
+        Read the parameters of C{request}; with C{known}, a parameter not
+        in it is an C{invalid_request} (a misspelt one would be ignored).
+        """
+        return cls.fromArgs(queryArgs(request), request.getHeader("Last-Event-ID"), maxChannels, known)
+
+    @classmethod
+    def fromArgs(
+        cls,
+        args: Dict[str, List[str]],
+        lastEventId: Optional[str],
+        maxChannels: int,
+        known: Optional[AbstractSet[str]] = None,
+    ) -> "DataChannelParams":
+        """
+        Validate decoded query parameters and the C{Last-Event-ID} header
+        (C{None} when absent): the one definition of a data channel's
+        parameters, for transports that do not see a L{Request} (WebSocket).
+        """
+        if known is not None:
+            unknown = sorted(set(args) - known)
+            if unknown:
+                raise CometError(
+                    "invalid_request",
+                    "Unknown parameter %r; this endpoint takes %s."
+                    % (unknown[0][:40], ", ".join(sorted(known))),
+                )
         session = singleArg(args, "session")
         channels = args.get("channel", [])
-        last = singleArg(args, "last") or singleArg(args, "lastEventId")
-        if last is None:
-            header = request.getHeader("Last-Event-ID")
-            if header:
-                last = header.strip()
+        # The header wins: a browser's EventSource sends it when it
+        # reconnects, newer than any last= or lastEventId= in its URL.
+        queryLast = singleArg(args, "last") or singleArg(args, "lastEventId")
+        last = (lastEventId or "").strip() or queryLast
         if session is not None and channels:
             raise CometError("invalid_request", "Give session=ID or channel=NAME, not both.")
         if session is None and not channels:
@@ -99,6 +127,7 @@ class HTTPDataChannel:
         self.request = request
         self.params = params
         self.session: Optional[Session] = None
+        self.position: Optional[str] = None
         self.wrote = False
         self.ended = False
         self._heartbeat = None
@@ -115,6 +144,16 @@ class HTTPDataChannel:
         request.setHeader(b"Content-Type", self.contentType)
         setNoCache(request)
         applyCORS(request, self.hub.config)
+
+    def setPosition(self, position: str) -> None:
+        """
+        Say where this response starts, in the C{X-Comet-Position} header:
+        the C{last} a client that receives no event from it resumes with
+        (join-listen: the position at subscription; with a session: the
+        C{last} given, or the session's L{Session.resumePoint}).
+        """
+        self.position = position
+        self.request.setHeader(b"X-Comet-Position", position.encode("utf-8"))
 
     def begin(self, session: Session) -> None:
         """
@@ -193,6 +232,8 @@ class DataChannelResource(JSONResource):
 
     isLeaf = True
     channelClass = HTTPDataChannel
+    #: The query parameters this endpoint takes (C{_} is for cache busters).
+    parameters: AbstractSet[str] = frozenset(["session", "channel", "last", "lastEventId", "_"])
     joinListenSince: Optional[str] = None
     answerAtOnce = False
 
@@ -208,7 +249,7 @@ class DataChannelResource(JSONResource):
         """
 
     def render_GET(self, request: Request) -> Any:
-        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions)
+        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions, self.parameters)
         self.checkRequest(request, params)
         if params.session is not None:
             if params.session not in self.hub.sessions and self.hub.router is not None:
@@ -220,6 +261,7 @@ class DataChannelResource(JSONResource):
             session = self.hub.getSession(params.session)
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
+            channel.setPosition(params.last or session.resumePoint)
             self._listen(session, channel, params.last)
             return NOT_DONE_YET
         d = self._joinListen(request, params)
@@ -231,7 +273,22 @@ class DataChannelResource(JSONResource):
             return
         channel = self.channelClass(self, request, params)
         channel.setHeaders()
+        channel.setPosition(params.last or session.resumePoint)
         self._listen(session, channel, params.last)
+
+    def render_HEAD(self, request: Request) -> bytes:
+        """
+        The headers a C{GET} would be answered with, at once: a probe (a
+        load balancer's health check, say) is neither subscribed nor held.
+        """
+        params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions, self.parameters)
+        self.checkRequest(request, params)
+        for name in params.channels:
+            validatePattern(name)
+        if params.session is not None:
+            self.hub.getSession(params.session)
+        self.channelClass(self, request, params).setHeaders()
+        return b""
 
     def _listen(self, session: Session, channel: HTTPDataChannel, last: Optional[str]) -> None:
         channel.begin(session)
@@ -255,7 +312,7 @@ class DataChannelResource(JSONResource):
                 return
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
-            request.setHeader(b"X-Comet-Position", position.encode("ascii"))
+            channel.setPosition(position)
             self._listen(session, channel, None)
         except BaseException:
             session.close(None)

@@ -197,14 +197,32 @@ def readBody(request: Request, limit: int) -> bytes:
     return content.read()
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def decodeJSON(body: bytes) -> Any:
     """
     Decode a UTF-8 JSON body, or raise L{CometError} C{malformed_json}.
+
+    JSON may spell a lone UTF-16 surrogate (C{"\\ud800"}); no UTF-8 text can
+    carry one, so such a value could never be encoded again (for instance
+    as the envelope of an event every subscriber is sent).  It is refused
+    here, where the client can be told.
     """
     try:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        value = json.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
         raise CometError("malformed_json", "The body is not UTF-8 JSON: %s." % (e,))
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        try:
+            encodeJSON(value)
+        except UnicodeEncodeError:
+            raise CometError(
+                "malformed_json",
+                "The JSON holds a lone surrogate escape (\\ud800-\\udfff): not a character.",
+            )
+    return value
 
 
 def queryArgs(request: Request) -> Dict[str, List[str]]:

@@ -6,6 +6,7 @@ and L{CometResource}, which holds every transport.
 import hmac
 from typing import Any, Dict, List, Optional
 
+from twisted.application.service import IService, MultiService
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -28,6 +29,14 @@ from ._http import (
     writeScript,
 )
 from ._session import Hub
+from ._streaming import (
+    EventSourceResource,
+    IframeResource,
+    JSONPResource,
+    MultipartResource,
+    XHRStreamResource,
+)
+from ._websocket import WebSocketTransport
 
 #: Room for the envelope around a message in a control body.
 _ENVELOPE_ALLOWANCE = 4096
@@ -174,17 +183,34 @@ class CometResource(JSONResource):
         self.config = hub.config
         self.dispatcher = ControlDispatcher(hub)
         self.transports: List[str] = []
+        #: The services of transports that hold state of their own (open
+        #: connections, a protocol factory); the L{Comet} service starts
+        #: and stops them with itself.
+        self.transportServices = MultiService()
         self.putChild(b"control", ControlResource(hub, self.dispatcher))
         self.putChild(b"publish", PublishResource(hub))
         self.addTransport("poll", PollResource(hub))
         self.addTransport("longpoll", LongPollResource(hub))
+        self.addTransport("jsonp", JSONPResource(hub))
+        self.addTransport("xhr-stream", XHRStreamResource(hub))
+        self.addTransport("iframe", IframeResource(hub))
+        self.addTransport("sse", EventSourceResource(hub))
+        self.addTransport("multipart", MultipartResource(hub))
+        ws = WebSocketTransport(hub, self.dispatcher)
+        self.addTransport("ws", ws, ws.service)
 
-    def addTransport(self, name: str, resource: Resource) -> None:
+    def addTransport(self, name: str, resource: Resource, service: Optional[IService] = None) -> None:
         """
         Serve a data channel transport at C{<mount>/<name>}.
+
+        @param service: a service whose life is the transport's (for
+            WebSocket, the protocol factory and its open connections): it
+            joins L{transportServices}.
         """
         self.transports.append(name)
         self.putChild(name.encode("ascii"), resource)
+        if service is not None:
+            service.setServiceParent(self.transportServices)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":

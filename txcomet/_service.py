@@ -5,7 +5,7 @@ L{Comet}: the service an application adds, holding the hub and the resource.
 from typing import Any, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from ._config import CometConfig
 from ._resource import CometResource
@@ -50,11 +50,22 @@ class Comet(Service):
 
     def startService(self) -> Deferred:
         Service.startService(self)
-        return self.hub.start()
+        d = self.hub.start()
+        d.addCallback(lambda _: self.resource.transportServices.startService())
+        return d
 
     def stopService(self) -> Deferred:
+        """
+        Close every session (reason C{shutdown}), then stop the transports'
+        services (which end the connections left, such as WebSockets that
+        never joined), then the bus.
+        """
         Service.stopService(self)
-        return self.hub.stop()
+        self.hub.closeAll("shutdown")
+        transports = self.resource.transportServices
+        d = maybeDeferred(transports.stopService) if transports.running else succeed(None)
+        d.addCallback(lambda _: self.hub.stop())
+        return d
 
     def publish(self, channel: str, data: Any) -> Deferred:
         """

@@ -30,7 +30,7 @@ from zope.interface import implementer
 from ._channels import isPattern, validateChannel, validatePattern
 from ._config import CometConfig
 from ._errors import CometError
-from ._event import Event, encodeJSON, parsePosition
+from ._event import Event, encodeJSON, formatId, parsePosition
 from ._memory import InMemoryBus
 from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter, ISubscriber
 
@@ -167,6 +167,22 @@ class Session:
         """
         return self._pendingBytes
 
+    @property
+    def resumePoint(self) -> str:
+        """
+        The C{last} with which a client that has received everything written
+        to this session's data channels so far resumes exactly: the id of
+        the last event written, or, before the first, the start marker
+        C{"<epoch>-0"} (offset 0 is no event's id).  A client that has
+        received no event yet sends the start marker as C{last}, so that
+        what was written to a connection that died before reaching it is
+        sent again.
+        """
+        index = self._sent - self._base - 1
+        if 0 <= index < len(self._buffer):
+            return self._buffer[index].id
+        return formatId(self.hub.bus.epoch, 0)
+
     def member(self) -> dict:
         """
         How this session appears in presence lists and notices.
@@ -265,7 +281,9 @@ class Session:
             that lost a connection mid-stream misses nothing and sees
             nothing twice.  An id this session does not hold closes the
             session with reason C{replay_unavailable}: its client should
-            join again and resume per channel from history.
+            join again and resume per channel from history.  The start
+            marker (see L{resumePoint}) sends everything again, as long as
+            the session still holds all of it.
         """
         self.checkOpen()
         old = self._channel
@@ -277,6 +295,8 @@ class Session:
         self.state = LISTENING
         if last is not None:
             index = self._find(last)
+            if index is None and self._base == 0 and last == formatId(self.hub.bus.epoch, 0):
+                index = -1  # the start marker: the client has received nothing
             if index is None:
                 self.close("replay_unavailable")
                 return
@@ -543,9 +563,16 @@ class Hub:
     def checkSize(self, data: Any) -> bytes:
         """
         Encode C{data} and raise L{CometError} C{too_large} if it is larger
-        than C{maxMessageSize}.
+        than C{maxMessageSize}, or C{malformed_json} if it cannot be
+        encoded (a lone surrogate in a string).
         """
-        encoded = encodeJSON(data)
+        try:
+            encoded = encodeJSON(data)
+        except UnicodeEncodeError:
+            # json.loads lets "\ud800" through as a lone surrogate.
+            raise CometError(
+                "malformed_json", "The data holds a lone surrogate (\\ud800-\\udfff), which is not text."
+            )
         if len(encoded) > self.config.maxMessageSize:
             raise CometError(
                 "too_large",

@@ -61,6 +61,8 @@ class Options(usage.Options):
         ["queue-messages", None, 1000, "Undelivered events a session may hold before it is closed as a slow consumer.", _count],
         ["queue-bytes", None, 1048576, "Undelivered bytes a session may hold before it is closed as a slow consumer.", _count],
         ["max-message-size", None, 65536, "The largest message accepted, in bytes.", _count],
+        ["recycle-bytes", None, 1048576, "Bytes after which an XHR-streaming or iframe response is "
+         "closed and reopened by its client (0: never).", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the index page."],
@@ -68,9 +70,13 @@ class Options(usage.Options):
          "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
          "the query may set prefix=, history_age= (seconds, default 3600) and presence_ttl= "
          "(seconds, default 30). Default: $TXCOMET_REDIS; unset: an in-memory bus."],
+        ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
+         "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
+        ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
+         "CPU per connection: a compressed connection cannot share the frame built once per event)."],
     ]
 
     def __init__(self) -> None:
@@ -115,6 +121,9 @@ class Options(usage.Options):
                 allowedOrigins=self["allowedOrigins"],
                 publisherSecret=self["publisher-secret"],
                 clientPublish=not self["no-client-publish"],
+                recycleBytes=self["recycle-bytes"],
+                webSocketPingTimeout=self["ws-ping-timeout"],
+                webSocketCompression=bool(self["ws-compression"]),
             )
         except ValueError as e:
             raise usage.UsageError(str(e))

@@ -1,0 +1,725 @@
+"""
+The streaming comet transports, and script-tag (JSONP) long-polling.
+
+Every transport here is a thin resource over the shared session and
+delivery path of L{txcomet._datachannel}: it decides only how a message is
+framed and how the connection is held.
+
+    GET /comet/xhr-stream   newline-delimited JSON over one chunked response
+    GET /comet/iframe       <script>p(...)</script> chunks in a text/html page
+    GET /comet/sse          EventSource: id:/event:/data: lines
+    GET /comet/multipart    multipart/x-mixed-replace, one part per message
+    GET /comet/jsonp        /**/CALLBACK([...],POSITION); long-polling
+
+L{StreamingDataChannel} holds what every stream shares: the prelude,
+per-event bytes framed once per framing (C{event.framed(framing)}, the same
+bytes to every connection), heartbeats, the close message, recycling after
+C{recycleBytes}, back-pressure (a client whose connection stays backed up
+past C{queueBytes} closes its session as C{slow_consumer}) and nothing
+written once the client has gone.  Each transport is a small subclass.
+"""
+
+import base64
+import binascii
+import re
+import secrets
+from typing import Any, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from ._datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
+from ._errors import CometError
+from ._event import encodeJSON
+from ._fastpath import ChunkedFraming, StreamWriter
+from ._http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
+from ._session import CLOSE_REASONS, Session
+from .interfaces import IEvent, IFraming
+
+#: The callback script transports call when the request names none, so a
+#: bare C{curl -N .../jsonp?channel=demo} works too.
+DEFAULT_CALLBACK = "txcometCallback"
+
+#: Bytes of padding at the start of a stream: older browsers (Internet
+#: Explorer's XHR and XDomainRequest, EventSource polyfills built on them,
+#: WebKit's incremental HTML rendering) hold back the first couple of KiB
+#: of a response before they hand any of it to the page.
+PADDING = 2048
+
+HEARTBEAT = b'{"type":"heartbeat"}'
+JSON_TYPE = b"application/json; charset=utf-8"
+
+
+def closeMessage(reason: str, reconnect: bool) -> bytes:
+    """
+    The close message, C{{"type":"close","reason":R,"reconnect":B}}.
+    """
+    return encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect})
+
+
+def positionScript(position: Optional[str]) -> bytes:
+    """
+    C{position} as a JavaScript string literal, safe in a C{<script>}.
+    """
+    return escapeScript(encodeJSON(position))
+
+
+def callbackParam(args: dict) -> str:
+    """
+    The validated C{callback} query parameter, or L{DEFAULT_CALLBACK}.
+    """
+    callback = singleArg(args, "callback")
+    return validateCallback(DEFAULT_CALLBACK if callback is None else callback)
+
+
+# framings: what each transport sends for one message, shared by all its
+# connections and cached per event
+
+
+@implementer(IFraming)
+class LineFraming:
+    """
+    One JSON message per line: XHR streaming.  JSON never holds a raw line
+    break, so a line is always one whole message.
+    """
+
+    name = "xhr-stream"
+
+    def frameMessage(self, message: bytes) -> bytes:
+        return message + b"\n"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return event.json + b"\n"
+
+
+@implementer(IFraming)
+class ScriptCallFraming:
+    """
+    Each message as C{<script>p(MSG);</script>}: iframe streaming.  C{p}
+    is defined by each response's prelude, so these bytes name no callback
+    and serve every connection.  The JSON is script-escaped: no payload
+    can close the element.
+    """
+
+    name = "iframe"
+
+    def frameMessage(self, message: bytes) -> bytes:
+        return b"<script>p(" + escapeScript(message) + b");</script>\n"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return self.frameMessage(event.json)
+
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+def eventStreamField(name: bytes, value: bytes) -> bytes:
+    """
+    C{name: value} as event-stream lines: one line per line of C{value}
+    (split on CRLF, CR or LF, as the EventSource parser does), so that any
+    value frames correctly.
+    """
+    return b"".join([name + b": " + line + b"\n" for line in _LINE_BREAK.split(value)])
+
+
+@implementer(IFraming)
+class EventStreamFraming:
+    """
+    Server-sent events: C{id:} on every event, C{event:} when the type is
+    not C{event} (C{join}, C{leave}, C{close}), C{data:} the JSON message.
+    """
+
+    name = "sse"
+
+    def frameMessage(
+        self, message: bytes, eventType: Optional[bytes] = None, eventId: Optional[bytes] = None
+    ) -> bytes:
+        lines = []
+        if eventId is not None:
+            lines.append(eventStreamField(b"id", eventId))
+        if eventType is not None:
+            lines.append(eventStreamField(b"event", eventType))
+        lines.append(eventStreamField(b"data", message))
+        lines.append(b"\n")
+        return b"".join(lines)
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        kind = None if event.kind == "event" else event.kind.encode("utf-8")
+        return self.frameMessage(event.json, kind, event.id.encode("utf-8"))
+
+
+def partHeaders(contentType: bytes) -> bytes:
+    """
+    The header block of a MIME body part.
+    """
+    return b"Content-Type: " + contentType + b"\r\n\r\n"
+
+
+JSON_PART = partHeaders(JSON_TYPE)
+
+
+@implementer(IFraming)
+class PartFraming:
+    """
+    The body of an event's part in a multipart stream of messages: its
+    JSON.  The header block (always L{JSON_PART}) and the boundary lines
+    are written per response.
+    """
+
+    name = "multipart"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return event.json
+
+
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+_DATA_URL = re.compile(
+    r"data:(?P<type>{t}/{t}(?:;{t}={t})*)?(?P<base64>;base64)?,(?P<data>.*)\Z".format(t=_TOKEN),
+    re.S,
+)
+
+
+def decodeDataURL(url: str) -> Optional[Tuple[bytes, bytes]]:
+    """
+    The media type and bytes of an RFC 2397 C{data:} URL, or C{None} when
+    C{url} is not one.
+    """
+    match = _DATA_URL.match(url)
+    if match is None:
+        return None
+    contentType = (match.group("type") or "text/plain;charset=US-ASCII").encode("ascii")
+    payload = match.group("data")
+    if match.group("base64"):
+        try:
+            body = base64.b64decode(re.sub(r"\s+", "", payload).encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            return None
+    else:
+        body = unquote_to_bytes(payload)
+    return contentType, body
+
+
+def dataBody(data: Any) -> Tuple[bytes, bytes]:
+    """
+    The content type and bytes of a body part that I{is} C{data}: a
+    C{data:} URL string as its bytes and media type (how an image is
+    published), another string as UTF-8 text, anything else as JSON.
+    """
+    if isinstance(data, str):
+        decoded = decodeDataURL(data) if data.startswith("data:") else None
+        if decoded is not None:
+            return decoded
+        return b"text/plain; charset=utf-8", data.encode("utf-8", "replace")
+    return JSON_TYPE, encodeJSON(data)
+
+
+@implementer(IFraming)
+class DataBodyFraming:
+    """
+    The body of an event's part in a C{parts=data} stream: its data itself
+    (see L{dataBody}).
+    """
+
+    name = "multipart-data"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return dataBody(event.data)[1]
+
+
+@implementer(IFraming)
+class DataHeadFraming:
+    """
+    The header block of an event's part in a C{parts=data} stream.
+    """
+
+    name = "multipart-data-head"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return partHeaders(dataBody(event.data)[0])
+
+
+@implementer(IFraming)
+class ScriptArrayFraming:
+    """
+    A message as an element of a script-tag answer's array: its JSON,
+    script-escaped.
+    """
+
+    name = "jsonp"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return escapeScript(event.json)
+
+
+LINES = LineFraming()
+SCRIPT_CALLS = ScriptCallFraming()
+EVENT_STREAM = EventStreamFraming()
+PARTS = PartFraming()
+DATA_BODIES = DataBodyFraming()
+DATA_HEADS = DataHeadFraming()
+SCRIPT_ARRAY = ScriptArrayFraming()
+
+
+# the streaming base class
+
+
+@implementer(IPushProducer)
+class StreamingDataChannel(HTTPDataChannel):
+    """
+    A data channel that streams: one response carries every message until
+    the channel closes.
+
+    A subclass sets C{framing} (the L{IFraming} its events are framed with)
+    and says what its prelude, heartbeat and close look like; with
+    C{recycles}, the response is closed with reason C{recycle} (the client
+    reopens it with its last id) once C{recycleBytes} have been written.
+
+    The channel is the request's streaming producer: while the connection
+    is backed up (Twisted paused it), what is still written is counted, and
+    past C{queueBytes} the session is closed as C{slow_consumer}, so one
+    slow client never costs the server unbounded memory.
+
+    @ivar written: the body bytes written so far.
+    @ivar paused: whether the connection is backed up.
+    @ivar backlog: bytes written since it was.
+    """
+
+    oneShot = False
+    framing: Any = None
+    #: C{framing}'s bytes as one HTTP/1.1 chunk, for chunked responses.
+    wireFraming: Any = None
+    recycles = False
+
+    def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
+        super().__init__(resource, request, params)
+        self.written = 0
+        self.paused = False
+        self.backlog = 0
+        self.producing = False
+        self.writer: Optional[StreamWriter] = None
+        #: Bytes after which this stream is recycled (0: never).
+        self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
+
+    # what a subclass says
+
+    def prelude(self) -> bytes:
+        """
+        What the response starts with (padding, set-up); may be empty.
+        """
+        return b""
+
+    def heartbeatBytes(self) -> bytes:
+        """
+        The heartbeat, framed.
+        """
+        raise NotImplementedError()
+
+    def closeBytes(self, message: bytes) -> bytes:
+        """
+        The close message C{message} (JSON) framed, and whatever ends the
+        response.
+        """
+        raise NotImplementedError()
+
+    # lifecycle
+
+    def setHeaders(self) -> None:
+        super().setHeaders()
+        request = self.request
+        # nginx buffers proxied responses unless told not to; sniffing
+        # browsers hold back the start of a response to guess its type.
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+
+    def begin(self, session: Session) -> None:
+        """
+        Start the heartbeat, become the request's producer and send the
+        headers and prelude.
+        """
+        super().begin(session)
+        request = self.request
+        request.registerProducer(self, True)
+        self.producing = True
+        # A connection already backed up by an earlier response on it.
+        self.paused = bool(getattr(request.channel, "_waitingForTransport", False))
+        prelude = self.prelude()
+        request.write(prelude)
+        self.written += len(prelude)
+        self.writer = StreamWriter(request)
+
+    def send(self, data: bytes, wire: Optional[bytes] = None) -> None:
+        """
+        Write C{data} to the response, unless the client has gone.
+
+        @param wire: the same bytes as they go on the connection, when
+            shared pre-framed bytes are at hand (see L{StreamWriter}).
+        """
+        if self.ended or not data:
+            return
+        assert self.writer is not None
+        self.writer.write(data, wire)
+        self.written += len(data)
+        if self.paused:
+            self.backlog += len(data)
+            session = self.session
+            if (
+                self.backlog > self.hub.config.queueBytes
+                and session is not None
+                and session.dataChannel is self
+            ):
+                session.close("slow_consumer")
+
+    def end(self, body: bytes = b"") -> None:
+        if self.ended:
+            return
+        if self.producing:
+            self.producing = False
+            if not self.gone:
+                self.request.unregisterProducer()
+        super().end(body)
+
+    def _maybeRecycle(self) -> None:
+        limit = self.recycleLimit
+        if limit and self.written >= limit and not self.ended:
+            if self.session is not None:
+                self.session.detach(self)
+            self.closeChannel("recycle", CLOSE_REASONS["recycle"])
+
+    # IDataChannel
+
+    def writeEvents(self, events: List[Any]) -> None:
+        if self.ended:
+            return
+        self.wrote = True
+        if len(events) == 1:
+            event = events[0]
+            data = event.framed(self.framing)
+            assert self.writer is not None
+            self.send(data, event.framed(self.wireFraming) if self.writer.chunked else data)
+        else:
+            self.send(b"".join([event.framed(self.framing) for event in events]))
+        self._maybeRecycle()
+
+    def writeHeartbeat(self) -> None:
+        if self.ended:
+            return
+        self.send(self.heartbeatBytes())
+        self._maybeRecycle()
+
+    def closeChannel(self, reason: str, reconnect: bool) -> None:
+        if self.ended:
+            return
+        self.send(self.closeBytes(closeMessage(reason, reconnect)))
+        self.end()
+
+    # IPushProducer: Twisted pauses a producer whose connection's send
+    # buffer is full, and resumes it once the buffer has drained.
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.backlog = 0
+
+    def stopProducing(self) -> None:
+        """
+        The connection is going; the request's finish notice cleans up.
+        """
+
+
+class XHRStreamChannel(StreamingDataChannel):
+    """
+    XHR streaming: a line of whitespace (L{PADDING} bytes), then one JSON
+    message per line.  Recycled after C{recycleBytes}.
+    """
+
+    contentType = b"application/x-ndjson; charset=utf-8"
+    framing = LINES
+    wireFraming = ChunkedFraming(LINES)
+    recycles = True
+
+    _prelude = b" " * (PADDING - 1) + b"\n"
+    _heartbeatFrame = LINES.frameMessage(HEARTBEAT)
+
+    def prelude(self) -> bytes:
+        return self._prelude
+
+    def heartbeatBytes(self) -> bytes:
+        return self._heartbeatFrame
+
+    def closeBytes(self, message: bytes) -> bytes:
+        return LINES.frameMessage(message)
+
+
+class IframeChannel(StreamingDataChannel):
+    """
+    Hidden-iframe ("htmlfile") streaming: an HTML page whose prelude
+    defines C{p(message)} to call the parent page's C{callback(message,
+    position)}, then padding, then one C{<script>p(...);</script>} per
+    message.  Recycled after C{recycleBytes}.
+    """
+
+    contentType = b"text/html; charset=utf-8"
+    framing = SCRIPT_CALLS
+    wireFraming = ChunkedFraming(SCRIPT_CALLS)
+    recycles = True
+
+    _heartbeatFrame = SCRIPT_CALLS.frameMessage(HEARTBEAT)
+
+    def prelude(self) -> bytes:
+        callback = callbackParam(self.params.args).encode("ascii")
+        return (
+            b'<!doctype html>\n<html><head><meta charset="utf-8"><title>txcomet</title>\n'
+            b"<script>function p(m){parent." + callback + b"(m," + positionScript(self.position) + b")}</script>\n"
+            b"</head><body>\n<!--" + b" " * PADDING + b"-->\n"
+        )
+
+    def heartbeatBytes(self) -> bytes:
+        return self._heartbeatFrame
+
+    def closeBytes(self, message: bytes) -> bytes:
+        return SCRIPT_CALLS.frameMessage(message) + b"</body></html>\n"
+
+
+class EventSourceChannel(StreamingDataChannel):
+    """
+    Server-sent events for C{EventSource}.  The prelude is a padding
+    comment, C{retry:} advice, and the response's position as an C{id:}
+    with no data (it sets the browser's last event id without firing an
+    event), so a reconnect that comes before any event still resumes
+    exactly.  Heartbeats are comments.  Not recycled: EventSource keeps no
+    response text.
+    """
+
+    contentType = b"text/event-stream; charset=utf-8"
+    framing = EVENT_STREAM
+    wireFraming = ChunkedFraming(EVENT_STREAM)
+
+    #: Milliseconds the browser should wait before reconnecting.
+    retry = 2000
+
+    def prelude(self) -> bytes:
+        lines = [b":" + b" " * (PADDING - 2) + b"\n", b"retry: %d\n" % (self.retry,)]
+        position = self.position
+        if position and not re.search("[\r\n\x00]", position):
+            lines.append(b"id: " + position.encode("utf-8") + b"\n")
+        lines.append(b"\n")
+        return b"".join(lines)
+
+    def heartbeatBytes(self) -> bytes:
+        return b":hb\n\n"
+
+    def closeBytes(self, message: bytes) -> bytes:
+        return EVENT_STREAM.frameMessage(message, b"close")
+
+
+class MultipartChannel(StreamingDataChannel):
+    """
+    C{multipart/x-mixed-replace} with a random boundary per response, one
+    body part per message.
+
+    Each part's body is followed at once by the boundary line I{and the
+    next part's header block}: browsers (Chromium at least) show a part
+    only once the next part's headers have arrived, so announcing them
+    early shows each part as soon as it is complete instead of one part
+    late.  With C{parts=message} (the default) every part is a JSON
+    message, so the next header block is known.  With C{parts=data} every
+    part is an event's data itself (see L{dataBody}; presence notices have
+    none), and the next part is announced with the type of the last; a
+    part of another type is preceded by an empty part of the announced
+    one (so an image stream should keep one media type).  Heartbeats
+    repeat the last part and the stream ends with it, with no close
+    message: what an C{<img>} needs.
+    """
+
+    def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
+        self.dataParts = singleArg(params.args, "parts") == "data"
+        self.framing = DATA_BODIES if self.dataParts else PARTS
+        super().__init__(resource, request, params)
+        self.boundary = ("txcomet-" + secrets.token_hex(12)).encode("ascii")
+        self.contentType = b"multipart/x-mixed-replace; boundary=" + self.boundary
+        self.delimiter = b"\r\n--" + self.boundary + b"\r\n"
+        #: The header block written for the part to come, if any.
+        self.announced: Optional[bytes] = None
+        self.lastBody: Optional[bytes] = None
+
+    def prelude(self) -> bytes:
+        if self.dataParts:
+            return b"--" + self.boundary + b"\r\n"
+        self.announced = JSON_PART
+        return b"--" + self.boundary + b"\r\n" + JSON_PART
+
+    def writeEvents(self, events: List[Any]) -> None:
+        if self.ended:
+            return
+        pieces = []
+        for event in events:
+            if self.dataParts:
+                if event.kind != "event":
+                    continue
+                body = event.framed(DATA_BODIES)
+                head = event.framed(DATA_HEADS)
+                if self.announced is None:
+                    pieces.append(head)
+                elif self.announced != head:
+                    pieces.append(self.delimiter)
+                    pieces.append(head)
+                self.announced = head
+            else:
+                body = event.framed(PARTS)
+                head = JSON_PART
+            pieces.append(body)
+            pieces.append(self.delimiter)
+            pieces.append(head)
+            self.lastBody = body
+        if not pieces:
+            return
+        self.wrote = True
+        self.send(b"".join(pieces))
+        self._maybeRecycle()
+
+    def heartbeatBytes(self) -> bytes:
+        if not self.dataParts:
+            return HEARTBEAT + self.delimiter + JSON_PART
+        if self.lastBody is None or self.announced is None:
+            return b""
+        return self.lastBody + self.delimiter + self.announced
+
+    def closeBytes(self, message: bytes) -> bytes:
+        if self.dataParts:
+            if self.lastBody is None:
+                return b""
+            message = self.lastBody
+        return message + b"\r\n--" + self.boundary + b"--\r\n"
+
+
+class ScriptChannel(HTTPDataChannel):
+    """
+    Script-tag long-polling: one answer C{/**/CALLBACK([message, ...],
+    POSITION);} as JavaScript, held like a long-poll.  C{POSITION} is where
+    the answer starts (what C{X-Comet-Position} says, which a script cannot
+    read): the C{last} to send next when the array has no event.
+    """
+
+    contentType = b"application/javascript; charset=utf-8"
+
+    def __init__(self, resource: DataChannelResource, request: Request, params: DataChannelParams) -> None:
+        super().__init__(resource, request, params)
+        self.callback = callbackParam(params.args).encode("ascii")
+
+    def setHeaders(self) -> None:
+        super().setHeaders()
+        self.request.setHeader(b"X-Content-Type-Options", b"nosniff")
+
+    def _call(self, array: bytes) -> bytes:
+        return b"/**/" + self.callback + b"(" + array + b"," + positionScript(self.position) + b");\n"
+
+    def writeEvents(self, events: List[Any]) -> None:
+        self.end(self._call(b"[" + b",".join([event.framed(SCRIPT_ARRAY) for event in events]) + b"]"))
+
+    def writeHeartbeat(self) -> None:
+        if self.session is not None:
+            self.session.detach(self)
+        self.end(self._call(b"[]"))
+
+    def closeChannel(self, reason: str, reconnect: bool) -> None:
+        self.end(self._call(b"[" + escapeScript(closeMessage(reason, reconnect)) + b"]"))
+
+
+# the resources
+
+
+class XHRStreamResource(DataChannelResource):
+    """
+    C{GET /comet/xhr-stream}: XHR streaming (L{XHRStreamChannel}).
+    """
+
+    channelClass = XHRStreamChannel
+
+
+class EventSourceResource(DataChannelResource):
+    """
+    C{GET /comet/sse}: server-sent events (L{EventSourceChannel}).
+    Resumes from the C{Last-Event-ID} header or C{lastEventId=}.
+    """
+
+    channelClass = EventSourceChannel
+
+
+class MultipartResource(DataChannelResource):
+    """
+    C{GET /comet/multipart}: C{multipart/x-mixed-replace}
+    (L{MultipartChannel}); C{parts=message} or C{parts=data}.
+    """
+
+    channelClass = MultipartChannel
+    parameters = DataChannelResource.parameters | {"parts"}
+
+    def checkRequest(self, request: Request, params: DataChannelParams) -> None:
+        if singleArg(params.args, "parts") not in (None, "message", "data"):
+            raise CometError("invalid_request", "parts is message (the default) or data.")
+
+
+class JSONPResource(LongPollResource):
+    """
+    C{GET /comet/jsonp}: script-tag long-polling (L{ScriptChannel}).
+    C{callback=NAME} (validated; default L{DEFAULT_CALLBACK}) is called
+    with the answer; errors are calls too, with the error object instead
+    of an array (a script element cannot see a status), except an invalid
+    callback, answered 400 as JSON.  Works from any origin, without CORS.
+    """
+
+    channelClass = ScriptChannel
+    parameters = DataChannelResource.parameters | {"callback"}
+
+    def render_GET(self, request: Request) -> Any:
+        request.cometCallback = callbackParam(queryArgs(request))
+        return super().render_GET(request)
+
+
+def errorPage(request: Request, callback: str, error: CometError) -> bytes:
+    """
+    An HTML page that hands C{error} to the parent page's C{callback}, as
+    the message C{{"type":"error","error":CODE,"message":..,"status":..}},
+    with the error's status.
+    """
+    request.setResponseCode(error.status)
+    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    setNoCache(request)
+    message = dict(error.asDict(), type="error")
+    return (
+        b'<!doctype html>\n<html><head><meta charset="utf-8"><title>txcomet</title>\n'
+        b"<script>parent." + callback.encode("ascii") + b"(" + escapeScript(encodeJSON(message)) + b");</script>\n"
+        b"</head><body></body></html>\n"
+    )
+
+
+class IframeResource(DataChannelResource):
+    """
+    C{GET /comet/iframe}: hidden-iframe streaming (L{IframeChannel}).
+    C{callback=NAME} (validated; default L{DEFAULT_CALLBACK}) names the
+    parent page's function.  Errors are HTML pages calling it with an
+    C{error} message, except an invalid callback, answered 400 as JSON.
+    """
+
+    channelClass = IframeChannel
+    parameters = DataChannelResource.parameters | {"callback"}
+
+    def render_GET(self, request: Request) -> Any:
+        callback = callbackParam(queryArgs(request))
+        try:
+            return super().render_GET(request)
+        except CometError as error:
+            return errorPage(request, callback, error)
+
+    def _joinFailed(self, failure: Failure, request: Request) -> None:
+        if request._disconnected or request.finished:
+            return
+        error = asCometError(failure, "join-listen")
+        request.write(errorPage(request, callbackParam(queryArgs(request)), error))
+        request.finish()

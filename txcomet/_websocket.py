@@ -1,0 +1,880 @@
+"""
+The WebSocket transport: C{GET <mount>/ws}, upgraded by Autobahn's
+L{WebSocketResource} inside the same twisted.web site as every other
+transport, so one port serves everything.
+
+One connection carries both channels.  Text frames from the client are
+control operations (the JSON objects C{POST <mount>/control} takes, with
+the session implied by the connection); text frames from the server are
+the messages every data channel carries: event envelopes, replies, errors,
+heartbeats (on a quiet connection) and the close notice.  Every connection
+is also pinged each heartbeat interval; a peer that does not answer in time
+is dropped.
+
+A connection gets its session in one of three ways:
+
+  - C{?session=ID} (and C{last=ID}): it attaches to a session joined over
+    HTTP or over an earlier connection, and is sent what the client missed;
+  - C{?channel=NAME} (repeatable, and C{last=ID}): join-listen, an
+    ephemeral session that ends with the connection;
+  - neither: the client sends C{{"op": "join"}} and the connection attaches
+    to the session that makes.
+
+Fan-out writes one frame per event: a server-to-client frame is unmasked,
+so L{WebSocketFraming} frames an event once (cached on the event) and every
+connection that did not negotiate compression sends the same bytes.  A
+connection gathers what one reactor turn gives it and sends it in one
+write, straight to the socket when nothing is buffered (L{writeThrough}).
+
+The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
+close reasons every transport shares, C{4000 + status} for an error that
+ends the connection (C{4404} for an unknown session), and RFC 6455's own
+for protocol failures (1002, 1003, 1007, 1009).
+"""
+
+import struct
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionDeny
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from ._config import CometConfig
+from ._control import OPS, ControlDispatcher
+from ._datachannel import DataChannelParams, DataChannelResource
+from ._errors import CometError
+from ._event import Event, encodeJSON
+from ._fastpath import writeThrough
+from ._http import JSONResource, asCometError, decodeJSON, writeJSON
+from ._session import Hub, Session
+from .interfaces import IDataChannel, IFraming
+
+log = Logger()
+
+#: close reason -> the WebSocket close code that ends the connection after
+#: the C{{"type": "close", ...}} message.  The close frame's reason text is
+#: the reason itself.
+CLOSE_CODES: Dict[str, int] = {
+    "left": 4000,
+    "expired": 4001,
+    "slow_consumer": 4002,
+    "replay_unavailable": 4003,
+    "replaced": 4004,
+    "shutdown": 4005,
+    "kicked": 4006,
+    "recycle": 4007,
+}
+
+#: The close code for a close reason not in L{CLOSE_CODES}.
+OTHER_REASON_CODE = 4099
+
+#: An error that ends a connection (an unknown session, a bad query) closes
+#: it with this plus the error's HTTP status: 4400, 4403, 4404, 4500, 4503.
+ERROR_CODE_BASE = 4000
+
+#: RFC 6455: a message of a type the endpoint cannot accept (binary here).
+UNSUPPORTED_DATA = 1003
+
+#: The WebSocket subprotocol a client may ask for (C{new WebSocket(url,
+#: "txcomet")}); asking is optional.
+SUBPROTOCOL = "txcomet"
+
+#: Room for the control envelope around a message's data: a frame or
+#: message may be this much larger than C{maxMessageSize}.
+MESSAGE_ALLOWANCE = 4096
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def frameText(payload: bytes) -> bytes:
+    """
+    One complete, unfragmented, unmasked WebSocket text frame carrying
+    C{payload} (UTF-8): what a server sends, identical for every client.
+    """
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 0x10000:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+@implementer(IFraming)
+class WebSocketFraming:
+    """
+    Frames an event as the text frame of its JSON envelope.
+    """
+
+    name = "ws"
+
+    def frameEvent(self, event: Event) -> bytes:
+        return frameText(event.json)
+
+
+FRAMING = WebSocketFraming()
+
+#: The heartbeat message's frame, the same for every connection.
+HEARTBEAT_FRAME = frameText(b'{"type":"heartbeat"}')
+
+
+def _hostPort(netloc: str, scheme: str) -> Optional[Tuple[str, Optional[int]]]:
+    try:
+        parts = urlsplit("//" + netloc)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def originAllowed(config: CometConfig, origin: Optional[str], host: Optional[str]) -> bool:
+    """
+    Whether a WebSocket handshake with this C{Origin} may proceed: no
+    C{Origin} (not a browser: C{None} or empty), an origin whose host and port are the
+    C{Host} the request was sent to (the page came from this server), or
+    one the configuration allows (C{allowedOrigins}; C{"*"} allows any).
+
+    A browser sends cookies and HTTP credentials with a WebSocket handshake
+    from any page; refusing foreign origins is what prevents cross-site
+    WebSocket hijacking.
+    """
+    if not origin:
+        return True
+    if config.originAllowed(origin):
+        return True
+    if host is None:
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return False
+    theirs = _hostPort(parts.netloc, scheme)
+    return theirs is not None and theirs == _hostPort(host, scheme)
+
+
+def connectParams(uri: str, headers: Dict[str, str], maxChannels: int) -> Optional[DataChannelParams]:
+    """
+    The data channel parameters of a handshake's request URI and headers,
+    by the rules every data channel follows, or C{None} when the URI names
+    neither a session nor a channel (the client will join over the
+    socket); L{CometError} when they are invalid.
+    """
+    try:
+        args = parse_qs(urlsplit(uri).query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise CometError("invalid_request", "Query parameters must be UTF-8.")
+    known = DataChannelResource.parameters
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise CometError(
+            "invalid_request",
+            "Unknown parameter %r; this endpoint takes %s." % (unknown[0][:40], ", ".join(sorted(known))),
+        )
+    if "session" not in args and "channel" not in args:
+        if "last" in args or "lastEventId" in args:
+            raise CometError("invalid_request", "last= resumes a session=ID or channel=NAME; give one.")
+        return None
+    return DataChannelParams.fromArgs(args, headers.get("last-event-id"), maxChannels)
+
+
+def _ref(message: object) -> Any:
+    if isinstance(message, dict):
+        ref = message.get("ref")
+        if isinstance(ref, (str, int)) and not isinstance(ref, bool):
+            return ref
+    return None
+
+
+def _acceptDeflate(offers: Sequence[Any]) -> Optional[PerMessageDeflateOfferAccept]:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            # No context takeover on our side: each message is compressed
+            # alone, so no connection keeps a compression window between
+            # messages.
+            return PerMessageDeflateOfferAccept(offer, no_context_takeover=True)
+    return None
+
+
+class _ClockCall:
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+class _ClockTimer:
+    """
+    What Autobahn asks of its factory's timer (C{call_later} returning
+    something with C{cancel}), on the hub's clock, so pings, ping timeouts
+    and handshake timeouts run on an injected clock.
+    """
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> _ClockCall:
+        return _ClockCall(self.clock.callLater(delay, func, *args, **kwargs))
+
+
+_OPEN = WebSocketServerProtocol.STATE_OPEN
+
+
+@implementer(IDataChannel, IPushProducer)
+class CometWebSocketProtocol(WebSocketServerProtocol):
+    """
+    One WebSocket connection: a streaming data channel for its session and
+    a control channel for the operations the client sends.
+
+    It is its transport's producer: when the transport's buffer is full,
+    what the session writes waits here, and past the session queue limits
+    (C{queueMessages}, C{queueBytes}) the session is closed as a slow
+    consumer.
+    """
+
+    oneShot = False
+
+    factory: "CometWebSocketFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Optional[Session] = None
+        self._params: Optional[DataChannelParams] = None
+        self._error: Optional[CometError] = None
+        self._origin: Optional[str] = None
+        # A join-listen session made during the handshake, not yet attached.
+        self._newSession: Optional[Session] = None
+        self._joining = False
+        self._lost = False
+        self._paused = False
+        # (isFrame, bytes): a frame to write, or a message to compress first
+        self._backlog: Deque[Tuple[bool, bytes]] = deque()
+        self._backlogBytes = 0
+        self._backlogCount = 0
+        self._pending: List[bytes] = []
+        self._pendingCount = 0
+        self._wrote = False
+        self._holdClose = False
+        self._heldClose: Optional[Tuple[str, bool]] = None
+        self._closeWaiters: List[Deferred] = []
+
+    # connection
+
+    def connectionMade(self) -> None:
+        WebSocketServerProtocol.connectionMade(self)
+        self.factory.connections.add(self)
+        self.factory.heartbeats.start()
+        self._turn = self.factory.turn
+        # twisted.web's channel registered itself as the transport's
+        # producer; the connection is ours now, and so is its flow control.
+        transport = self.transport
+        try:
+            transport.unregisterProducer()
+            transport.registerProducer(self, True)
+        except Exception:
+            log.failure("Taking over flow control of {transport!r} failed", transport=transport)
+
+    def onConnect(self, request: Any) -> Any:
+        factory = self.factory
+        hub = factory.hub
+        self._origin = request.origin or None
+        if not originAllowed(hub.config, self._origin, request.headers.get("host")):
+            raise ConnectionDeny(403, "Origin not allowed")
+        if factory.stopped:
+            raise ConnectionDeny(503, "Shutting down")
+        # A client may name the protocol it expects; txcomet's is "txcomet".
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
+        try:
+            params = connectParams(self.http_request_uri, request.headers, hub.config.maxSubscriptions)
+        except CometError as error:
+            self._error = error
+            return subprotocol
+        self._params = params
+        if params is not None and params.channels:
+            return self._joinListen(params, subprotocol)
+        if params is not None and params.session is not None:
+            # Where this connection starts, as every data channel says it:
+            # the last given, or the session's resume point.  (An unknown
+            # session is reported once the connection is open.)
+            session = hub.sessions.get(params.session)
+            if session is not None:
+                return subprotocol, {"X-Comet-Position": params.last or session.resumePoint}
+        return subprotocol
+
+    @inlineCallbacks
+    def _joinListen(self, params: DataChannelParams, subprotocol: Optional[str]):
+        hub = self.factory.hub
+        session = None
+        position = None
+        try:
+            session = yield hub.join(ephemeral=True, credentials={"origin": self._origin, "auth": None})
+            self._newSession = session
+            for name in params.channels:
+                ack = yield session.subscribe(name, params.last)
+                if position is None:
+                    position = ack["position"]
+        except Exception:
+            self._newSession = None
+            if session is not None:
+                session.close(None)
+            self._error = asCometError(Failure(), "a WebSocket join-listen")
+            return subprotocol
+        if self._lost:
+            self._newSession = None
+            session.close(None)
+            raise ConnectionDeny(400, "Gone")
+        return subprotocol, {"X-Comet-Position": position}
+
+    def onOpen(self) -> None:
+        if self._lost:
+            return
+        if self._error is not None:
+            self._fail(self._error)
+            return
+        if self._newSession is not None:
+            session, self._newSession = self._newSession, None
+            self._listen(session, None)
+            return
+        params = self._params
+        if params is not None and params.session is not None:
+            try:
+                session = self.factory.hub.getSession(params.session)
+            except CometError as error:
+                self._fail(error)
+                return
+            self._listen(session, params.last)
+
+    def _listen(self, session: Session, last: Optional[str]) -> None:
+        self.session = session
+        try:
+            session.attach(self, last)
+        except CometError as error:
+            self.session = None
+            self._fail(error)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self._lost = True
+        # Autobahn leaves this timer behind when the peer drops the
+        # connection instead of answering our close; nothing is left to time.
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
+        self.factory.connections.discard(self)
+        if not self.factory.connections:
+            self.factory.heartbeats.stop()
+        self._backlog.clear()
+        self._pending = []
+        session, self.session = self.session, None
+        if session is not None:
+            session.detach(self)
+        newSession, self._newSession = self._newSession, None
+        if newSession is not None:
+            newSession.close(None)
+        waiters, self._closeWaiters = self._closeWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def whenClosed(self) -> Deferred:
+        """
+        A L{Deferred} that fires when the connection has ended.
+        """
+        if self._lost:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._closeWaiters.append(d)
+        return d
+
+    # control channel
+
+    def _context(self) -> dict:
+        return {"origin": self._origin}
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        if isBinary:
+            self.sendCloseFrame(UNSUPPORTED_DATA, b"binary messages are not supported")
+            return
+        try:
+            message = decodeJSON(payload)
+        except CometError as error:
+            self._sendError(error, None)
+            return
+        ref = _ref(message)
+        op = message.get("op") if isinstance(message, dict) else None
+        if op == "join":
+            self._join(message, ref)
+            return
+        session = self.session
+        if session is not None and isinstance(message, dict):
+            given = message.get("session")
+            if given is not None and given != session.id:
+                self._sendError(
+                    CometError(
+                        "invalid_request",
+                        "This connection belongs to one session, implied: leave 'session' out.",
+                    ),
+                    ref,
+                )
+                return
+            message = dict(message, session=session.id)
+        elif op in OPS and isinstance(message, dict) and "session" not in message:
+            self._sendError(
+                CometError(
+                    "invalid_request",
+                    'This connection has no session yet: send {"op": "join"} first, or connect'
+                    " with ?session=ID or ?channel=NAME.",
+                ),
+                ref,
+            )
+            return
+        self._dispatch(message, ref)
+
+    def _dispatch(self, message: Any, ref: Any) -> None:
+        # A close that the operation itself causes (leave) waits until its
+        # reply is sent, so the client sees the reply, then the close.
+        self._holdClose = True
+        try:
+            d = self.factory.dispatcher.dispatch(message, self._context())
+        finally:
+            self._holdClose = False
+        d.addCallbacks(
+            self._sendReply,
+            lambda f: self._sendError(asCometError(f, "a WebSocket control message"), ref),
+        )
+        d.addErrback(lambda f: log.failure("Answering a WebSocket control message failed", f))
+        held, self._heldClose = self._heldClose, None
+        if held is not None:
+            self._close(*held)
+
+    def _join(self, message: dict, ref: Any) -> None:
+        if self.session is not None or self._joining:
+            self._sendError(
+                CometError("invalid_request", "This connection has a session already; it carries one."),
+                ref,
+            )
+            return
+        self._joining = True
+        d = self.factory.dispatcher.dispatch(message, self._context())
+
+        def joined(reply: dict) -> None:
+            self._joining = False
+            session = self.factory.hub.sessions.get(reply["session"])
+            if session is None:
+                self._sendError(CometError("unknown_session"), ref)
+                return
+            if self.state != self.STATE_OPEN:
+                session.close(None)
+                return
+            self._sendReply(reply)
+            self._listen(session, None)
+
+        def failed(failure: Failure) -> None:
+            self._joining = False
+            self._sendError(asCometError(failure, "a WebSocket join"), ref)
+
+        d.addCallbacks(joined, failed)
+        d.addErrback(lambda f: log.failure("Answering a WebSocket join failed", f))
+
+    def _sendReply(self, reply: dict) -> None:
+        answer: Dict[str, Any] = {"type": "reply"}
+        answer.update(reply)
+        self._sendText(encodeJSON(answer))
+
+    def _errorMessage(self, error: CometError, ref: Any) -> Dict[str, Any]:
+        answer: Dict[str, Any] = {"type": "error"}
+        answer.update(error.asDict())
+        if ref is not None:
+            answer["ref"] = ref
+        return answer
+
+    def _sendError(self, error: CometError, ref: Any) -> None:
+        self._sendText(encodeJSON(self._errorMessage(error, ref)))
+
+    def _fail(self, error: CometError) -> None:
+        """
+        End the connection for C{error}: the error message, then a close
+        with code C{4000 + status}.
+        """
+        if self.state != self.STATE_OPEN:
+            return
+        self._flushAll()
+        self._sendNow(encodeJSON(self._errorMessage(error, None)))
+        self.sendClose(ERROR_CODE_BASE + error.status, error.code)
+
+    # IDataChannel
+
+    def writeEvents(self, events: Sequence[Event]) -> None:
+        # The fan-out hot path: once per subscriber per event.
+        if self.state != _OPEN:
+            return
+        if self._perMessageCompress is not None:
+            for event in events:
+                self._writeMessage(event.json)
+            return
+        if len(events) == 1:
+            frames = events[0].framed(FRAMING)
+        else:
+            frames = b"".join([e.framed(FRAMING) for e in events])
+        if self._paused or self._backlog:
+            self._backlog.append((True, frames))
+            self._queued(len(frames), len(events))
+            return
+        self._wrote = True
+        pending = self._pending
+        if not pending:
+            self._turn.add(self)
+        pending.append(frames)
+        self._pendingCount += len(events)
+
+    def writeHeartbeat(self) -> None:
+        """
+        Send C{{"type": "heartbeat"}}, the message every stream sends when
+        it has been quiet, so a browser (which never sees ping frames) can
+        tell a live connection from a dead one.  Nothing is sent while the
+        client is not reading what is already waiting.
+        """
+        if self.state == _OPEN and not self._paused and not self._backlog:
+            self._write(HEARTBEAT_FRAME, 1)
+
+    def _beat(self) -> None:
+        # Called every heartbeat interval: a connection that sent nothing
+        # since the last call sends a heartbeat, so at most two intervals
+        # pass in silence.
+        if self._wrote:
+            self._wrote = False
+        else:
+            self.writeHeartbeat()
+            self._wrote = False
+
+    def closeChannel(self, reason: str, reconnect: bool) -> None:
+        if self._holdClose:
+            self._heldClose = (reason, reconnect)
+            return
+        self._close(reason, reconnect)
+
+    def _close(self, reason: str, reconnect: bool) -> None:
+        self.session = None
+        if self.state != self.STATE_OPEN:
+            return
+        self._flushAll()
+        self._sendNow(encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect}))
+        self.sendClose(CLOSE_CODES.get(reason, OTHER_REASON_CODE), reason)
+
+    def sendCloseFrame(self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False) -> None:
+        # Whoever closes (we, Autobahn failing the connection, or Autobahn
+        # answering the client's close), what was written before goes first.
+        if self.state == _OPEN:
+            self._flushAll()
+        WebSocketServerProtocol.sendCloseFrame(self, code, reasonUtf8, isReply)
+
+    def goAway(self) -> None:
+        """
+        The server is stopping: close the connection (reason C{shutdown}).
+        """
+        if self.state == self.STATE_OPEN:
+            self._close("shutdown", True)
+        elif self.state == self.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
+    # writing, with flow control
+    #
+    # Frames written while the transport takes them wait in _pending until
+    # the end of the reactor turn, then go out in one write straight to the
+    # socket (writeThrough): one send per connection per turn, however many
+    # events the turn published.  While the transport is full (paused),
+    # frames wait in _backlog instead, within the session queue limits.
+    # _pending is only ever non-empty while not paused and _backlog is
+    # empty, so _pending always comes first.
+
+    def _sendText(self, payload: bytes) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        if self._perMessageCompress is None:
+            self._write(frameText(payload), 1)
+        else:
+            self._writeMessage(payload)
+
+    def _sendNow(self, payload: bytes) -> None:
+        """
+        Send a last message past any flow control: the connection is being
+        closed, and what waited has just been written.
+        """
+        if self._perMessageCompress is None:
+            self.transport.write(frameText(payload))
+        else:
+            self.sendMessage(payload)
+
+    def _write(self, frames: bytes, count: int) -> None:
+        self._wrote = True
+        if self._paused or self._backlog:
+            self._backlog.append((True, frames))
+            self._queued(len(frames), count)
+            return
+        if not self._pending:
+            self._turn.add(self)
+        self._pending.append(frames)
+        self._pendingCount += count
+
+    def _writeMessage(self, payload: bytes) -> None:
+        self._wrote = True
+        if self._paused or self._backlog:
+            self._backlog.append((False, payload))
+            self._queued(len(payload), 1)
+        else:
+            self.sendMessage(payload)
+
+    def flushPending(self) -> None:
+        """
+        Write the frames this turn produced, in one write.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self._pendingCount = 0
+        writeThrough(self.transport, pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _queued(self, size: int, count: int, check: bool = True) -> None:
+        self._backlogBytes += size
+        self._backlogCount += count
+        config = self.factory.hub.config
+        if check and (self._backlogCount > config.queueMessages or self._backlogBytes > config.queueBytes):
+            if self.session is not None:
+                self.session.close("slow_consumer")
+            else:
+                self.closeChannel("slow_consumer", True)
+
+    def _flushBacklog(self, force: bool = False) -> None:
+        backlog = self._backlog
+        while backlog and (force or not self._paused):
+            isFrame, data = backlog.popleft()
+            if isFrame:
+                # Join what follows, up to a send's worth.
+                chunk = [data]
+                size = len(data)
+                while backlog and backlog[0][0] and size < 65536:
+                    data = backlog.popleft()[1]
+                    chunk.append(data)
+                    size += len(data)
+                writeThrough(self.transport, chunk[0] if len(chunk) == 1 else b"".join(chunk))
+            else:
+                self.sendMessage(data)
+        if not backlog:
+            self._backlogBytes = 0
+            self._backlogCount = 0
+
+    def _flushAll(self) -> None:
+        self.flushPending()
+        self._flushBacklog(force=True)
+
+    # IPushProducer
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        pending = self._pending
+        if pending:
+            # Keep their place ahead of what comes next.  The limits are
+            # checked on the next write, not here, inside the transport's.
+            count = self._pendingCount
+            self._pending = []
+            self._pendingCount = 0
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            self._backlog.appendleft((True, data))
+            self._queued(len(data), count, check=False)
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._backlog and self.state == self.STATE_OPEN:
+            self._flushBacklog()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+
+class _Heartbeats:
+    """
+    One timer for all of a factory's connections: every C{interval}
+    seconds each open connection that has been quiet sends a heartbeat.
+    It runs while there are connections.
+    """
+
+    def __init__(self, clock: Any, interval: float, connections: "set[CometWebSocketProtocol]") -> None:
+        self.clock = clock
+        self.interval = interval
+        self.connections = connections
+        self.call: Any = None
+
+    def start(self) -> None:
+        if self.call is None:
+            self.call = self.clock.callLater(self.interval, self.run)
+
+    def stop(self) -> None:
+        if self.call is not None:
+            if self.call.active():
+                self.call.cancel()
+            self.call = None
+
+    def run(self) -> None:
+        self.call = None
+        for protocol in list(self.connections):
+            if protocol.state == _OPEN:
+                try:
+                    protocol._beat()
+                except Exception:
+                    log.failure("A heartbeat to {protocol!r} failed", protocol=protocol)
+        if self.connections:
+            self.start()
+
+
+class _TurnFlush:
+    """
+    Writes the connections' pending frames once at the end of the reactor
+    turn: one timed call for all of them, whatever the number of events.
+    """
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.waiting: List[CometWebSocketProtocol] = []
+        self.call: Any = None
+
+    def add(self, protocol: CometWebSocketProtocol) -> None:
+        self.waiting.append(protocol)
+        if self.call is None:
+            self.call = self.clock.callLater(0, self.run)
+
+    def run(self) -> None:
+        self.call = None
+        waiting, self.waiting = self.waiting, []
+        for protocol in waiting:
+            try:
+                protocol.flushPending()
+            except Exception:
+                log.failure("Writing to {protocol!r} failed", protocol=protocol)
+
+
+class CometWebSocketFactory(WebSocketServerFactory):
+    """
+    Makes a L{CometWebSocketProtocol} per connection, configured from the
+    hub's L{CometConfig}: message and frame size limits, pings every
+    C{heartbeat} seconds, close frames (not dropped connections) for
+    protocol errors, compression only when enabled.  Its timers run on
+    the hub's clock.
+
+    @ivar connections: the open connections.
+    @ivar stopped: whether the service has stopped; new handshakes are
+        refused (503).
+    """
+
+    protocol = CometWebSocketProtocol
+    noisy = False
+
+    def __init__(self, hub: Hub, dispatcher: ControlDispatcher) -> None:
+        WebSocketServerFactory.__init__(self, server="txcomet", reactor=hub.clock)
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.connections: "set[CometWebSocketProtocol]" = set()
+        self.stopped = False
+        self._batched_timer = _ClockTimer(hub.clock)
+        self.turn = _TurnFlush(hub.clock)
+        self.heartbeats = _Heartbeats(hub.clock, hub.config.heartbeat, self.connections)
+        config = hub.config
+        limit = config.maxMessageSize + MESSAGE_ALLOWANCE
+        self.setProtocolOptions(
+            webStatus=False,
+            failByDrop=False,
+            echoCloseCodeReason=True,
+            maxFramePayloadSize=limit,
+            maxMessagePayloadSize=limit,
+            autoPingInterval=config.heartbeat,
+            autoPingTimeout=config.webSocketPingTimeout,
+            # Origins are checked in onConnect, against the Host as well as
+            # the configured list; Autobahn's own check is a pattern list
+            # that knows nothing of the Host.
+            allowedOrigins=["*"],
+            allowNullOrigin=True,
+            perMessageCompressionAccept=_acceptDeflate if config.webSocketCompression else (lambda offers: None),
+        )
+
+
+class WebSocketService(Service):
+    """
+    The life of the WebSocket factory: stopping it closes every open
+    connection (reason C{shutdown}) and waits until they have ended.
+    """
+
+    def __init__(self, factory: CometWebSocketFactory) -> None:
+        self.factory = factory
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.factory.stopped = False
+        self.factory.doStart()
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        factory = self.factory
+        factory.stopped = True
+        waiting = []
+        for protocol in list(factory.connections):
+            waiting.append(protocol.whenClosed())
+            protocol.goAway()
+        d = DeferredList(waiting)
+        d.addCallback(lambda _: factory.doStop())
+        return d
+
+
+class WebSocketTransport(JSONResource):
+    """
+    C{GET <mount>/ws}: hands a WebSocket handshake to Autobahn's
+    L{WebSocketResource}; any other request gets a JSON error (426 for a
+    plain GET).
+
+    @ivar factory: the L{CometWebSocketFactory}.
+    @ivar service: the L{WebSocketService} the L{Comet} service runs.
+    """
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub, dispatcher: Optional[ControlDispatcher] = None) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = hub.config
+        if dispatcher is None:
+            dispatcher = ControlDispatcher(hub)
+        self.factory = CometWebSocketFactory(hub, dispatcher)
+        self.service = WebSocketService(self.factory)
+        self._upgrade = WebSocketResource(self.factory)
+
+    def render_GET(self, request: Request) -> Any:
+        upgrade = request.getHeader("Upgrade") or ""
+        if "websocket" not in [token.strip().lower() for token in upgrade.split(",")]:
+            error = CometError(
+                "invalid_request",
+                "This is the WebSocket endpoint: connect with a WebSocket client.",
+                status=426,
+            )
+            body = writeJSON(request, error.status, error.asDict())
+            request.setResponseCode(426, b"Upgrade Required")
+            request.setHeader(b"Upgrade", b"websocket")
+            return body
+        if self.factory.stopped:
+            raise CometError("unavailable", "The server is shutting down.")
+        return self._upgrade.render(request)
