@@ -38,6 +38,33 @@ class TwoNodesMixin:
             self.addCleanup(node.kill)
         yield DeferredList([self.a.start(), self.b.start()], fireOnOneErrback=True, consumeErrors=True)
 
+    @inlineCallbacks
+    def waitUntilBothPublishThroughRedis(self):
+        """
+        After an outage a node may still be reconnecting: until it is, its
+        publishes reach only its own subscribers (and the other node is
+        told of that gap later).  Probe, on a channel of its own, until
+        both nodes publish through Redis, in its current epoch.
+        """
+        reply = self.redis.command("GET", "txcomet:epoch")
+        epoch = reply.split(b"\r\n")[1].decode()
+        for node in (self.a, self.b):
+            while (yield self.http.publish(node, "probe", "?"))["id"].rsplit("-", 1)[0] != epoch:
+                yield sleep(0.1)
+
+    def nodeContext(self, d):
+        """
+        C{d}, whose assertion failure (a timeout, say) carries the end of
+        both nodes' logs, to tell what they were doing.
+        """
+
+        def addLogs(failure):
+            failure.trap(AssertionError)
+            raise AssertionError("%s\n--- node A:\n%s\n--- node B:\n%s" % (
+                failure.value, self.a.output[-4000:], self.b.output[-4000:]))
+
+        return d.addErrback(addLogs)
+
     def assertNoTracebacks(self, *nodes):
         for node in nodes:
             self.assertNotIn("Traceback", node.output, node.output[-3000:])
@@ -208,6 +235,7 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
             reply = yield self.http.control(node, op="subscribe", session=again["session"], channel="news", since=got[-1]["id"])
             self.assertEqual(reply["recovered"], False)
         # Fan-out across nodes works again.
+        yield self.waitUntilBothPublishThroughRedis()
         fresh = (yield self.http.control(self.b, op="join", channels=["news"]))["session"]
         after = yield self.http.publish(self.a, "news", "after")
         got = yield self.http.pollUntil(self.b, fresh, 1)

@@ -151,21 +151,12 @@ class MultiNodeStreamTests(TwoNodesMixin, TestCase):
         self.assertEqual(closeWS, expected)
         yield sse.ended
         yield ws.closed
+        yield self.waitUntilBothPublishThroughRedis()
         sse, ws = yield self.listeners("news")
-        # A node may still be reconnecting (its publishes reach only its
-        # own subscribers until then): publish until B publishes through
-        # Redis again, in Redis's new epoch.
-        epoch = self.redis.command("GET", "txcomet:epoch").split(b"\r\n")[1].decode()
-        while True:
-            after = yield self.http.publish(self.b, "news", "after")
-            if after["id"].rsplit("-", 1)[0] == epoch:
-                break
-            yield sleep(0.1)
-        for queue in (sse.messages, ws.messages):
-            while True:
-                [event] = yield take(queue, 1, "an event after Redis came back")
-                if event["id"] == after["id"]:
-                    break
+        after = yield self.http.publish(self.b, "news", "after")
+        for what, queue in (("SSE on A", sse.messages), ("WebSocket on B", ws.messages)):
+            [event] = yield self.nodeContext(take(queue, 1, "an event after Redis came back, " + what))
+            self.assertEqual(event["id"], after["id"])
         self.assertNoTracebacks(self.a, self.b)
 
     @inlineCallbacks
