@@ -28,6 +28,9 @@ setup(
             "hypothesis>=6",
             "websockets>=14",
             "build",
+            # the browser tests drive Debian's Chromium (/usr/bin/chromium);
+            # Playwright's own browser downloads are never used
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": []},

@@ -15,7 +15,7 @@ class ExportTests(SynchronousTestCase):
         txcomet exports exactly these names, and each exists.
         """
         expected = {
-            "AllowAll", "Comet", "CometConfig", "CometError", "CometRequest",
+            "AllowAll", "Comet", "CometClient", "CometConfig", "CometError", "CometRequest",
             "CometResource", "Event", "InMemoryBus", "__version__",
         }
         self.assertTrue(expected <= set(txcomet.__all__), set(txcomet.__all__) ^ expected)

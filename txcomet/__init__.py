@@ -7,6 +7,7 @@ an underscore is private.  Fakes for tests are in L{txcomet.testing}, the
 interfaces in L{txcomet.interfaces}.
 """
 
+from ._client import CometClient
 from ._config import CometConfig
 from ._errors import CometError
 from ._event import Event
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AllowAll",
     "Comet",
+    "CometClient",
     "CometConfig",
     "CometError",
     "CometRequest",

@@ -13,6 +13,7 @@ from twisted.web.server import Request
 from ._channels import validateChannel
 from ._control import ControlDispatcher
 from ._datachannel import LongPollResource, PollResource
+from ._demo import staticFile
 from ._errors import CometError
 from ._event import encodeJSON
 from ._http import (
@@ -189,6 +190,9 @@ class CometResource(JSONResource):
         self.transportServices = MultiService()
         self.putChild(b"control", ControlResource(hub, self.dispatcher))
         self.putChild(b"publish", PublishResource(hub))
+        # The browser client, as a classic script and as an ES module.
+        self.putChild(b"txcomet.js", staticFile("txcomet.js", self.config))
+        self.putChild(b"txcomet.mjs", staticFile("txcomet.mjs", self.config))
         self.addTransport("poll", PollResource(hub))
         self.addTransport("longpoll", LongPollResource(hub))
         self.addTransport("jsonp", JSONPResource(hub))

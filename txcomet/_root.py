@@ -1,22 +1,65 @@
 """
-The page at / when no static directory is given: what is running and where.
+The page at C{/} of C{twist txcomet}: the chat demo, and below it what runs
+where, with copyable commands.
 """
 
 import html
+import os
+from typing import Any, Optional
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from ._demo import STATIC, ChartStream, RateCounter, staticFile
+from ._http import NotFound
+
+_TEMPLATE_CACHE: dict = {}
+
+
+def _template() -> str:
+    path = os.path.join(STATIC, "index.html")
+    stamp = os.stat(path).st_mtime
+    cached = _TEMPLATE_CACHE.get(path)
+    if cached is None or cached[0] != stamp:
+        with open(path, encoding="utf-8") as f:
+            cached = _TEMPLATE_CACHE[path] = (stamp, f.read())
+    return cached[1]
+
+
+class _Folder(Resource):
+    """
+    A folder of resources whose unknown children are JSON 404s.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NotFound(self.config)
+
 
 class IndexPage(Resource):
     """
-    Says what runs where, with copyable curl commands.
+    The page at C{/}: the chat demo, and below it what runs where.  Its
+    files are under C{/demo/}, the chart stream at C{/demo/chart}.
     """
 
-    def __init__(self, prefix: str, comet) -> None:
+    def __init__(self, prefix: str, comet: Any, counter: Optional[RateCounter] = None, clock: Any = None) -> None:
         super().__init__()
         self.prefix = prefix
         self.comet = comet
+        if clock is None:
+            clock = comet.hub.clock
+        if counter is None:
+            counter = RateCounter(clock)
+        self.counter = counter
+        demo = _Folder(comet.config)
+        for name in ("demo.js", "demo.css", "txcomet.js", "txcomet.mjs"):
+            demo.putChild(name.encode("ascii"), staticFile(name, comet.config))
+        self.chart = ChartStream(counter, clock)
+        demo.putChild(b"chart", self.chart)
+        self.putChild(b"demo", demo)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
@@ -27,32 +70,23 @@ class IndexPage(Resource):
         from . import __version__
 
         p = html.escape(self.prefix)
+        config = self.comet.config
         transports = ", ".join(
             '<a href="%s/%s?channel=demo"><code>%s</code></a>' % (p, t, t)
             for t in self.comet.resource.transports
         )
+        origin = html.escape("http://" + (request.getHeader("Host") or "localhost:8080"))
+        page = _template()
+        for key, value in [
+            ("@PREFIX@", p),
+            ("@VERSION@", html.escape(__version__)),
+            ("@BUS@", html.escape(type(self.comet.bus).__name__)),
+            ("@HEARTBEAT@", "%g" % (config.heartbeat,)),
+            ("@TIMEOUT@", "%g" % (config.sessionTimeout,)),
+            ("@TRANSPORTS@", transports),
+            ("@ORIGIN@", origin),
+        ]:
+            page = page.replace(key, value)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        page = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>txcomet</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:48em;margin:2em auto;padding:0 1em}}
-code,pre{{background:#f3f3f3;padding:0 .2em}} pre{{padding:.6em;overflow:auto}}</style></head>
-<body><h1>txcomet {version} is running</h1>
-<p>Bus: {bus}. Heartbeat every {hb:g} s; sessions expire {to:g} s after their data channel goes.</p>
-<ul>
-<li>Control channel: <code>POST {p}/control</code> (JSON <code>{{"op": ...}}</code>), or <code>GET {p}/control?op=...&amp;callback=fn</code></li>
-<li>Publish API: <code>POST {p}/publish/&lt;channel&gt;</code></li>
-<li>Data channels: {transports}</li>
-</ul>
-<p>Try it:</p>
-<pre>curl -N '{origin}{p}/longpoll?channel=demo'
-curl -d '{{"hello": "world"}}' -H 'Content-Type: application/json' {origin}{p}/publish/demo</pre>
-</body></html>""".format(
-            version=html.escape(__version__),
-            bus=html.escape(type(self.comet.bus).__name__),
-            hb=self.comet.config.heartbeat,
-            to=self.comet.config.sessionTimeout,
-            p=p,
-            transports=transports,
-            origin=html.escape("http://" + (request.getHeader("Host") or "localhost:8080")),
-        )
+        request.setHeader(b"Cache-Control", b"no-cache")
         return page.encode("utf-8")

@@ -19,6 +19,7 @@ from twisted.web.static import File
 
 from ._config import CometConfig
 from ._http import CometRequest
+from ._demo import CounterService
 from ._root import IndexPage
 from ._service import Comet
 
@@ -48,8 +49,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Runs a txcomet server: the control channel, the publish API and every "
-        "comet transport under --prefix, and a page at / saying what runs where. "
+        "Runs a txcomet server: the control channel, the publish API, every "
+        "comet transport and the browser client (txcomet.js) under --prefix, and "
+        "at / a chat demo that says what runs where. "
         "Without --redis the bus is in memory."
     )
 
@@ -65,7 +67,7 @@ class Options(usage.Options):
          "closed and reopened by its client (0: never).", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
-        ["static", None, None, "A directory to serve at / instead of the index page."],
+        ["static", None, None, "A directory to serve at / instead of the demo page."],
         ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
          "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
          "the query may set prefix=, history_age= (seconds, default 3600) and presence_ttl= "
@@ -219,7 +221,7 @@ def makeComet(options: Options) -> Comet:
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
     """
-    The root resource: the static directory or the index page, with the
+    The root resource: the static directory or the demo page, with the
     comet resource mounted at the prefix.
     """
     segments = options["prefixSegments"]
@@ -252,7 +254,11 @@ def makeService(options: Options) -> MultiService:
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
-    site = Site(makeRoot(options, comet), requestFactory=CometRequest)
+    root = makeRoot(options, comet)
+    if isinstance(root, IndexPage):
+        # The demo's chart counts every event on the bus.
+        CounterService(comet.bus, root.counter).setServiceParent(service)
+    site = Site(root, requestFactory=CometRequest)
     site.displayTracebacks = False
     listeners = _ListenWhenReady(comet) if isinstance(comet, _NodeComet) else service
     if listeners is not service:

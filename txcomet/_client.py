@@ -1,0 +1,844 @@
+"""
+A txcomet client for Twisted applications and scripts: the same operations
+as the browser client (join, subscribe, publish, presence, leave) over any
+of the server's data channel transports, with reconnection and resume.
+
+    from twisted.internet.task import react
+    from txcomet import CometClient
+
+    async def main(reactor):
+        client = CometClient("http://127.0.0.1:8080/comet", transport="sse")
+        await client.subscribe("chat/lobby", lambda event: print(event["data"]))
+        await client.publish("chat/lobby", {"text": "hello"})
+
+HTTP goes through treq; the C{ws} transport through Autobahn.  Control
+operations go through the control channel (C{POST <mount>/control}); the
+data channel is one of C{poll}, C{longpoll}, C{jsonp}, C{xhr-stream},
+C{iframe}, C{sse}, C{multipart} or C{ws}.
+"""
+
+import json
+import random
+import re
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import urlencode, urlsplit
+
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    inlineCallbacks,
+    succeed,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from ._errors import CometError
+
+log = Logger()
+
+#: The data channel transports this client speaks.
+TRANSPORTS = ("ws", "sse", "xhr-stream", "iframe", "multipart", "longpoll", "jsonp", "poll")
+
+#: The close reasons after which the session still exists.
+_CHANNEL_REASONS = frozenset(["recycle", "replaced"])
+
+
+def _clientError(code: str, message: str, status: int = 0) -> CometError:
+    """
+    A L{CometError} for a code the server sent (known or not) or for one of
+    the client's own: C{network}, C{timeout}, C{closed}.
+    """
+    try:
+        return CometError(code, message, status or None)
+    except KeyError:
+        error = CometError("internal_error", message, status)
+        error.code = code
+        return error
+
+
+def _errorFrom(body: Any, status: int) -> CometError:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return _clientError(body["error"], str(body.get("message", body["error"])), body.get("status") or status)
+    return _clientError("network", "The server answered %s, not txcomet JSON." % (status,), status)
+
+
+def isNewer(eventId: str, than: Optional[str]) -> bool:
+    """
+    Whether event id C{eventId} comes after C{than}: a later offset in the
+    same epoch, or any position in another epoch (a new life of the bus).
+    """
+    if than is None:
+        return True
+    epoch, _, offset = eventId.rpartition("-")
+    thanEpoch, _, thanOffset = than.rpartition("-")
+    if epoch != thanEpoch or not offset.isdigit() or not thanOffset.isdigit():
+        return True
+    return int(offset) > int(thanOffset)
+
+
+def matches(pattern: str, channel: str) -> bool:
+    """
+    Whether C{channel} matches C{pattern} (C{*}: one segment; a final
+    C{**}: one or more).
+    """
+    if pattern == channel:
+        return True
+    p, c = pattern.split("/"), channel.split("/")
+    for i, segment in enumerate(p):
+        if segment == "**" and i == len(p) - 1:
+            return len(c) > i
+        if i >= len(c) or segment != "*" and segment != c[i]:
+            return False
+    return len(p) == len(c)
+
+
+# Parsers: bytes in (in any chunking), messages (dicts) out.
+
+
+class LineParser:
+    """
+    XHR streaming: one JSON message per line; whitespace lines (the
+    prelude) are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> List[dict]:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+class SSEParser:
+    """
+    EventSource: C{data:} lines joined with newlines make one message;
+    comments (heartbeats) and C{retry:} advice are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: List[str] = []
+        self.lastId: Optional[str] = None
+
+    def feed(self, data: bytes) -> List[dict]:
+        self._buffer += data
+        *lines, self._buffer = re.split(b"\r\n|\r(?!$)|\n", self._buffer)
+        out = []
+        for raw in lines:
+            line = raw.decode("utf-8")
+            if not line:
+                if self._data:
+                    out.append(json.loads("\n".join(self._data)))
+                self._data = []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if field == "data":
+                self._data.append(value)
+            elif field == "id":
+                self.lastId = value
+        return out
+
+
+class ScriptParser:
+    """
+    Hidden-iframe streaming: C{<script>p(MSG)</script>} chunks after a
+    prelude; each call's argument is one JSON message (script-escaped JSON
+    is still JSON).
+    """
+
+    _CALL = re.compile(r"^\s*[A-Za-z_$][\w$.]*\((.*)\)\s*;?\s*$", re.S)
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._decoder = __import__("codecs").getincrementaldecoder("utf-8")()
+
+    def feed(self, data: bytes) -> List[dict]:
+        self._buffer += self._decoder.decode(data)
+        out = []
+        while True:
+            start = self._buffer.find("<script")
+            if start < 0:
+                self._buffer = self._buffer[-7:]
+                return out
+            open_ = self._buffer.find(">", start)
+            end = self._buffer.find("</script>", start)
+            if open_ < 0 or end < 0:
+                self._buffer = self._buffer[start:]
+                return out
+            body = self._buffer[open_ + 1 : end]
+            self._buffer = self._buffer[end + 9 :]
+            match = self._CALL.match(body)
+            if match:
+                try:
+                    message, _ = json.JSONDecoder().raw_decode(match.group(1))
+                except ValueError:
+                    continue  # the prelude's own code, not a message
+                if isinstance(message, dict):
+                    out.append(message)
+
+
+class MultipartParser:
+    """
+    C{multipart/x-mixed-replace}: one JSON message per part.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self._delimiter = b"--" + boundary
+        self._buffer = b""
+
+    @classmethod
+    def fromContentType(cls, contentType: str) -> "MultipartParser":
+        match = re.search(r'boundary="?([^";]+)"?', contentType)
+        if not match:
+            raise _clientError("network", "A multipart answer with no boundary.")
+        return cls(match.group(1).encode("ascii"))
+
+    def feed(self, data: bytes) -> List[dict]:
+        self._buffer += data
+        out = []
+        while True:
+            first = self._buffer.find(self._delimiter)
+            if first < 0:
+                return out
+            second = self._buffer.find(self._delimiter, first + len(self._delimiter))
+            if second < 0:
+                self._buffer = self._buffer[first:]
+                return out
+            part = self._buffer[first + len(self._delimiter) : second]
+            self._buffer = self._buffer[second:]
+            head, sep, body = part.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            body = body.strip()
+            if body:
+                out.append(json.loads(body.decode("utf-8")))
+
+
+def parseScriptAnswer(body: bytes) -> Any:
+    """
+    The first argument of a script-tag answer C{/**/NAME(JSON, ...);}: the
+    array of messages, or an error object.
+    """
+    text = body.decode("utf-8").strip()
+    match = re.match(r"^(?:/\*\*/)?\s*[A-Za-z0-9_.]+\(", text)
+    if not match:
+        raise _clientError("network", "Not a script-tag answer: %r" % (text[:80],))
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, match.end())
+    except ValueError:
+        raise _clientError("network", "Not a script-tag answer: %r" % (text[:80],))
+    return value
+
+
+class _Subscription:
+    """
+    One subscribed pattern: its callbacks, where it resumes from when
+    there is no event seen on it yet, and the session it is subscribed in.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.callbacks: List[Callable[[dict], Any]] = []
+        self.since: Optional[str] = None
+        self.session: Optional[str] = None
+        self.ack: Optional[dict] = None
+
+
+class CometClient:
+    """
+    A client of one txcomet server.
+
+    @ivar state: C{None} (idle), C{"ready"} (joining), C{"joined"} (a
+        session, no data channel yet), C{"listening"}, C{"error"}
+        (reconnecting after a backoff) or C{"abort"} (the server closed the
+        session for good).
+    @ivar transport: the data channel transport in use.
+    @ivar session: the session id, once joined.
+    @ivar clientId: the public id others see in presence.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        transport: str = "longpoll",
+        user: Optional[str] = None,
+        info: Optional[dict] = None,
+        auth: Optional[str] = None,
+        secret: Optional[str] = None,
+        reactor: Any = None,
+        pollInterval: float = 1.0,
+        backoff: tuple = (0.25, 15.0),
+        http: Any = None,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError("Unknown transport %r; the transports are %s" % (transport, ", ".join(TRANSPORTS)))
+        if reactor is None:
+            from twisted.internet import reactor
+        if http is None:
+            import treq
+
+            http = treq
+        self.url = url.rstrip("/")
+        self.transport = transport
+        self.user = user
+        self.info = info
+        self.auth = auth
+        self.secret = secret
+        self.reactor = reactor
+        self.pollInterval = pollInterval
+        self.backoff = backoff
+        self.http = http
+        self.state: Optional[str] = None
+        self.session: Optional[str] = None
+        self.clientId: Optional[str] = None
+        self.heartbeat = 25.0
+        self._subs: Dict[str, _Subscription] = {}
+        self._last: Optional[str] = None
+        self._lastByChannel: Dict[str, str] = {}
+        self._stateCallbacks: List[Callable[[Optional[str]], Any]] = []
+        self._joining: Optional[Deferred] = None
+        self._joinWaiters: List[Deferred] = []
+        self._running = False
+        self._channel: Any = None  # the Deferred or protocol of the data channel
+        self._generation = 0
+        self._attempt = 0
+        self._retryCall: Any = None
+        self._body: Optional["_Body"] = None
+        from twisted.web.client import HTTPConnectionPool
+
+        #: This client's connections: L{close} (or L{leave}) closes them.
+        self.pool = HTTPConnectionPool(reactor)
+
+    # state
+
+    def onState(self, callback: Callable[[Optional[str]], Any]) -> None:
+        """
+        Call C{callback(state)} on every change of L{state}.
+        """
+        self._stateCallbacks.append(callback)
+
+    def _setState(self, state: Optional[str]) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        for callback in list(self._stateCallbacks):
+            try:
+                callback(state)
+            except Exception:
+                log.failure("A state callback failed")
+
+    # HTTP
+
+    @inlineCallbacks
+    def _request(self, method: str, url: str, body: Any = None, headers: Optional[dict] = None, timeout: Optional[float] = 30):
+        try:
+            response = yield self.http.request(method, url, data=body, headers=headers, timeout=timeout, pool=self.pool)
+            content = yield response.content()
+        except CancelledError:
+            raise _clientError("timeout", "%s %s took too long." % (method, url))
+        except Exception as e:
+            raise _clientError("network", "%s %s failed: %s" % (method, url, e))
+        return response, content
+
+    @inlineCallbacks
+    def control(self, op: str, **fields: Any):
+        """
+        Send one control message (C{session} is added once joined); fire
+        with the answer, or fail with L{CometError}.
+        """
+        message = dict(fields, op=op)
+        response, content = yield self._request(
+            "POST", self.url + "/control", json.dumps(message).encode("utf-8"),
+            {"Content-Type": ["application/json"]},
+        )
+        try:
+            reply = json.loads(content.decode("utf-8"))
+        except ValueError:
+            reply = None
+        if response.code != 200 or not isinstance(reply, dict) or not reply.get("ok"):
+            raise _errorFrom(reply, response.code)
+        return reply
+
+    # operations
+
+    def join(self) -> Deferred:
+        """
+        Join (once): fire with the session id.  L{subscribe} and
+        L{publish} join for you.
+        """
+        if self.session is not None and self._joining is None:
+            return succeed(self.session)
+        d: Deferred = Deferred()
+        self._joinWaiters.append(d)
+        if self._joining is None:
+            self._joining = self._join()
+        return d
+
+    @inlineCallbacks
+    def _doJoin(self):
+        fields: Dict[str, Any] = {}
+        for name in ("user", "info", "auth"):
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        self._setState("ready")
+        reply = yield self.control("join", **fields)
+        self.session = reply["session"]
+        self.clientId = reply["client"]
+        self.heartbeat = float(reply.get("heartbeat", 25))
+        # Before any event, the data channel resumes from the session's
+        # start marker: what a connection that died early carried comes again.
+        self._last = reply.get("last")
+        self._setState("joined")
+        for sub in list(self._subs.values()):
+            since = self._since(sub.pattern)
+            ack = yield self.control("subscribe", session=self.session, channel=sub.pattern, **({"since": since} if since else {}))
+            self._acked(sub, ack, self.session)
+        return self.session
+
+    def _join(self) -> Deferred:
+        d = self._doJoin()
+
+        def done(result: Any) -> None:
+            self._joining = None
+            waiters, self._joinWaiters = self._joinWaiters, []
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
+            if self._running and not isinstance(result, Failure):
+                self._openChannel()
+
+        d.addBoth(done)
+        return d
+
+    def _since(self, pattern: str) -> Optional[str]:
+        if "*" in pattern:
+            return None
+        sub = self._subs.get(pattern)
+        return self._lastByChannel.get(pattern) or (sub.since if sub else None)
+
+    def _acked(self, sub: _Subscription, ack: dict, session: str) -> None:
+        if sub.since is None and ack.get("position"):
+            sub.since = ack["position"]
+        sub.session = session
+        sub.ack = ack
+
+    @inlineCallbacks
+    def subscribe(self, channel: str, callback: Callable[[dict], Any], since: Optional[str] = None):
+        """
+        Deliver the events of C{channel} (a name or pattern) to
+        C{callback(envelope)}: dicts with C{type} (C{"event"}, C{"join"} or
+        C{"leave"}), C{channel}, C{id} and C{data}.  Starts the data
+        channel.  With C{since} (an event id, or C{"oldest"}), the
+        channel's retained events after it come first.
+
+        @return: a L{Deferred} firing with the server's acknowledgement.
+        """
+        sub = self._subs.get(channel)
+        if sub is None:
+            sub = self._subs[channel] = _Subscription(channel)
+            sub.since = since
+        sub.callbacks.append(callback)
+        session = yield self.join()
+        if sub.session != session or since is not None and sub.ack is not None and since != sub.since:
+            fields = {"since": since} if since is not None else {}
+            ack = yield self.control("subscribe", session=session, channel=channel, **fields)
+            self._acked(sub, ack, session)
+        if not self._running:
+            self._running = True
+            if self._joining is None:
+                self._openChannel()
+        return sub.ack
+
+    @inlineCallbacks
+    def unsubscribe(self, channel: str):
+        """
+        Stop receiving C{channel}.
+        """
+        if self._subs.pop(channel, None) is None or self.session is None:
+            return {"channel": channel, "subscribed": False}
+        reply = yield self.control("unsubscribe", session=self.session, channel=channel)
+        return reply
+
+    @inlineCallbacks
+    def publish(self, channel: str, data: Any):
+        """
+        Publish C{data} on C{channel}: through the publish API when this
+        client has a publisher C{secret} or has not joined, else through
+        the control channel as its session.
+
+        @return: a L{Deferred} firing with C{{"ok": true, "id": ...}}.
+        """
+        if self.session is None or self.secret is not None:
+            headers = {"Content-Type": ["application/json"]}
+            if self.secret is not None:
+                headers["Authorization"] = ["Bearer " + self.secret]
+            response, content = yield self._request(
+                "POST", self.url + "/publish/" + channel, json.dumps(data).encode("utf-8"), headers
+            )
+            try:
+                reply = json.loads(content.decode("utf-8"))
+            except ValueError:
+                reply = None
+            if response.code != 200 or not isinstance(reply, dict) or not reply.get("ok"):
+                raise _errorFrom(reply, response.code)
+            return reply
+        reply = yield self.control("publish", session=self.session, channel=channel, data=data)
+        return reply
+
+    @inlineCallbacks
+    def presence(self, channel: str):
+        """
+        Who is on C{channel}: fire with a list of member dicts.
+        """
+        session = yield self.join()
+        reply = yield self.control("presence", session=session, channel=channel)
+        return reply["members"]
+
+    @inlineCallbacks
+    def leave(self):
+        """
+        Leave: stop the data channel and tell the server, which frees the
+        session at once; then close this client's connections.
+        """
+        self._running = False
+        self._stopChannel()
+        session, self.session = self.session, None
+        self._setState(None)
+        try:
+            if session is not None:
+                try:
+                    yield self.control("leave", session=session)
+                except CometError as e:
+                    if e.code != "unknown_session":
+                        raise
+        finally:
+            yield self.close()
+
+    def close(self) -> Deferred:
+        """
+        Close this client's idle connections (after L{publish} without a
+        session, say).  L{leave} does it for you.
+        """
+        return self.pool.closeCachedConnections()
+
+    # the data channel
+
+    def _dataURL(self, name: str, **extra: str) -> str:
+        params: Dict[str, str] = {"session": self.session or ""}
+        if self._last is not None:
+            params["last"] = self._last
+        params.update(extra)
+        return "%s/%s?%s" % (self.url, name, urlencode(params))
+
+    def _stopChannel(self) -> None:
+        self._generation += 1
+        if self._retryCall is not None and self._retryCall.active():
+            self._retryCall.cancel()
+        self._retryCall = None
+        body, self._body = self._body, None
+        if body is not None:
+            body.abort()
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        if isinstance(channel, Deferred):
+            channel.cancel()
+        else:
+            channel.dropConnection(abort=True)
+
+    def _openChannel(self) -> None:
+        self._stopChannel()
+        if not self._running or self.session is None:
+            return
+        generation = self._generation
+        if self.transport == "ws":
+            self._openWebSocket(generation)
+            return
+        d = self._runHTTP(generation)
+        self._channel = d
+        d.addErrback(lambda f: f.trap(CancelledError))
+        d.addErrback(lambda f: log.failure("The data channel failed", f))
+
+    @inlineCallbacks
+    def _runHTTP(self, generation: int):
+        name = self.transport
+        oneShot = name in ("poll", "longpoll", "jsonp")
+        while generation == self._generation:
+            extra = {"callback": "cb"} if name in ("jsonp", "iframe") else {}
+            try:
+                goOn = yield self._get(generation, self._dataURL(name, **extra), oneShot)
+            except CancelledError:
+                return
+            except Exception as e:
+                if generation != self._generation:
+                    return
+                self._ended(e if isinstance(e, CometError) else _clientError("network", str(e)))
+                return
+            if not goOn or generation != self._generation:
+                return
+            if name == "poll":
+                from twisted.internet.task import deferLater
+
+                yield deferLater(self.reactor, self.pollInterval, lambda: None)
+
+    @inlineCallbacks
+    def _get(self, generation: int, url: str, oneShot: bool):
+        """
+        One data channel request: fire with whether to ask again (a
+        one-shot answer came), C{False} when a close message ended it, or
+        fail when it broke.  A request silent for two heartbeat intervals
+        is given up as dead.
+        """
+        response = yield self.http.request("GET", url, unbuffered=True, pool=self.pool)
+        status = response.code
+        contentType = (response.headers.getRawHeaders("Content-Type") or [""])[0]
+        name = self.transport
+        parser: Any = None
+        chunks: List[bytes] = []
+        if status == 200 and not oneShot:
+            if name == "xhr-stream":
+                parser = LineParser()
+            elif name == "sse":
+                parser = SSEParser()
+            elif name == "iframe":
+                parser = ScriptParser()
+            else:
+                parser = MultipartParser.fromContentType(contentType)
+            self._opened(generation)
+        going = [True]
+
+        def received(data: bytes) -> None:
+            body.resetWatchdog()
+            if parser is None:
+                chunks.append(data)
+            elif going[0] and generation == self._generation:
+                if not self._received(generation, parser.feed(data)):
+                    going[0] = False  # a close message: the server ends the stream
+
+        finished: Deferred = Deferred()
+        body = _Body(received, finished, self.reactor, self.heartbeat * 2 + 5)
+        response.deliverBody(body)
+        if generation != self._generation:
+            body.abort()  # stopped while the headers were on their way
+            return False
+        self._body = body
+        yield finished
+        if generation != self._generation:
+            return False
+        content = b"".join(chunks)
+        if status != 200:
+            raise _errorFrom(_safeJSON(content), status)
+        if not oneShot:
+            if going[0]:
+                # Ended with no close message: the connection was cut.
+                raise _clientError("network", "The stream ended.")
+            return False
+        messages = parseScriptAnswer(content) if name == "jsonp" else _safeJSON(content)
+        if not isinstance(messages, list):
+            raise _errorFrom(messages, status)
+        self._opened(generation)
+        return self._received(generation, messages)
+
+    def _opened(self, generation: int) -> None:
+        if generation == self._generation:
+            self._attempt = 0
+            self._setState("listening")
+
+    def _received(self, generation: int, messages: List[dict]) -> bool:
+        """
+        Handle messages; return whether the channel goes on.
+        """
+        for message in messages:
+            if generation != self._generation:
+                return False
+            if not isinstance(message, dict):
+                continue
+            kind = message.get("type")
+            if kind == "close":
+                self._closed(message)
+                return False
+            if kind == "error":
+                # A refused stream (an iframe's error page): say why.
+                self._ended(_errorFrom(message, message.get("status", 0)))
+                return False
+            if kind == "heartbeat" or not isinstance(message.get("id"), str):
+                continue
+            eventId = message["id"]
+            if isNewer(eventId, self._last):
+                self._last = eventId
+            channel = message.get("channel", "")
+            if not isNewer(eventId, self._lastByChannel.get(channel)):
+                continue
+            callbacks = [cb for sub in list(self._subs.values()) if matches(sub.pattern, channel) for cb in sub.callbacks]
+            if not callbacks:
+                continue
+            self._lastByChannel[channel] = eventId
+            for callback in callbacks:
+                try:
+                    callback(message)
+                except Exception:
+                    log.failure("A subscriber callback failed")
+        return True
+
+    def _closed(self, message: dict) -> None:
+        reason = message.get("reason")
+        self._generation += 1
+        self._channel = None
+        if reason == "recycle":
+            self._openChannel()
+            return
+        if not message.get("reconnect"):
+            self._running = False
+            self.session = None
+            self._setState("abort")
+            return
+        if reason in _CHANNEL_REASONS:
+            self._retry(rejoin=False)
+            return
+        self.session = None
+        self._retry(rejoin=True)
+
+    def _ended(self, error: CometError) -> None:
+        self._channel = None
+        self._generation += 1
+        self._retry(rejoin=error.code == "unknown_session")
+
+    def _retry(self, rejoin: bool) -> None:
+        if not self._running:
+            return
+        self._setState("error")
+        low, high = self.backoff
+        delay = min(high, low * 2 ** self._attempt)
+        delay = delay / 2 + random.random() * delay / 2
+        self._attempt += 1
+
+        def again() -> None:
+            self._retryCall = None
+            if not self._running:
+                return
+            if rejoin or self.session is None:
+                self.session = None
+                d = self.join()
+                d.addErrback(lambda f: self._retry(rejoin=True))
+            else:
+                self._openChannel()
+
+        self._retryCall = self.reactor.callLater(delay, again)
+
+    # WebSocket
+
+    def _openWebSocket(self, generation: int) -> None:
+        from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+        from twisted.internet.endpoints import clientFromString
+
+        client = self
+        url = self._dataURL("ws").replace("http", "ws", 1)
+
+        class Protocol(WebSocketClientProtocol):
+            def onOpen(self) -> None:
+                client._opened(generation)
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                try:
+                    message = json.loads(payload.decode("utf-8"))
+                except ValueError:
+                    return
+                if message.get("type") == "error":
+                    client._generation += 1
+                    client._ended(_errorFrom(message, message.get("status", 0)))
+                    self.dropConnection(abort=True)
+                    return
+                if message.get("type") == "reply":
+                    return
+                if not client._received(generation, [message]):
+                    self.sendClose(1000)
+
+            def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+                if generation == client._generation:
+                    client._channel = None
+                    client._ended(_clientError("network", "The WebSocket closed (%s %s)." % (code, reason)))
+
+        factory = WebSocketClientFactory(url)
+        factory.protocol = Protocol
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        kind = "tls" if parts.scheme == "wss" else "tcp"
+        endpoint = clientFromString(self.reactor, "%s:%s:%d" % (kind, parts.hostname, port))
+        d = endpoint.connect(factory)
+
+        def connected(protocol: Any) -> None:
+            if generation != self._generation:
+                protocol.transport.abortConnection()
+            else:
+                self._channel = protocol
+
+        def failed(failure: Failure) -> None:
+            if generation == self._generation:
+                self._ended(_clientError("network", "WebSocket connect failed: %s" % (failure.value,)))
+
+        d.addCallbacks(connected, failed)
+
+
+class _Body(Protocol):
+    """
+    Receives a data channel response's body as it arrives; L{abort} drops
+    the connection (cancelling a finished request would not), and a body
+    silent for C{silence} seconds is dropped as dead.
+    """
+
+    def __init__(self, received: Callable[[bytes], None], finished: Deferred, clock: Any, silence: float) -> None:
+        self.received = received
+        self.finished = finished
+        self.clock = clock
+        self.silence = silence
+        self.aborted = False
+        self._watchdog: Any = None
+
+    def connectionMade(self) -> None:
+        self.resetWatchdog()
+
+    def resetWatchdog(self) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.reset(self.silence)
+        elif not self.finished.called:
+            self._watchdog = self.clock.callLater(self.silence, self._silent)
+
+    def _silent(self) -> None:
+        self._watchdog = None
+        self.abort()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received(data)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.finished.called:
+            self.aborted = True
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss) and not self.aborted:
+            self.finished.callback(None)
+        else:
+            self.finished.errback(_clientError("network", "The connection broke: %s" % (reason.getErrorMessage(),)))
+
+
+def _safeJSON(content: bytes) -> Any:
+    try:
+        return json.loads(content.decode("utf-8"))
+    except ValueError:
+        return None
