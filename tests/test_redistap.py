@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import txcomet
 from txcomet import InMemoryBus, RedisBus
-from txcomet.tap import Options, makeService
+from txcomet.tap import Options, _ListenWhenReady, makeService
 
 from .redisserver import RedisServer, freePort
 
@@ -107,7 +107,8 @@ class ListenWhenReadyTests(TestCase):
         """
         server = RedisServer.forTest(self)
         service = makeService(parse("--listen", "tcp:0:interface=127.0.0.1", "--redis", server.url))
-        comet, listeners = list(service)
+        comet = list(service)[0]
+        [listeners] = [s for s in service if isinstance(s, _ListenWhenReady)]
         [port] = list(listeners)
         service.startService()
         self.assertFalse(port.running)
