@@ -434,6 +434,16 @@ class Session:
             raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
         self.checkOpen()
         ack: Dict[str, Any] = {"channel": pattern}
+        start = None
+        if since is None and new and not isPattern(pattern):
+            # Where the subscription starts, read before subscribing, and
+            # caught up from history: on a networked bus events can arrive
+            # between the subscription taking effect and a position read
+            # after it, and a client resuming from that later position
+            # would miss them if it lost them in flight.
+            start = yield hub.bus.position()
+            self.checkOpen()
+            since = start
         if since is None:
             self.subscriptions[pattern] = None
             if new:
@@ -459,8 +469,11 @@ class Session:
             replay.extend(e for e in held if e.id not in have)
             if replay:
                 self._enqueueMany(replay)
-            ack["position"] = history.position
-            ack["recovered"] = history.covered
+            if start is None:
+                ack["position"] = history.position
+                ack["recovered"] = history.covered
+            else:
+                ack["position"] = start
         if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
             added = yield hub.bus.addMember(pattern, self.clientId, self._memberInfo())
             if added:
