@@ -303,16 +303,23 @@ class DataChannelResource(JSONResource):
         try:
             since = params.last if params.last is not None else self.joinListenSince
             position = None
+            recovered = True
             for name in params.channels:
                 ack = yield session.subscribe(name, since)
                 if position is None:
                     position = ack["position"]
+                if ack.get("recovered") is False:
+                    recovered = False
             if request._disconnected:
                 session.close(None)
                 return
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
             channel.setPosition(position)
+            if params.last is not None:
+                # Resuming through history: say whether it was complete, so
+                # a gap is never silent.
+                request.setHeader(b"X-Comet-Recovered", b"true" if recovered else b"false")
             self._listen(session, channel, None)
         except BaseException:
             session.close(None)
