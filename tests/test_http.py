@@ -314,3 +314,26 @@ class InfoTests(HTTPTestCase):
         info = self.client.request("GET", "").json()
         self.assertEqual(info["server"], "txcomet")
         self.assertIn("longpoll", info["transports"])
+
+
+class JoinListenRecoveryTests(HTTPTestCase):
+    config = {"historyLength": 2}
+
+    def test_recoveredHeader(self):
+        """
+        A join-listen resume says in X-Comet-Recovered whether history still
+        covered its last id: true when nothing was lost, false when events
+        after it had been dropped (a gap is never silent).
+        """
+        first = self.successResultOf(self.comet.publish("a", 1))
+        second = self.successResultOf(self.comet.publish("a", 2))
+        covered = self.client.request("GET", "poll", channel="a", last=first.id)
+        self.assertEqual(covered.header("X-Comet-Recovered"), "true")
+        self.assertEqual([e["data"] for e in covered.json()], [2])
+        for i in range(3, 6):
+            self.comet.publish("a", i)
+        lost = self.client.request("GET", "poll", channel="a", last=second.id)
+        self.assertEqual(lost.header("X-Comet-Recovered"), "false")
+        self.assertEqual([e["data"] for e in lost.json()], [4, 5])
+        fresh = self.client.request("GET", "poll", channel="a")
+        self.assertIsNone(fresh.header("X-Comet-Recovered"))

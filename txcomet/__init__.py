@@ -13,6 +13,7 @@ from ._errors import CometError
 from ._event import Event
 from ._http import CometRequest
 from ._memory import InMemoryBus
+from ._redis import RedisBus
 from ._resource import CometResource
 from ._service import Comet
 from ._session import AllowAll
@@ -29,5 +30,6 @@ __all__ = [
     "CometResource",
     "Event",
     "InMemoryBus",
+    "RedisBus",
     "__version__",
 ]

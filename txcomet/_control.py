@@ -81,6 +81,12 @@ class ControlDispatcher:
         if ref is not None and not isinstance(ref, (str, int)) or isinstance(ref, bool):
             raise CometError("invalid_request", "The 'ref' field is a string or an integer.")
 
+        sessionId = message.get("session")
+        router = self.hub.router
+        if op != "join" and router is not None and isinstance(sessionId, str) and sessionId not in self.hub.sessions:
+            # Another node may hold the session: run the operation there.
+            return router.forwardControl(sessionId, message, context)
+
         def answer(result: dict) -> dict:
             reply: Dict[str, Any] = {"ok": True, "op": op}
             if ref is not None:

@@ -261,6 +261,12 @@ class DataChannelResource(JSONResource):
         params = DataChannelParams.fromRequest(request, self.config.maxSubscriptions, self.parameters)
         self.checkRequest(request, params)
         if params.session is not None:
+            if params.session not in self.hub.sessions and self.hub.router is not None:
+                # Another node may hold it: move it here first.
+                d = self.hub.findSession(params.session)
+                d.addCallback(self._listenMoved, request, params)
+                d.addErrback(self._joinFailed, request)
+                return NOT_DONE_YET
             session = self.hub.getSession(params.session)
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
@@ -270,6 +276,14 @@ class DataChannelResource(JSONResource):
         d = self._joinListen(request, params)
         d.addErrback(self._joinFailed, request)
         return NOT_DONE_YET
+
+    def _listenMoved(self, session: Session, request: Request, params: DataChannelParams) -> None:
+        if request._disconnected:
+            return
+        channel = self.channelClass(self, request, params)
+        channel.setHeaders()
+        channel.setPosition(params.last or session.resumePoint)
+        self._listen(session, channel, params.last)
 
     def render_HEAD(self, request: Request) -> bytes:
         """
@@ -301,16 +315,23 @@ class DataChannelResource(JSONResource):
         try:
             since = params.last if params.last is not None else self.joinListenSince
             position = None
+            recovered = True
             for name in params.channels:
                 ack = yield session.subscribe(name, since)
                 if position is None:
                     position = ack["position"]
+                if ack.get("recovered") is False:
+                    recovered = False
             if request._disconnected:
                 session.close(None)
                 return
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
             channel.setPosition(position)
+            if params.last is not None:
+                # Resuming through history: say whether it was complete, so
+                # a gap is never silent.
+                request.setHeader(b"X-Comet-Recovered", b"true" if recovered else b"false")
             self._listen(session, channel, None)
         except BaseException:
             session.close(None)

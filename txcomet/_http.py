@@ -74,7 +74,7 @@ def applyCORS(request: Request, config: CometConfig, preflight: bool = False) ->
         return
     request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
     request.setHeader(
-        b"Access-Control-Expose-Headers", b"X-Comet-Position, X-Comet-Session"
+        b"Access-Control-Expose-Headers", b"X-Comet-Position, X-Comet-Session, X-Comet-Recovered"
     )
     if preflight:
         request.setHeader(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS")

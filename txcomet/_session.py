@@ -22,7 +22,7 @@ import secrets
 from itertools import islice
 from typing import Any, Dict, Iterable, List, Optional
 
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -32,7 +32,7 @@ from ._errors import CometError
 from ._event import Event, encodeJSON, formatId, parsePosition
 from ._fastpath import Turn
 from ._memory import InMemoryBus
-from .interfaces import IAuthorizer, IDataChannel, IEventBus, ISubscriber
+from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter, ISubscriber
 
 JOINED = "joined"
 LISTENING = "listening"
@@ -77,7 +77,7 @@ class AllowAll:
         return True
 
 
-@implementer(ISubscriber)
+@implementer(IGapListener)
 class Session:
     """
     One client of the hub; see the module docstring.
@@ -251,6 +251,15 @@ class Session:
         else:
             self._checkLimits()
 
+    def gap(self) -> None:
+        """
+        The bus may have lost events on their way here, so this session's
+        stream can no longer be trusted to be complete: close it with
+        C{replay_unavailable}.  Its client joins again and resumes each
+        channel from history, which says whether anything was lost.
+        """
+        self.close("replay_unavailable")
+
     def _enqueueMany(self, events: Iterable[Event]) -> None:
         for event in events:
             self._buffer.append(event)
@@ -407,6 +416,49 @@ class Session:
             channel.closeChannel(reason, reconnect)
         self.hub._sessionClosed(self)
 
+    # moving to another node
+
+    def exportState(self) -> dict:
+        """
+        What another node needs to carry on with this session: who it is,
+        its subscriptions, and its buffer (events as their JSON envelopes,
+        with how many of them were already sent).  Events that arrive later
+        are read with L{eventsSince}.
+        """
+        return {
+            "id": self.id,
+            "client": self.clientId,
+            "user": self.user,
+            "info": self.info,
+            "presence": self.presence,
+            "subscriptions": list(self.subscriptions),
+            "events": [e.json.decode("utf-8") for e in self._buffer],
+            "sent": self._sent - self._base,
+            "end": self._base + len(self._buffer),
+        }
+
+    def eventsSince(self, end: int) -> List[str]:
+        """
+        The JSON envelopes of the events queued after absolute index C{end}
+        (an L{exportState}'s C{"end"}).
+        """
+        start = max(0, end - self._base)
+        return [e.json.decode("utf-8") for e in islice(self._buffer, start, None)]
+
+    def holdForHandover(self) -> None:
+        """
+        Another node is taking this session over: end the data channel
+        (C{replaced}: the client's new one is on the other node) and stop
+        the expiry timer; events go on queueing until L{Hub.release}.
+        """
+        self.checkOpen()
+        self._cancelExpiry()
+        channel = self._channel
+        if channel is not None:
+            self._channel = None
+            channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
+        self.state = JOINED
+
     # control operations
 
     @inlineCallbacks
@@ -437,6 +489,16 @@ class Session:
             raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
         self.checkOpen()
         ack: Dict[str, Any] = {"channel": pattern}
+        start = None
+        if since is None and new and not isPattern(pattern):
+            # Where the subscription starts, read before subscribing, and
+            # caught up from history: on a networked bus events can arrive
+            # between the subscription taking effect and a position read
+            # after it, and a client resuming from that later position
+            # would miss them if it lost them in flight.
+            start = yield hub.bus.position()
+            self.checkOpen()
+            since = start
         if since is None:
             self.subscriptions[pattern] = None
             if new:
@@ -464,8 +526,11 @@ class Session:
             replay.extend(e for e in held if e.id not in have)
             if replay:
                 self._enqueueMany(replay)
-            ack["position"] = history.position
-            ack["recovered"] = history.covered
+            if start is None:
+                ack["position"] = history.position
+                ack["recovered"] = history.covered
+            else:
+                ack["position"] = start
         if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
             added = yield hub.bus.addMember(pattern, self.clientId, self._memberInfo())
             if added:
@@ -547,6 +612,11 @@ class Hub:
         self.authorizer = authorizer if authorizer is not None else AllowAll()
         self.sessions: Dict[str, Session] = {}
         self.turn = Turn(self.clock)
+        #: The bus as an L{ISessionRouter}, when it can reach sessions held
+        #: by other nodes sharing it (the Redis bus), else C{None}.
+        self.router: Optional[ISessionRouter] = ISessionRouter(self.bus, None)
+        if self.router is not None:
+            self.router.bindHub(self)
 
     def start(self) -> Deferred:
         """
@@ -619,6 +689,65 @@ class Hub:
             session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
         return session
 
+    def findSession(self, sessionId: object) -> Deferred:
+        """
+        The open session with id C{sessionId}, moved here if another node
+        sharing the bus holds it (see L{ISessionRouter}); a L{Deferred}
+        failing with L{CometError} C{unknown_session} when there is none.
+        """
+        if isinstance(sessionId, str) and sessionId in self.sessions:
+            return succeed(self.sessions[sessionId])
+        if self.router is None or not isinstance(sessionId, str):
+            return fail(CometError("unknown_session"))
+        d = self.router.claimSession(sessionId)
+
+        def claimed(session):
+            if session is None:
+                raise CometError("unknown_session")
+            return session
+
+        return d.addCallback(claimed)
+
+    def adoptSession(self, state: dict) -> Session:
+        """
+        Carry on here with a session another node held (L{Session.exportState}
+        there, plus what arrived until it let go): same id, client id,
+        subscriptions and buffer.  Its presence stays as it is.  The caller
+        (the router) subscribes it on the bus.
+        """
+        session = Session(self, user=state["user"], info=state["info"], presence=state["presence"])
+        session.id = state["id"]
+        session.clientId = state["client"]
+        for pattern in state["subscriptions"]:
+            session.subscriptions[pattern] = None
+        events = [_eventFromJSON(text) for text in state["events"]]
+        session._buffer.extend(events)
+        session._sent = min(state["sent"], len(events))
+        session._pendingBytes = sum(len(e.json) for e in events[session._sent :])
+        self.sessions[session.id] = session
+        session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
+        return session
+
+    def release(self, session: Session) -> None:
+        """
+        Forget C{session} without closing it for its client: another node
+        carries on with it.  No leave is announced and its presence stays.
+        """
+        if session.state == CLOSED:
+            return
+        session._cancelExpiry()
+        channel, session._channel = session._channel, None
+        if channel is not None:
+            channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
+        session.state = CLOSED
+        session.closeReason = "moved"
+        session._buffer.clear()
+        self.sessions.pop(session.id, None)
+        session.subscriptions.clear()
+        maybeDeferred(self.bus.unsubscribeAll, session).addErrback(
+            lambda f: self.log.failure("Unsubscribing {session!r} failed", f, session=session)
+        )
+
     def getSession(self, sessionId: object) -> Session:
         """
         The open session with id C{sessionId}, or L{CometError}
@@ -641,6 +770,8 @@ class Hub:
 
     def _sessionClosed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        if self.router is not None:
+            self.router.sessionClosed(session)
         patterns = list(session.subscriptions)
         session.subscriptions.clear()
         d = maybeDeferred(self.bus.unsubscribeAll, session)
@@ -657,3 +788,16 @@ class Hub:
         removed = yield self.bus.removeMember(channel, session.clientId)
         if removed:
             yield self.bus.publish(channel, session.member(), kind="leave", store=False)
+
+
+def _eventFromJSON(text: str) -> Event:
+    """
+    An event from its JSON envelope (as L{Session.exportState} gives it).
+    """
+    import json
+
+    envelope = json.loads(text)
+    epoch, offset = parsePosition(envelope["id"])
+    event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
+    event._json = text.encode("utf-8")
+    return event

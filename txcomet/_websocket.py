@@ -365,7 +365,19 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             session = hub.sessions.get(params.session)
             if session is not None:
                 return subprotocol, {"X-Comet-Position": params.last or session.resumePoint}
+            if hub.router is not None:
+                # Another node sharing the bus may hold it: move it here.
+                return self._claim(params, subprotocol)
         return subprotocol
+
+    @inlineCallbacks
+    def _claim(self, params: DataChannelParams, subprotocol: Optional[str]):
+        try:
+            session = yield self.factory.hub.findSession(params.session)
+        except Exception:
+            self._error = asCometError(Failure(), "moving a session to this node")
+            return subprotocol
+        return subprotocol, {"X-Comet-Position": params.last or session.resumePoint}
 
     @inlineCallbacks
     def _joinListen(self, params: DataChannelParams, subprotocol: Optional[str]):

@@ -772,12 +772,13 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
     """
     The command line of worker C{index}: this server's options, listening
     on the ports worker 0 resolved, joined to the hub at C{hubPath}.  (The
-    publisher secret goes in the environment, not on a command line.)
+    publisher secret and a Redis URL go in the environment, not on a
+    command line.)
     """
     argv = [sys.executable, "-m", "twisted", "txcomet"]
     for listen in listens:
         argv += ["--listen", listen]
-    skip = {"publisher-secret", "worker-hub", "worker-index"}
+    skip = {"publisher-secret", "redis", "worker-hub", "worker-index"}
     for parameter in options.optParameters:
         name = parameter[0]
         if name not in skip and options[name] is not None:

@@ -21,6 +21,8 @@ from zope.interface import Attribute, Interface
 __all__ = [
     "IEvent",
     "ISubscriber",
+    "IGapListener",
+    "ISessionRouter",
     "IEventBus",
     "IHistory",
     "IPresence",
@@ -74,6 +76,23 @@ class ISubscriber(Interface):
         per channel.  An exception raised here makes the bus log it and drop
         this subscriber from all its subscriptions; delivery to other
         subscribers goes on.
+        """
+
+
+class IGapListener(ISubscriber):
+    """
+    A subscriber that can be told it may have missed events: a networked
+    bus that lost its backend for a while cannot prove it delivered
+    everything published meanwhile.  (A subscriber without this interface
+    is not told; the bus logs the gap.)
+    """
+
+    def gap() -> None:
+        """
+        Events may have been lost on their way to this subscriber.  The
+        bus's history says which positions are still covered; a subscriber
+        that tracks positions resumes from there instead of carrying on as
+        if its stream were complete.
         """
 
 
@@ -148,6 +167,42 @@ class IEventBus(Interface):
         """
         The bus's current position as a wire id: the id of the newest event
         published on any channel (C{"<epoch>-0"} before the first).
+        """
+
+
+class ISessionRouter(Interface):
+    """
+    What a bus shared by several nodes offers so that no load balancer
+    needs sticky sessions: a control request for a session another node
+    holds runs there, and a data channel that lands on another node moves
+    the session to it.  The hub finds it on its bus with
+    C{ISessionRouter(bus, None)}.
+    """
+
+    def bindHub(hub: Any) -> None:
+        """
+        The hub whose sessions this node holds (called once, by the hub).
+        """
+
+    def sessionClosed(session: Any) -> None:
+        """
+        C{session} closed here.
+        """
+
+    def claimSession(sessionId: str) -> "Deferred[Optional[Any]]":
+        """
+        Move the session C{sessionId} here from the node holding it (with
+        C{hub.adoptSession}, subscribed on this node's bus, having missed
+        nothing): fire with the session once that node has let it go, or
+        with C{None} when no node holds it.  Fails with
+        L{txcomet.CometError} C{unavailable} when that cannot be done now.
+        """
+
+    def forwardControl(sessionId: str, message: dict, context: dict) -> "Deferred[dict]":
+        """
+        Run the control operation C{message} on the node holding session
+        C{sessionId}; fire with its answer, or fail with its
+        L{txcomet.CometError} (C{unknown_session} when no node holds it).
         """
 
 

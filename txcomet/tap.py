@@ -11,6 +11,8 @@ import sys
 import tempfile
 from typing import Any, List
 
+from twisted.internet.defer import Deferred, maybeDeferred
+
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.python import usage
@@ -69,6 +71,10 @@ class Options(usage.Options):
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
          "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
         ["static", None, None, "A directory to serve at / instead of the demo page."],
+        ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
+         "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
+         "the query may set prefix=, history_age= (seconds, default 3600) and presence_ttl= "
+         "(seconds, default 30). Default: $TXCOMET_REDIS; unset: an in-memory bus."],
         ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
          "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
@@ -132,6 +138,16 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
+        if self["redis"] is None:
+            self["redis"] = os.environ.get("TXCOMET_REDIS") or None
+        self["bus"] = None
+        if self["redis"] is not None:
+            from ._redis import RedisBus
+
+            try:
+                self["bus"] = RedisBus.fromURL(self["redis"], historyLength=self["history"])
+            except ValueError as e:
+                raise usage.UsageError("--redis: %s" % (e,))
         for endpoint in self["listen"]:
             try:
                 strports.service(endpoint, Site(Resource()))
@@ -147,11 +163,81 @@ class Options(usage.Options):
                     )
 
 
+class _NodeComet(Comet):
+    """
+    The stand-alone server's L{Comet}: a bus that cannot start (Redis gone
+    between the check in L{makeService} and the start) stops the server
+    with a clear message instead of leaving it half alive.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Comet.__init__(self, *args, **kwargs)
+        self.ready: Any = None
+
+    def startService(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        self.ready = Deferred()
+        d = Comet.startService(self)
+
+        def started(result: Any) -> Any:
+            self.ready.callback(None)
+            return result
+
+        def failed(failure: Any) -> None:
+            from twisted.internet import reactor
+            from twisted.logger import Logger
+
+            Logger().critical("txcomet cannot start: {why}", why=failure.getErrorMessage())
+            reactor.stop()
+
+        return d.addCallbacks(started, failed)
+
+
+class _ListenWhenReady(MultiService):
+    """
+    Starts its children (the listening ports) once the comet service's bus
+    is ready, so a node takes no request before it is connected to the
+    other nodes.
+    """
+
+    def __init__(self, comet: _NodeComet) -> None:
+        MultiService.__init__(self)
+        self.comet = comet
+
+    def startService(self) -> None:
+        from twisted.application.service import Service
+
+        Service.startService(self)
+        ready = self.comet.ready
+        if ready is not None:
+            ready.addCallback(lambda _: self.running and self._startChildren())
+
+    def _startChildren(self) -> None:
+        for child in self:
+            if not child.running:
+                child.startService()
+
+    def stopService(self) -> Any:
+        from twisted.application.service import Service
+        from twisted.internet.defer import DeferredList
+
+        Service.stopService(self)
+        return DeferredList([maybeDeferred(child.stopService) for child in reversed(list(self)) if child.running])
+
+
 def makeComet(options: Options, bus: Any = None) -> Comet:
     """
-    The L{Comet} service for C{options}.
+    The L{Comet} service for C{options}: on C{bus} if given, else on the
+    Redis bus of C{--redis} (stopping the server if it cannot start), else
+    on an in-memory bus.
     """
-    return Comet(bus=bus, config=options["config"])
+    if bus is not None:
+        return Comet(bus=bus, config=options["config"])
+    bus = options.get("bus")
+    if bus is None:
+        return Comet(config=options["config"])
+    return _NodeComet(bus=bus, config=options["config"])
 
 
 def makeRoot(options: Options, comet: Comet) -> Resource:
@@ -201,6 +287,13 @@ def makeService(options: Options) -> MultiService:
     The txcomet server: the L{Comet} service, then one listening service per
     C{--listen} endpoint, all serving one site.
     """
+    if options.get("bus") is not None:
+        from ._resp import RedisUnavailable, probe
+
+        try:
+            probe(options["bus"].address)
+        except RedisUnavailable as e:
+            raise SystemExit("txcomet: %s" % (e,))
     if options["workers"] > 1 or options["worker-hub"] is not None:
         return _makeWorkerService(options)
     service = MultiService()
@@ -211,8 +304,11 @@ def makeService(options: Options) -> MultiService:
         # The demo's chart counts every event on the bus.
         CounterService(comet.bus, root.counter).setServiceParent(service)
     site = makeSite(options, comet, root)
+    listeners = _ListenWhenReady(comet) if isinstance(comet, _NodeComet) else service
+    if listeners is not service:
+        listeners.setServiceParent(service)
     for endpoint in options["listen"]:
-        strports.service(endpoint, site).setServiceParent(service)
+        strports.service(endpoint, site).setServiceParent(listeners)
     _warnOpenPublish(options)
     return service
 
@@ -243,8 +339,9 @@ class _RemoveDirectory(Service):
 def _makeWorkerService(options: Options) -> MultiService:
     """
     One worker of a C{--workers} server: worker 0 (the process started)
-    holds the bus hub and starts the others; each listens on the same ports
-    with C{SO_REUSEPORT}.
+    holds the bus hub (with C{--redis}, every worker is a node of the Redis
+    bus instead) and starts the others; each listens on the same ports with
+    C{SO_REUSEPORT}.
     """
     from twisted.application.internet import StreamServerEndpointService
     from twisted.internet import reactor
@@ -265,18 +362,30 @@ def _makeWorkerService(options: Options) -> MultiService:
     index = options["worker-index"]
     service = MultiService()
     hubPath = options["worker-hub"]
+    redisBus = options.get("bus")
     if hubPath is None:
-        hub = BusHub(config.historyLength)
-        bus = hub.bus
         directory = tempfile.mkdtemp(prefix="txcomet-workers-")
         hubPath = os.path.join(directory, "bus.sock")
         _RemoveDirectory(directory).setServiceParent(service)
-        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
     else:
-        hub = None
         directory = os.path.dirname(hubPath)
+    if redisBus is not None:
+        # Every worker is a node of the Redis bus; no hub is needed.
+        comet = makeComet(options)
+        def after() -> Any:
+            d: Any = Deferred()
+            comet.ready.addCallback(lambda result: (d.callback(None), result)[1])
+            return d
+
+    elif options["worker-hub"] is None:
+        hub = BusHub(config.historyLength)
+        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
+        comet = makeComet(options, hub.bus)
+        after = hub.bus.whenStarted
+    else:
         bus = WorkerBus(HubClient(reactor, hubPath, onLost=reactor.stop), config.historyLength)
-    comet = makeComet(options, bus)
+        comet = makeComet(options, bus)
+        after = bus.whenStarted
     comet.hub.sessionPrefix = "%d." % (index,)
     comet.setServiceParent(service)
     root = makeRoot(options, comet)
@@ -294,14 +403,16 @@ def _makeWorkerService(options: Options) -> MultiService:
     for description in options["listen"]:
         # Listen once the bus is connected: a worker takes no request it
         # could not publish or deliver for.
-        endpoint = reusePortEndpoint(reactor, description, after=bus.whenStarted)
+        endpoint = reusePortEndpoint(reactor, description, after=after)
         endpoints.append(endpoint)
         StreamServerEndpointService(endpoint, site).setServiceParent(service)
-    if hub is not None:
+    if options["worker-hub"] is None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         if config.publisherSecret is not None:
             env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
+        if options["redis"] is not None:
+            env["TXCOMET_REDIS"] = options["redis"]
         WorkerPool(
             reactor,
             options["workers"],

@@ -1,0 +1,1376 @@
+"""
+The Redis bus: several txcomet nodes share one Redis for fan-out, history
+and presence.
+
+What lives where (C{P} is the key prefix, C{txcomet} by default):
+
+    P:epoch          the epoch: made once (SET NX); a Redis that lost its
+                     data gets a new one, so old positions read as not covered
+    P:offset         the global offset, one INCR per publish on any node
+    P:h:<channel>    the channel's history, a stream whose entry ids are the
+                     events' offsets; bounded in length (trimmed on publish)
+                     and in age (aged entries are dropped; the key expires
+                     historyAge after the channel's last publish)
+    P:t:<channel>    the offset through which the channel's events have
+                     been dropped (so "covered" is exact)
+    P:clock          checkpoints (time -> offset), at most one a second, for
+                     the offset older than historyAge: what a channel whose
+                     history expired may have lost
+    P:gap            the offset before which no position is covered, after
+                     a node published while cut off from Redis
+    P:p:<channel>, P:pe:<channel>
+                     presence: member info, and member expiry times; a
+                     node refreshes its members, so a dead node's members
+                     expire instead of staying online
+    pub/sub P:c:<channel>  the events, one PUBLISH per event from the
+                     publish script; each node subscribes once per channel
+                     or pattern that it has local subscribers for
+    pub/sub P:all    gap notices between nodes
+
+Publishing is one Lua script: check the epoch, INCR the offset, XADD and
+trim the stream, PUBLISH the encoded envelope.  Every node therefore sees
+the same id and the same order for every event, and delivers an event to
+its local subscribers when it arrives through pub/sub (also on the node
+that published it), so a channel's order is the same everywhere.
+
+Faults: with Redis unreachable at start, L{RedisBus.start} fails with
+L{RedisUnavailable} saying where and why.  Lost while running, each
+connection reconnects with exponential backoff; meanwhile a publish on this
+node reaches this node's subscribers (with an id in a local epoch, which no
+history covers) and nothing is buffered for later.  When Redis is back the
+bus works out what may have been missed and says so: positions before the
+outage are marked not covered on the channels published during it, and the
+local subscribers that may have missed events are told (L{IGapListener});
+a session then closes with C{replay_unavailable}, and its client resumes
+from history and learns whether anything was lost.
+"""
+
+import json
+import secrets
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks, maybeDeferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._channels import Pattern, isPattern, validateChannel, validatePattern
+from ._errors import CometError
+from ._event import Event, History, encodeJSON, formatId, parsePosition
+from ._resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
+from .interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
+
+__all__ = ["RedisBus", "RedisUnavailable"]
+
+#: How long a channel's newest offsets are kept after its history expired
+#: (so a position on it is still judged exactly), in milliseconds.
+_LAST_LIFETIME_MS = 24 * 3600 * 1000
+
+#: The channels a node remembers publishing on while cut off from Redis;
+#: past this many it marks every channel as having a gap.
+MAX_OUTAGE_CHANNELS = 1000
+
+_WATERMARK = """
+local function watermark(clockKey, now, maxAge, counter)
+  local first = redis.call('ZRANGEBYSCORE', clockKey, now - maxAge, '+inf', 'LIMIT', 0, 1)
+  if #first > 0 then return tonumber(first[1]) end
+  return counter
+end
+local function offsetOf(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: epoch, offset ; ARGV: a new epoch to use if there is none
+_INIT = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+"""
+
+# KEYS: epoch, offset, clock, stream, truncated, last
+# ARGV: epoch, kind, channel JSON, data JSON, store (1/0), maxlen, maxAge ms,
+#       pub/sub channel, last's lifetime ms
+_PUBLISH = _WATERMARK + """
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[1] then return {0, epoch or ''} end
+local t = now()
+local maxAge = tonumber(ARGV[7])
+local before = tonumber(redis.call('GET', KEYS[2]) or '0')
+local newest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if #newest == 0 or t - tonumber(newest[2]) >= 1000 then
+  redis.call('ZADD', KEYS[3], t, before)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (t - maxAge))
+redis.call('PEXPIRE', KEYS[3], maxAge + 1000)
+local offset = redis.call('INCR', KEYS[2])
+local envelope = '{"type":"' .. ARGV[2] .. '","channel":' .. ARGV[3] .. ',"id":"' ..
+  epoch .. '-' .. offset .. '","data":' .. ARGV[4] .. '}'
+local lastStored = redis.call('HGET', KEYS[6], 's')
+redis.call('HSET', KEYS[6], 'a', offset)
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[6], 's', offset)
+  local maxlen = tonumber(ARGV[6])
+  local truncated = tonumber(redis.call('GET', KEYS[5]) or '0')
+  local dropped = truncated
+  if maxlen == 0 then
+    dropped = offset
+  else
+    if redis.call('EXISTS', KEYS[4]) == 0 then
+      -- A new history, or one that aged away: its last event says what
+      -- was dropped; when that is forgotten too, nothing older than the
+      -- history's age is known about this channel.
+      if lastStored then
+        dropped = math.max(dropped, tonumber(lastStored))
+      else
+        dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, before))
+      end
+    end
+    redis.call('XADD', KEYS[4], offset .. '-0', 'e', envelope, 't', t)
+    local length = redis.call('XLEN', KEYS[4])
+    if length > maxlen then
+      local old = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', length - maxlen)
+      dropped = math.max(dropped, offsetOf(old[#old][1]))
+      redis.call('XTRIM', KEYS[4], 'MAXLEN', maxlen)
+    end
+    while true do
+      local head = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
+      if #head == 0 or tonumber(head[1][2][4]) >= t - maxAge then break end
+      dropped = math.max(dropped, offsetOf(head[1][1]))
+      redis.call('XDEL', KEYS[4], head[1][1])
+    end
+    redis.call('PEXPIRE', KEYS[4], maxAge)
+  end
+  if dropped > truncated then redis.call('SET', KEYS[5], dropped) end
+  if dropped > 0 then redis.call('PEXPIRE', KEYS[5], maxAge) end
+end
+redis.call('PEXPIRE', KEYS[6], ARGV[9])
+redis.call('PUBLISH', ARGV[8], envelope)
+return {1, offset}
+"""
+
+# KEYS: epoch, offset, clock, stream, truncated, last, gap
+# ARGV: since offset (-1: everything), maxAge ms, this node's channel, a
+#       sync token to publish on it ('' for none)
+_HISTORY = _WATERMARK + """
+local epoch = redis.call('GET', KEYS[1]) or ''
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local t = now()
+local maxAge = tonumber(ARGV[2])
+local since = tonumber(ARGV[1])
+local dropped = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'),
+                         tonumber(redis.call('GET', KEYS[7]) or '0'))
+local start = '-'
+if since >= 0 then start = (since + 1) .. '-0' end
+local kept = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+')) do
+  if tonumber(entry[2][4]) < t - maxAge then
+    dropped = math.max(dropped, offsetOf(entry[1]))
+  else
+    kept[#kept + 1] = entry[2][2]
+  end
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local lastStored = redis.call('HGET', KEYS[6], 's')
+  if lastStored then
+    dropped = math.max(dropped, tonumber(lastStored))
+  else
+    dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, counter))
+  end
+end
+if ARGV[4] ~= '' then
+  -- Behind every event published before this read, on this node's pub/sub
+  -- connection: when it arrives, so have they.
+  redis.call('PUBLISH', ARGV[3], '{"t":"sync","token":' .. ARGV[4] .. '}')
+end
+return {epoch, counter, dropped, kept}
+"""
+
+# KEYS: epoch, offset, gap, truncated keys...
+# ARGV: epoch, maxAge ms, all (1/0), notice channel, node id, channel names JSON
+# Marks positions before now as not covered on the given channels (or on
+# all), and tells every node.
+_GAP = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[1] then return {0, epoch or ''} end
+local g = redis.call('INCR', KEYS[2])
+local maxAge = tonumber(ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[3], g, 'PX', maxAge)
+else
+  for i = 4, #KEYS do
+    local old = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if g > old then redis.call('SET', KEYS[i], g, 'PX', maxAge) end
+  end
+end
+redis.call('PUBLISH', ARGV[4], '{"t":"gap","node":"' .. ARGV[5] .. '","epoch":"' .. epoch ..
+  '","offset":' .. g .. ',"all":' .. (ARGV[3] == '1' and 'true' or 'false') ..
+  ',"channels":' .. ARGV[6] .. '}')
+return {1, g}
+"""
+
+# KEYS: info hash, expiry zset ; ARGV: client, info JSON, ttl ms
+_ADD_MEMBER = _WATERMARK + """
+local t = now()
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+local new = (not score) or tonumber(score) <= t
+redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+-- The keys outlive their members, so a member whose node died is still
+-- there to be reaped (and its leave announced) for a while.
+redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 3 * tonumber(ARGV[3]))
+if new then return 1 else return 0 end
+"""
+
+# KEYS: info hash, expiry zset ; ARGV: client
+_REMOVE_MEMBER = _WATERMARK + """
+local t = now()
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if score and tonumber(score) > t then return 1 else return 0 end
+"""
+
+# KEYS: info hash, expiry zset
+# Returns {members (client, info)..., ghosts reaped (client, info)...}
+_MEMBERS = _WATERMARK + """
+local t = now()
+local ghosts = {}
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t)) do
+  ghosts[#ghosts + 1] = client
+  ghosts[#ghosts + 1] = redis.call('HGET', KEYS[1], client) or '{}'
+  redis.call('ZREM', KEYS[2], client)
+  redis.call('HDEL', KEYS[1], client)
+end
+local members = {}
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. t, '+inf')) do
+  members[#members + 1] = client
+  members[#members + 1] = redis.call('HGET', KEYS[1], client) or '{}'
+end
+return {members, ghosts}
+"""
+
+# KEYS: (info hash, expiry zset) per channel
+# Returns, per channel, the members reaped (client, info)...
+_REAP = _WATERMARK + """
+local t = now()
+local out = {}
+for i = 1, #KEYS, 2 do
+  local ghosts = {}
+  for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', t)) do
+    ghosts[#ghosts + 1] = client
+    ghosts[#ghosts + 1] = redis.call('HGET', KEYS[i], client) or '{}'
+    redis.call('ZREM', KEYS[i + 1], client)
+    redis.call('HDEL', KEYS[i], client)
+  end
+  out[#out + 1] = ghosts
+end
+return out
+"""
+
+# KEYS: (info hash, expiry zset) per member ; ARGV: ttl ms, then
+# (client, info JSON) per member.  Returns the indexes (1-based) of members
+# that had expired and were added again.
+_REFRESH = _WATERMARK + """
+local t = now()
+local ttl = tonumber(ARGV[1])
+local readded = {}
+for i = 1, #KEYS, 2 do
+  local n = (i + 1) / 2
+  local client = ARGV[2 * n]
+  local score = redis.call('ZSCORE', KEYS[i + 1], client)
+  if (not score) or tonumber(score) <= t then readded[#readded + 1] = n end
+  redis.call('ZADD', KEYS[i + 1], t + ttl, client)
+  redis.call('HSET', KEYS[i], client, ARGV[2 * n + 1])
+  redis.call('PEXPIRE', KEYS[i], 3 * ttl)
+  redis.call('PEXPIRE', KEYS[i + 1], 3 * ttl)
+end
+return readded
+"""
+
+# KEYS: last hashes ; returns the offset of each channel's newest event
+# (0 when unknown)
+_LASTS = """
+local out = {}
+for i = 1, #KEYS do
+  out[i] = tonumber(redis.call('HGET', KEYS[i], 'a') or '0')
+end
+return out
+"""
+
+_SCRIPTS = {
+    "lasts": _LASTS,
+    "init": _INIT,
+    "publish": _PUBLISH,
+    "history": _HISTORY,
+    "gap": _GAP,
+    "addMember": _ADD_MEMBER,
+    "removeMember": _REMOVE_MEMBER,
+    "members": _MEMBERS,
+    "refresh": _REFRESH,
+    "reap": _REAP,
+}
+
+
+def _glob(pattern: str) -> str:
+    """
+    The Redis glob that matches at least every channel C{pattern} matches
+    (C{*} in a glob also crosses C{/}; the bus filters exactly afterwards).
+    Channel names hold no other glob characters.
+    """
+    return "/".join("*" if segment in ("*", "**") else segment for segment in pattern.split("/"))
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+class _Outage:
+    """
+    What happened on this node while it could not publish through Redis:
+    the local epoch its events got ids in, and the channels published on.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(4)
+        self.offset = 0
+        self.channels: Set[str] = set()
+        self.everything = False
+
+    def published(self, channel: str) -> None:
+        if not self.everything:
+            self.channels.add(channel)
+            if len(self.channels) > MAX_OUTAGE_CHANNELS:
+                self.everything = True
+                self.channels.clear()
+
+
+@implementer(ISubscriber)
+class _Holder:
+    """
+    Holds the events of a session's channels while the session moves to
+    this node.
+    """
+
+    def __init__(self) -> None:
+        self.events: List[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+
+@implementer(IEventBus, IPresence, ISessionRouter)
+class RedisBus:
+    """
+    A bus shared by every txcomet node connected to the same Redis (and
+    key prefix); see the module docstring for what is kept where.
+
+    @param url: where Redis is: C{redis://[[user]:password@]host[:port][/db]},
+        C{rediss://...} or C{unix:///path?db=N}.
+    @param historyLength: events kept per channel (0: none).
+    @param historyAge: seconds an event stays in its channel's history.
+    @param prefix: the prefix of every key and pub/sub channel, so several
+        txcomet deployments can share one Redis.
+    @param presenceTTL: seconds a member stays listed after its node stops
+        refreshing it (the node died).
+    @param reactor: connects to Redis (the global reactor by default).
+    @param clock: runs the presence refresh timer (C{reactor} by default).
+
+    @ivar epoch: the epoch kept in Redis.
+    @ivar nodeId: this node's random name among the nodes.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        url: str,
+        historyLength: int = 100,
+        historyAge: float = 3600.0,
+        prefix: str = "txcomet",
+        presenceTTL: float = 30.0,
+        reactor: Any = None,
+        clock: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        if clock is None:
+            clock = reactor
+        if historyLength < 0:
+            raise ValueError("historyLength must be 0 or more")
+        if not historyAge > 0:
+            raise ValueError("historyAge must be more than 0 seconds")
+        if not presenceTTL > 0:
+            raise ValueError("presenceTTL must be more than 0 seconds")
+        if not prefix or not all(c.isalnum() or c in "_-.:" for c in prefix) or not prefix.isascii():
+            raise ValueError("The key prefix is letters, digits, _ - . and :, not %r" % (prefix,))
+        self.address = url if isinstance(url, RedisAddress) else RedisAddress(url)
+        self.reactor = reactor
+        self.clock = clock
+        self.historyLength = historyLength
+        self.historyAge = historyAge
+        self.prefix = prefix
+        self.presenceTTL = presenceTTL
+        self.nodeId = secrets.token_hex(6)
+        self.epoch = ""
+        self._ageMs = int(historyAge * 1000)
+        self._ttlMs = max(1, int(presenceTTL * 1000))
+        self._started = False
+        self._stopped = False
+        # channel -> {subscriber: None}; pattern -> (compiled, {subscriber: None});
+        # subscriber -> {pattern: None}
+        self._exact: Dict[str, Dict[ISubscriber, None]] = {}
+        self._patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
+        self._bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
+        # Redis pub/sub names -> Deferred of a SUBSCRIBE in flight, or None
+        # once in place.
+        self._subscribed: Dict[bytes, Optional[Deferred]] = {}
+        # The newest event received through pub/sub, in self.epoch.
+        self._seen = 0
+        # Set while pub/sub is down: the offset seen when it went.
+        self._pubsubLostAt: Optional[int] = None
+        self._outage: Optional[_Outage] = None
+        self._resyncing: Optional[Deferred] = None
+        self._resyncAgain = False
+        # (channel, client) -> info JSON: the members this node keeps alive.
+        self._members: Dict[Tuple[str, str], bytes] = {}
+        self._refreshCall: Any = None
+        self._shas: Dict[str, bytes] = {}
+        # Pub/sub ignores the database number, so the names carry it.
+        self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
+        self._noticeChannel = ("%s:%d:all" % (prefix, self.address.db)).encode("ascii")
+        self._nodeChannel = self._nodeChannelOf(self.nodeId)
+        # Routing sessions between nodes.
+        self.requestTimeout = 5.0
+        self._hub: Any = None
+        self._dispatcher: Any = None
+        self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any]] = {}
+        # History reads waiting for their sync token: token -> Deferred.
+        self._syncs: Dict[int, Deferred] = {}
+        self._syncCount = 0
+        self._requestCount = 0
+        # session id -> (session, end of its exported buffer, abort timer)
+        self._handingOver: Dict[str, Tuple[Any, int, Any]] = {}
+        self.commands = RedisConnection(
+            self.address, reactor, "command", onReady=self._commandsReady, onLost=self._commandsLost
+        )
+        self.pubsub = RedisConnection(
+            self.address, reactor, "pub/sub", onReady=self._pubsubReady, onLost=self._pubsubLost,
+            onMessage=self._message,
+        )
+
+    @classmethod
+    def fromURL(cls, url: str, historyLength: int = 100, reactor: Any = None) -> "RedisBus":
+        """
+        A bus for C{url}, whose query may set C{prefix}, C{history_age}
+        (seconds) and C{presence_ttl} (seconds):
+        C{redis://host:6379/0?prefix=myapp&history_age=600}.
+        """
+        address = RedisAddress(url)
+        options = dict(address.options)
+        kwargs: Dict[str, Any] = {}
+        try:
+            if "prefix" in options:
+                kwargs["prefix"] = options.pop("prefix")
+            if "history_age" in options:
+                kwargs["historyAge"] = float(options.pop("history_age"))
+            if "presence_ttl" in options:
+                kwargs["presenceTTL"] = float(options.pop("presence_ttl"))
+        except ValueError as e:
+            raise ValueError("%s: %s" % (url, e))
+        if options:
+            raise ValueError(
+                "%s: unknown option(s) %s; the options are db, prefix, history_age, presence_ttl"
+                % (url, ", ".join(sorted(options)))
+            )
+        return cls(address, historyLength=historyLength, reactor=reactor, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<RedisBus %s prefix=%r node=%s>" % (self.address, self.prefix, self.nodeId)
+
+    # keys
+
+    def _key(self, kind: str, channel: str = "") -> bytes:
+        return ("%s:%s%s" % (self.prefix, kind, (":" + channel) if channel else "")).encode("utf-8")
+
+    def _historyKeys(self, channel: str) -> List[bytes]:
+        return [self._key("epoch"), self._key("offset"), self._key("clock"),
+                self._key("h", channel), self._key("t", channel), self._key("l", channel)]
+
+    # lifecycle
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Connect to Redis (both connections) and learn the epoch.  Fails
+        with L{RedisUnavailable} saying where Redis was looked for and why
+        it could not be used.
+        """
+        try:
+            yield self.commands.start()
+            yield self.pubsub.start()
+        except BaseException:
+            yield self._stopConnections()
+            raise
+        self._started = True
+        self._schedulePresenceRefresh()
+
+    @inlineCallbacks
+    def stop(self):
+        """
+        Stop refreshing presence and close both connections.
+        """
+        self._stopped = True
+        if self._refreshCall is not None and self._refreshCall.active():
+            self._refreshCall.cancel()
+        self._refreshCall = None
+        for rid in list(self._requests):
+            done, answers, expected, timer = self._requests.pop(rid)
+            if timer.active():
+                timer.cancel()
+            done.callback((answers, False))
+        for sessionId in list(self._handingOver):
+            timer = self._handingOver.pop(sessionId)[2]
+            if timer.active():
+                timer.cancel()
+        # Let what is in flight finish (leaves announced as the hub closed
+        # its sessions), for a moment.
+        yield self.commands.drain(2.0)
+        yield self._stopConnections()
+
+    def _stopConnections(self) -> Deferred:
+        return DeferredList([self.commands.stop(), self.pubsub.stop()], consumeErrors=True)
+
+    @inlineCallbacks
+    def _commandsReady(self, protocol):
+        for name, body in _SCRIPTS.items():
+            self._shas[name] = yield protocol.execute(b"SCRIPT", b"LOAD", body)
+        epoch, counter = yield protocol.execute(
+            b"EVALSHA", self._shas["init"], 2, self._key("epoch"), self._key("offset"),
+            secrets.token_hex(4),
+        )
+        epoch = epoch.decode("ascii")
+        if not self.epoch:
+            # The first connection: this node starts at the bus's present.
+            self.epoch = epoch
+            self._seen = int(counter)
+        self._scheduleResync()
+
+    def _commandsLost(self) -> None:
+        pass
+
+    @inlineCallbacks
+    def _pubsubReady(self, protocol):
+        names = list(self._subscribed)
+        self._subscribed = dict.fromkeys(names)
+        confirmations = [protocol.execute(self._subscribeCommand(name), name) for name in names]
+        confirmations.append(protocol.execute(b"SUBSCRIBE", self._noticeChannel))
+        confirmations.append(protocol.execute(b"SUBSCRIBE", self._nodeChannel))
+        yield DeferredList(confirmations, fireOnOneErrback=True, consumeErrors=True)
+        self._scheduleResync()
+
+    def _pubsubLost(self) -> None:
+        if self._pubsubLostAt is None:
+            self._pubsubLostAt = self._seen
+        self._releaseSyncs()
+        # Subscriptions waiting for a confirmation will be made again on
+        # the next connection, and the resync then covers the gap.
+        for name, pending in list(self._subscribed.items()):
+            self._subscribed[name] = None
+            if pending is not None and not pending.called:
+                pending.callback(None)
+
+    @staticmethod
+    def _subscribeCommand(name: bytes) -> bytes:
+        return b"PSUBSCRIBE" if b"*" in name else b"SUBSCRIBE"
+
+    # running scripts
+
+    def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Deferred:
+        """
+        Run one of the bus's Lua scripts on the command connection.
+        """
+        d = self.commands.execute(b"EVALSHA", self._shas[name], len(keys), *keys, *args)
+
+        def noScript(failure):
+            failure.trap(RedisError)
+            if not str(failure.value).startswith("NOSCRIPT"):
+                return failure
+            return self.commands.execute(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args)
+
+        return d.addErrback(noScript)
+
+    # publishing
+
+    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        validateChannel(channel)
+        if kind not in ("event", "join", "leave"):
+            raise ValueError("kind is event, join or leave, not %r" % (kind,))
+        dataJSON = encodeJSON(data)
+        if not self.commands.ready:
+            return succeed(self._publishLocally(channel, data, kind))
+        return self._publishThroughRedis(channel, data, dataJSON, kind, store, retry=True)
+
+    def _publishThroughRedis(self, channel, data, dataJSON, kind, store, retry) -> Deferred:
+        d = self._script(
+            "publish",
+            self._historyKeys(channel),
+            [self.epoch, kind, encodeJSON(channel), dataJSON, b"1" if store else b"0",
+             self.historyLength, self._ageMs, self._eventPrefix + channel.encode("utf-8"),
+             self._ageMs + _LAST_LIFETIME_MS],
+        )
+
+        def published(result):
+            ok, value = result
+            if not ok:
+                # Redis has another epoch (or none: it lost its data).
+                return self._epochMismatch(value).addCallback(
+                    lambda _: self._publishThroughRedis(channel, data, dataJSON, kind, store, False)
+                    if retry else _raise(CometError("unavailable", "The bus's epoch keeps changing."))
+                )
+            event = Event(channel, data, self.epoch, int(value), kind)
+            if not self.pubsub.ready and event.offset > self._seen:
+                # Pub/sub is down, so the echo will not come: deliver here.
+                self._fanOut(event)
+            return event
+
+        def lost(failure):
+            failure.trap(RedisUnavailable)
+            raise CometError(
+                "unavailable",
+                "The connection to Redis was lost during the publish; it may or may not have been published.",
+            )
+
+        return d.addCallbacks(published, lost)
+
+    def _publishLocally(self, channel: str, data: Any, kind: str) -> Event:
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage()
+            self.log.warn(
+                "Redis is unreachable: publishing to this node's subscribers only, "
+                "in local epoch {epoch}", epoch=outage.epoch,
+            )
+        outage.offset += 1
+        outage.published(channel)
+        event = Event(channel, data, outage.epoch, outage.offset, kind)
+        self._fanOut(event)
+        return event
+
+    # receiving
+
+    def _message(self, pattern: Optional[bytes], channel: bytes, payload: bytes) -> None:
+        if channel.startswith(self._eventPrefix):
+            self._eventMessage(payload)
+        elif channel == self._noticeChannel or channel == self._nodeChannel:
+            message = json.loads(payload)
+            kind = message.get("t")
+            if kind == "sync":
+                self._releaseSyncs(message.get("token"))
+            elif kind == "gap":
+                self._noticeMessage(message)
+            elif kind == "reply":
+                self._replyReceived(message)
+            elif kind in ("claim", "take", "control"):
+                self._requestReceived(kind, message)
+
+    def _eventMessage(self, payload: bytes) -> None:
+        envelope = json.loads(payload)
+        epoch, offset = parsePosition(envelope["id"])
+        if epoch != self.epoch:
+            self._epochChanged(epoch)
+        elif offset <= self._seen:
+            # Already delivered: the same event through a channel and a
+            # pattern subscription, or delivered at publish while pub/sub
+            # was down.
+            return
+        self._seen = offset
+        event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
+        event._json = payload
+        self._fanOut(event)
+
+    def _noticeMessage(self, notice: dict) -> None:
+        if notice.get("node") == self.nodeId:
+            return
+        self.log.warn(
+            "Node {node} published while cut off from Redis; reporting a gap to this node's "
+            "subscribers of {what}",
+            node=notice.get("node"),
+            what="every channel" if notice.get("all") else ", ".join(notice.get("channels", [])),
+        )
+        self._reportGap(None if notice.get("all") else notice.get("channels", []))
+
+    # fan-out
+
+    def _fanOut(self, event: Event) -> None:
+        exact = self._exact.get(event.channel)
+        if not self._patterns:
+            if exact:
+                self._deliverAll(event, list(exact))
+            return
+        targets: Dict[ISubscriber, None] = dict(exact) if exact else {}
+        for compiled, subscribers in self._patterns.values():
+            if compiled.matches(event.channel):
+                targets.update(subscribers)
+        if targets:
+            self._deliverAll(event, list(targets))
+
+    def _deliverAll(self, event: Event, subscribers: List[ISubscriber]) -> None:
+        for subscriber in subscribers:
+            try:
+                subscriber.deliver(event)
+            except Exception:
+                self.log.failure(
+                    "Subscriber {subscriber!r} raised on {event!r}; it is unsubscribed",
+                    subscriber=subscriber,
+                    event=event,
+                )
+                self._removeSubscriber(subscriber)
+
+    def _subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:
+        """
+        The local subscribers to any of C{channels} (directly or through a
+        pattern), or every local subscriber for C{None}.
+        """
+        if channels is None:
+            return list(self._bySubscriber)
+        found: Dict[ISubscriber, None] = {}
+        for channel in channels:
+            found.update(self._exact.get(channel, {}))
+            for compiled, subscribers in self._patterns.values():
+                if compiled.matches(channel):
+                    found.update(subscribers)
+        return list(found)
+
+    # subscribing
+
+    def subscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
+        validatePattern(pattern)
+        if isPattern(pattern):
+            entry = self._patterns.get(pattern)
+            if entry is None:
+                entry = self._patterns[pattern] = (Pattern(pattern), {})
+            entry[1][subscriber] = None
+            name = self._eventPrefix + _glob(pattern).encode("utf-8")
+        else:
+            self._exact.setdefault(pattern, {})[subscriber] = None
+            name = self._eventPrefix + pattern.encode("utf-8")
+        self._bySubscriber.setdefault(subscriber, {})[pattern] = None
+        return self._redisSubscribe(name)
+
+    def _redisSubscribe(self, name: bytes) -> Deferred:
+        if name in self._subscribed:
+            pending = self._subscribed[name]
+            if pending is None:
+                return succeed(None)
+            waiter: Deferred = Deferred()
+            pending.addBoth(lambda result: (waiter.callback(None), result)[1])
+            return waiter
+        protocol = self.pubsub.protocol
+        if protocol is None:
+            # Subscribed when pub/sub is back; the resync reports what was
+            # missed meanwhile.
+            self._subscribed[name] = None
+            return succeed(None)
+        pending = protocol.execute(self._subscribeCommand(name), name)
+        self._subscribed[name] = pending
+
+        def done(result):
+            if self._subscribed.get(name) is pending:
+                self._subscribed[name] = None
+            return None
+
+        pending.addErrback(lambda failure: failure.trap(RedisUnavailable))
+        pending.addBoth(done)
+        waiter = Deferred()
+        pending.addBoth(lambda result: (waiter.callback(None), result)[1])
+        return waiter
+
+    def _redisUnsubscribe(self, pattern: str) -> None:
+        if isPattern(pattern):
+            name = self._eventPrefix + _glob(pattern).encode("utf-8")
+            command = b"PUNSUBSCRIBE"
+            # Another pattern may share the glob (a/*/c and a/**/c do not,
+            # but a/* and a/** do).
+            if any(_glob(p) == _glob(pattern) for p in self._patterns):
+                return
+        else:
+            name = self._eventPrefix + pattern.encode("utf-8")
+            command = b"UNSUBSCRIBE"
+        if self._subscribed.pop(name, False) is False:
+            return
+        protocol = self.pubsub.protocol
+        if protocol is not None:
+            protocol.execute(command, name).addErrback(lambda f: f.trap(RedisUnavailable))
+
+    def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
+        self._drop(pattern, subscriber)
+        patterns = self._bySubscriber.get(subscriber)
+        if patterns is not None:
+            patterns.pop(pattern, None)
+            if not patterns:
+                del self._bySubscriber[subscriber]
+        return succeed(None)
+
+    def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
+        self._removeSubscriber(subscriber)
+        return succeed(None)
+
+    def _removeSubscriber(self, subscriber: ISubscriber) -> None:
+        for pattern in self._bySubscriber.pop(subscriber, ()):
+            self._drop(pattern, subscriber)
+
+    def _drop(self, pattern: str, subscriber: ISubscriber) -> None:
+        if "*" in pattern:
+            entry = self._patterns.get(pattern)
+            if entry is not None:
+                entry[1].pop(subscriber, None)
+                if not entry[1]:
+                    del self._patterns[pattern]
+                    self._redisUnsubscribe(pattern)
+        else:
+            subscribers = self._exact.get(pattern)
+            if subscribers is not None:
+                subscribers.pop(subscriber, None)
+                if not subscribers:
+                    del self._exact[pattern]
+                    self._redisUnsubscribe(pattern)
+
+    def subscriberCount(self, channel: str) -> int:
+        """
+        How many local subscribers an event on C{channel} would reach now.
+        """
+        return len(self._subscribersOf([channel]))
+
+    # history
+
+    def _localPosition(self) -> str:
+        outage = self._outage
+        if outage is not None and outage.offset:
+            return formatId(outage.epoch, outage.offset)
+        return formatId(self.epoch, self._seen)
+
+    @inlineCallbacks
+    def position(self):
+        if not self.commands.ready:
+            return self._localPosition()
+        try:
+            epoch, counter = yield self.commands.execute(b"MGET", self._key("epoch"), self._key("offset"))
+        except RedisUnavailable:
+            return self._localPosition()
+        epoch = (epoch or b"").decode("ascii")
+        if epoch != self.epoch:
+            yield self._epochMismatch(epoch)
+            return (yield self.position())
+        return formatId(epoch, int(counter or 0))
+
+    @inlineCallbacks
+    def history(self, channel: str, since: Optional[str]):
+        validateChannel(channel)
+        position = parsePosition(since) if since is not None else None
+        if not self.commands.ready:
+            return History([], False, self._localPosition())
+        sinceOffset = -1
+        if position is not None and position[0] == self.epoch:
+            sinceOffset = position[1]
+        token = self._syncWaiter()
+        try:
+            epoch, counter, dropped, kept = yield self._script(
+                "history",
+                self._historyKeys(channel) + [self._key("gap")],
+                [sinceOffset, self._ageMs, self._nodeChannel, token[0]],
+            )
+            # The events read from the stream may still be on their way
+            # through pub/sub (another socket): wait for them to arrive
+            # before answering, so a subscriber that resumes from this
+            # history and holds what arrives meanwhile gets each once.
+            yield token[1]
+        except RedisUnavailable:
+            self._syncs.pop(int(token[0] or 0), None)
+            return History([], False, self._localPosition())
+        epoch = epoch.decode("ascii")
+        if epoch != self.epoch:
+            yield self._epochMismatch(epoch)
+            return History([], False, formatId(self.epoch, 0))
+        events = [self._eventFromEnvelope(payload) for payload in kept]
+        if position is None:
+            covered = dropped == 0
+        else:
+            covered = position[0] == epoch and position[1] >= dropped
+        return History(events, covered, formatId(epoch, counter))
+
+    def _syncWaiter(self) -> Tuple[bytes, Deferred]:
+        """
+        A sync token and a L{Deferred} that fires when it comes back
+        through pub/sub (at once, with no token, when pub/sub is down, and
+        when it goes down meanwhile).
+        """
+        if not self.pubsub.ready:
+            return b"", succeed(None)
+        self._syncCount += 1
+        d: Deferred = Deferred()
+        self._syncs[self._syncCount] = d
+        return str(self._syncCount).encode("ascii"), d
+
+    def _releaseSyncs(self, upTo: Optional[int] = None) -> None:
+        for token in sorted(self._syncs):
+            if upTo is not None and token > upTo:
+                break
+            self._syncs.pop(token).callback(None)
+
+    @staticmethod
+    def _eventFromEnvelope(payload: bytes) -> Event:
+        envelope = json.loads(payload)
+        epoch, offset = parsePosition(envelope["id"])
+        event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
+        event._json = payload
+        return event
+
+    # keeping in step with Redis
+
+    def _epochMismatch(self, epoch: str) -> Deferred:
+        """
+        Redis answered with another epoch than ours, or none: adopt it,
+        making one if Redis has none (it lost its data).
+        """
+        if epoch:
+            self._epochChanged(epoch)
+            return succeed(None)
+        d = self._script("init", [self._key("epoch"), self._key("offset")], [secrets.token_hex(4)])
+
+        def adopted(result):
+            self._epochChanged(result[0].decode("ascii"))
+
+        return d.addCallback(adopted)
+
+    def _epochChanged(self, epoch: str) -> None:
+        if epoch == self.epoch:
+            return
+        self.log.warn(
+            "The bus epoch changed from {old} to {new} (Redis lost its data, or is another one): "
+            "positions from before are not covered, and every local subscriber is told of the gap",
+            old=self.epoch, new=epoch,
+        )
+        self.epoch = epoch
+        self._seen = 0
+        self._pubsubLostAt = None
+        self._reportGap(None)
+
+    def _scheduleResync(self) -> None:
+        if self._resyncing is not None:
+            self._resyncAgain = True
+            return
+        self._resyncing = self._resync()
+
+        def done(result):
+            self._resyncing = None
+            if self._resyncAgain:
+                self._resyncAgain = False
+                self._scheduleResync()
+
+        self._resyncing.addErrback(
+            lambda f: None if f.check(RedisUnavailable) else self.log.failure("Resynchronising with Redis failed", f)
+        )
+        self._resyncing.addBoth(done)
+
+    @inlineCallbacks
+    def _resync(self):
+        """
+        Both connections are (again) ready: find out what may have been
+        missed while they were not, and report it.
+        """
+        if not (self.commands.ready and self.pubsub.ready):
+            return
+        epoch, counter = yield self._script(
+            "init", [self._key("epoch"), self._key("offset")], [secrets.token_hex(4)]
+        )
+        epoch = epoch.decode("ascii")
+        counter = int(counter)
+        if epoch != self.epoch:
+            self._epochChanged(epoch)
+        elif self._pubsubLostAt is not None:
+            lostAt, self._pubsubLostAt = self._pubsubLostAt, None
+            if counter > lostAt:
+                missed = yield self._channelsPublishedAfter(lostAt)
+                if missed is None or missed:
+                    self.log.warn(
+                        "Events were published on {what} while this node's pub/sub connection "
+                        "was down; reporting a gap to their local subscribers",
+                        what="channels this node listens to" if missed is None else ", ".join(sorted(missed)),
+                    )
+                    self._reportGap(missed)
+        outage, self._outage = self._outage, None
+        if outage is not None and outage.offset:
+            channels = sorted(outage.channels)
+            keys = [self._key("epoch"), self._key("offset"), self._key("gap")]
+            if not outage.everything:
+                keys += [self._key("t", c) for c in channels]
+            result = yield self._script(
+                "gap", keys,
+                [self.epoch, self._ageMs, b"1" if outage.everything else b"0",
+                 self._noticeChannel, self.nodeId, encodeJSON(channels)],
+            )
+            self.log.warn(
+                "Redis is back: {count} event(s) published here during the outage reached "
+                "only this node; positions before {gap} are marked not covered on {what}",
+                count=outage.offset, gap=int(result[1]),
+                what="every channel" if outage.everything else ", ".join(channels),
+            )
+
+    @inlineCallbacks
+    def _channelsPublishedAfter(self, offset: int):
+        """
+        The channels with local subscribers (through patterns too) that had
+        an event after C{offset}; C{None} when that cannot be told.
+        """
+        candidates = set(self._exact)
+        if self._patterns:
+            globs = {_glob(p) for p in self._patterns}
+            prefix = self._key("l") + b":"
+            for glob in globs:
+                cursor = b"0"
+                scanned = 0
+                while True:
+                    cursor, keys = yield self.commands.execute(
+                        b"SCAN", cursor, b"MATCH", prefix + glob.encode("utf-8"), b"COUNT", 1000
+                    )
+                    for key in keys:
+                        channel = key[len(prefix):].decode("utf-8")
+                        if any(compiled.matches(channel) for compiled, _ in self._patterns.values()):
+                            candidates.add(channel)
+                    scanned += 1000
+                    if cursor == b"0":
+                        break
+                    if scanned > 1000000:
+                        return None
+        channels = sorted(candidates)
+        missed = []
+        for start in range(0, len(channels), 500):
+            batch = channels[start : start + 500]
+            lasts = yield self._script("lasts", [self._key("l", c) for c in batch], [])
+            missed.extend(c for c, last in zip(batch, lasts) if last > offset)
+        return missed
+
+    def _reportGap(self, channels: Optional[Iterable[str]]) -> None:
+        """
+        Tell the local subscribers of C{channels} (all, for C{None}) that
+        events may have been lost on their way to them.
+        """
+        for subscriber in self._subscribersOf(channels):
+            listener = IGapListener(subscriber, None)
+            if listener is None:
+                self.log.warn("{subscriber!r} may have missed events and cannot be told", subscriber=subscriber)
+                continue
+            try:
+                listener.gap()
+            except Exception:
+                self.log.failure("Telling {subscriber!r} of a gap failed", subscriber=subscriber)
+
+    # presence
+
+    def _presenceKeys(self, channel: str) -> List[bytes]:
+        return [self._key("p", channel), self._key("pe", channel)]
+
+    @inlineCallbacks
+    def addMember(self, channel: str, clientId: str, info: dict):
+        validateChannel(channel)
+        encoded = encodeJSON(info)
+        self._members[(channel, clientId)] = encoded
+        added = yield self._presenceScript("addMember", self._presenceKeys(channel), [clientId, encoded, self._ttlMs])
+        return bool(added)
+
+    @inlineCallbacks
+    def removeMember(self, channel: str, clientId: str):
+        validateChannel(channel)
+        self._members.pop((channel, clientId), None)
+        try:
+            removed = yield self._script("removeMember", self._presenceKeys(channel), [clientId])
+        except RedisUnavailable:
+            # No longer vouched for, the member expires within presenceTTL,
+            # and its leave is announced when it is reaped.
+            return False
+        return bool(removed)
+
+    @inlineCallbacks
+    def members(self, channel: str):
+        validateChannel(channel)
+        members, ghosts = yield self._presenceScript("members", self._presenceKeys(channel), [])
+        self._announceGhosts(channel, ghosts)
+        return [
+            dict(json.loads(members[i + 1]), client=members[i].decode("utf-8"))
+            for i in range(0, len(members), 2)
+        ]
+
+    def _announceGhosts(self, channel: str, ghosts: List[bytes]) -> None:
+        """
+        Announce the leave of members reaped because no node vouched for
+        them any more (their node died).
+        """
+        for i in range(0, len(ghosts), 2):
+            member = dict(json.loads(ghosts[i + 1]), client=ghosts[i].decode("utf-8"))
+            self.publish(channel, member, kind="leave", store=False).addErrback(
+                lambda f: None if f.check(CometError) else self.log.failure("Announcing a ghost's leave failed", f)
+            )
+
+    def _presenceScript(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Deferred:
+        def unavailable(failure):
+            failure.trap(RedisUnavailable)
+            raise CometError("unavailable", "Presence is kept in Redis, which cannot be reached now.")
+
+        return self._script(name, keys, args).addErrback(unavailable)
+
+    def keepMember(self, channel: str, clientId: str, info: dict) -> None:
+        """
+        Keep C{clientId} alive on C{channel} from this node (it was added
+        by another node, which handed its session over).
+        """
+        self._members[(channel, clientId)] = encodeJSON(info)
+
+    def forgetMember(self, channel: str, clientId: str) -> None:
+        """
+        Stop keeping C{clientId} alive on C{channel} from this node.
+        """
+        self._members.pop((channel, clientId), None)
+
+    def _schedulePresenceRefresh(self) -> None:
+        if self._stopped:
+            return
+        self._refreshCall = self.clock.callLater(self.presenceTTL / 3.0, self._refreshPresence)
+
+    @inlineCallbacks
+    def _refreshPresence(self):
+        self._refreshCall = None
+        members = list(self._members.items())
+        try:
+            for start in range(0, len(members), 500):
+                batch = members[start : start + 500]
+                keys: List[bytes] = []
+                args: List[Any] = [self._ttlMs]
+                for (channel, client), info in batch:
+                    keys += self._presenceKeys(channel)
+                    args += [client, info]
+                readded = yield self._script("refresh", keys, args)
+                for n in readded:
+                    (channel, client), info = batch[n - 1]
+                    member = dict(json.loads(info), client=client)
+                    yield self.publish(channel, member, kind="join", store=False)
+            # Reap the members of dead nodes (or removed while Redis was
+            # away) on the channels this node has members or subscribers
+            # on, announcing their leave.
+            channels = sorted({channel for channel, _ in self._members} | set(self._exact))
+            for start in range(0, len(channels), 500):
+                batch = channels[start : start + 500]
+                keys: List[bytes] = []
+                for channel in batch:
+                    keys += self._presenceKeys(channel)
+                reaped = yield self._script("reap", keys, [])
+                for channel, ghosts in zip(batch, reaped):
+                    self._announceGhosts(channel, ghosts)
+        except (RedisUnavailable, CometError):
+            pass
+        except Exception:
+            self.log.failure("Refreshing presence failed")
+        finally:
+            self._schedulePresenceRefresh()
+
+
+
+    # routing sessions between nodes (ISessionRouter)
+
+    def _nodeChannelOf(self, nodeId: str) -> bytes:
+        return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
+
+    def bindHub(self, hub: Any) -> None:
+        from ._control import ControlDispatcher
+
+        self._hub = hub
+        self._dispatcher = ControlDispatcher(hub)
+
+    def sessionClosed(self, session: Any) -> None:
+        entry = self._handingOver.pop(session.id, None)
+        if entry is not None and entry[2].active():
+            entry[2].cancel()
+
+    @inlineCallbacks
+    def claimSession(self, sessionId: str):
+        """
+        Move session C{sessionId} here.  Every node is asked (one PUBLISH
+        to all); the one holding it hands over its state and keeps queueing
+        for it; this node subscribes to the session's channels, then asks
+        for what arrived meanwhile, and the other node lets go.  Both steps
+        travel on the holder's pub/sub connection behind the events, so
+        nothing published in between is lost.
+        """
+        answers, complete = yield self._ask("claim", {"session": sessionId})
+        found = [a for a in answers if a.get("found")]
+        if not found:
+            if any(a.get("busy") for a in answers):
+                raise CometError("unavailable", "The session is moving between nodes; try again.")
+            if not complete:
+                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
+            return None
+        state, owner = found[0]["state"], found[0]["node"]
+        holder = _Holder()
+        patterns = state["subscriptions"]
+        try:
+            for pattern in patterns:
+                yield self.subscribe(pattern, holder)
+            answers, complete = yield self._ask("take", {"session": sessionId}, node=owner)
+            taken = [a for a in answers if a.get("found")]
+            if not taken:
+                raise CometError("unavailable", "The node holding the session did not let it go; try again.")
+            if sessionId in self._hub.sessions:
+                return self._hub.sessions[sessionId]
+            state["events"] = state["events"] + taken[0]["tail"]
+            session = self._hub.adoptSession(state)
+            have = {e.id for e in session._buffer}
+            session._enqueueMany([e for e in holder.events if e.id not in have])
+            for pattern in patterns:
+                self.subscribe(pattern, session)
+            if state["presence"]:
+                info = session._memberInfo()
+                for pattern in patterns:
+                    if not isPattern(pattern):
+                        self.keepMember(pattern, session.clientId, info)
+        finally:
+            self._removeSubscriber(holder)
+        self.log.info("Session of client {client} moved here from node {node}", client=state["client"], node=owner)
+        return session
+
+    def forwardControl(self, sessionId: str, message: dict, context: dict) -> Deferred:
+        d = self._ask("control", {"session": sessionId, "message": message, "context": context})
+
+        def answered(result):
+            answers, complete = result
+            for answer in answers:
+                if answer.get("found"):
+                    if "error" in answer:
+                        error = answer["error"]
+                        raise CometError(error["error"], error["message"], error["status"])
+                    return answer["answer"]
+            if not complete:
+                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
+            raise CometError("unknown_session")
+
+        return d.addCallback(answered)
+
+    def _ask(self, kind: str, fields: dict, node: Optional[str] = None) -> Deferred:
+        """
+        Publish a request to every node (or to C{node}) and gather the
+        answers: a L{Deferred} firing with C{(answers, complete)}, as soon
+        as one answer says C{found}, or when every node that received the
+        request has answered (C{complete}), or after L{requestTimeout}
+        seconds (not complete).
+        """
+        if not (self.commands.ready and self.pubsub.ready):
+            return fail(CometError("unavailable", "Redis cannot be reached, so other nodes cannot either."))
+        self._requestCount += 1
+        rid = "%s.%d" % (self.nodeId, self._requestCount)
+        request = dict(fields, t=kind, rid=rid, node=self.nodeId)
+        channel = self._noticeChannel if node is None else self._nodeChannelOf(node)
+        done: Deferred = Deferred()
+        d = self.commands.execute(b"PUBLISH", channel, encodeJSON(request))
+
+        def published(receivers):
+            expected = receivers - (1 if node is None else 0)  # this node hears its own broadcast
+            if expected <= 0:
+                done.callback(([], True))
+                return
+            timer = self.clock.callLater(self.requestTimeout, self._requestTimedOut, rid)
+            self._requests[rid] = (done, [], expected, timer)
+
+        def failed(failure):
+            failure.trap(RedisUnavailable)
+            done.errback(CometError("unavailable", "Redis was lost while asking the other nodes."))
+
+        d.addCallbacks(published, failed)
+        return done
+
+    def _replyReceived(self, reply: dict) -> None:
+        entry = self._requests.get(reply.get("rid"))
+        if entry is None:
+            return
+        done, answers, expected, timer = entry
+        answers.append(reply)
+        if reply.get("found") or len(answers) >= expected:
+            del self._requests[reply["rid"]]
+            if timer.active():
+                timer.cancel()
+            done.callback((answers, len(answers) >= expected))
+
+    def _requestTimedOut(self, rid: str) -> None:
+        entry = self._requests.pop(rid, None)
+        if entry is not None:
+            entry[0].callback((entry[1], False))
+
+    def _requestReceived(self, kind: str, request: dict) -> None:
+        if request.get("node") == self.nodeId or self._hub is None:
+            return
+        d = maybeDeferred(getattr(self, "_answer_" + kind), request)
+
+        def reply(answer):
+            answer.update(t="reply", rid=request.get("rid"), node=self.nodeId)
+            return self.commands.execute(b"PUBLISH", self._nodeChannelOf(request["node"]), encodeJSON(answer))
+
+        d.addCallback(reply)
+        d.addErrback(lambda f: None if f.check(RedisUnavailable) else self.log.failure(
+            "Answering a {kind} request failed", f, kind=kind))
+
+    def _answer_claim(self, request: dict) -> dict:
+        sessionId = request.get("session")
+        session = self._hub.sessions.get(sessionId) if isinstance(sessionId, str) else None
+        if session is None or session.ephemeral:
+            return {"found": False}
+        if sessionId in self._handingOver:
+            return {"found": False, "busy": True}
+        state = session.exportState()
+        session.holdForHandover()
+        # Should the other node never take it, carry on here.
+        timer = self.clock.callLater(self.requestTimeout * 2, self._handoverAbandoned, sessionId)
+        self._handingOver[sessionId] = (session, state["end"], timer)
+        return {"found": True, "state": state}
+
+    def _handoverAbandoned(self, sessionId: str) -> None:
+        entry = self._handingOver.pop(sessionId, None)
+        if entry is not None:
+            session = entry[0]
+            if session.state != "closed" and session.dataChannel is None:
+                session._detached()
+
+    def _answer_take(self, request: dict) -> dict:
+        entry = self._handingOver.pop(request.get("session"), None)
+        if entry is None:
+            return {"found": False}
+        session, end, timer = entry
+        if timer.active():
+            timer.cancel()
+        if session.state == "closed":
+            return {"found": False}
+        tail = session.eventsSince(end)
+        if session.presence:
+            for pattern in session.subscriptions:
+                if not isPattern(pattern):
+                    self.forgetMember(pattern, session.clientId)
+        self._hub.release(session)
+        return {"found": True, "tail": tail}
+
+    def _answer_control(self, request: dict) -> Deferred:
+        sessionId = request.get("session")
+        if not isinstance(sessionId, str) or sessionId not in self._hub.sessions:
+            return succeed({"found": False})
+        context = request.get("context") if isinstance(request.get("context"), dict) else {}
+        d = self._dispatcher.dispatch(request.get("message"), context)
+
+        def ok(answer):
+            return {"found": True, "answer": answer}
+
+        def failed(failure):
+            if failure.check(CometError):
+                return {"found": True, "error": failure.value.asDict()}
+            self.log.failure("A forwarded control operation failed", failure)
+            return {"found": True, "error": CometError("internal_error").asDict()}
+
+        return d.addCallbacks(ok, failed)
