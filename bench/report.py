@@ -63,7 +63,9 @@ def aggregate(results, kind):
     out = {}
     for key, runs in groups.items():
         first = runs[0]
-        others = [r["machine_cpu_s"] - r["server_cpu_s"] - r["gen_cpu_s"] for r in runs if r.get("window_s")]
+        # /proc/stat and the processes' own times are counted apart; a
+        # small negative difference is a quiet machine.
+        others = [max(0.0, r["machine_cpu_s"] - r["server_cpu_s"] - r["gen_cpu_s"]) for r in runs if r.get("window_s")]
         util = [r["server_cpu_s"] / r["active_s"] for r in runs if r.get("active_s")]
         out[key] = {
             "label": first["label"],

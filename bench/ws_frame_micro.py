@@ -79,7 +79,7 @@ def measure(route, protocols, factory, events, size):
             batch = [event]
             for protocol in protocols:
                 protocol.writeEvents(batch)
-            turn.run()  # the end of the reactor turn: each connection writes
+            turn.end()  # the end of the reactor turn: each connection writes
     elif route == "prepared":
         for event in made:
             prepared = factory.prepareMessage(event.json)
