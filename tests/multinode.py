@@ -284,3 +284,31 @@ def take(queue: DeferredQueue, count: int, what: str = "messages", timeout: floa
         if message.get("type") in kinds:
             got.append(message)
     return got
+
+
+class AlternatingPublisher:
+    """
+    Publishes 0, 1, 2, ... on C{channel}, alternating between C{nodes},
+    without pause until L{stop}; C{published} holds the ids in order.
+    """
+
+    def __init__(self, http: "HTTPClient", nodes: Any, channel: str) -> None:
+        self.published: list = []
+        self._done = False
+        self._running = self._run(http, tuple(nodes), channel)
+
+    @inlineCallbacks
+    def _run(self, http, nodes, channel):
+        i = 0
+        while not self._done:
+            reply = yield http.publish(nodes[i % len(nodes)], channel, i)
+            self.published.append(reply["id"])
+            i += 1
+
+    def stop(self) -> defer.Deferred:
+        """
+        Stop after the publish under way; fires once it has answered.
+        """
+        self._done = True
+        return self._running
+

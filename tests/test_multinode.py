@@ -9,9 +9,9 @@ legs.
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from .multinode import HTTPClient, NodeProcess
+from .multinode import AlternatingPublisher, HTTPClient, NodeProcess
 from .redisserver import RedisServer
-from .test_redisbus import sleep, waitUntil
+from .test_redisbus import sleep
 
 
 def offset(eventId):
@@ -125,18 +125,8 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         with join-listen from its last id.
         """
         session = (yield self.http.control(self.a, op="join", channels=["ticks"]))["session"]
-        published = []
-        done = []
-
-        @inlineCallbacks
-        def publisher():
-            i = 0
-            while not done:
-                reply = yield self.http.publish((self.a, self.b)[i % 2], "ticks", i)
-                published.append(reply["id"])
-                i += 1
-
-        running = publisher()
+        publisher = AlternatingPublisher(self.http, (self.a, self.b), "ticks")
+        published = publisher.published
         got = yield self.http.pollUntil(self.a, session, 5)
         got += yield self.http.pollUntil(self.b, session, 5, last=got[-1]["id"])
         got += yield self.http.pollUntil(self.a, session, 5, last=got[-1]["id"])
@@ -145,8 +135,7 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         last = got[-1]["id"]
         while len(published) < len(got) + 10:
             yield sleep(0.05)
-        done.append(True)
-        yield running
+        yield publisher.stop()
         while offset(last) < offset(published[-1]):
             code, body = yield self.http.get(self.b, "poll", channel="ticks", last=last)
             self.assertEqual(code, 200, body)

@@ -7,14 +7,13 @@ They run when the server has the `sse` and `ws` transports, and are
 skipped, saying so, on a tree that does not have them yet.
 """
 
-import json
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txcomet import Comet
 
-from .multinode import closeWebSocket, openSSE, openWebSocket, take
+from .multinode import AlternatingPublisher, closeWebSocket, openSSE, openWebSocket, take
 from .test_multinode import TwoNodesMixin, offset
 from .test_redisbus import sleep
 
@@ -69,18 +68,8 @@ class MultiNodeStreamTests(TwoNodesMixin, TestCase):
         misses an event or sees one twice.
         """
         sse, ws = yield self.listeners("ticks")
-        published = []
-        done = []
-
-        @inlineCallbacks
-        def publisher():
-            i = 0
-            while not done:
-                reply = yield self.http.publish((self.a, self.b)[i % 2], "ticks", i)
-                published.append(reply["id"])
-                i += 1
-
-        running = publisher()
+        publisher = AlternatingPublisher(self.http, (self.a, self.b), "ticks")
+        published = publisher.published
         gotSSE = yield take(sse.messages, 5, "SSE events on A")
         gotWS = yield take(ws.messages, 5, "WebSocket events on B")
         yield sse.close()
@@ -91,8 +80,7 @@ class MultiNodeStreamTests(TwoNodesMixin, TestCase):
         self.addCleanup(closeWebSocket, ws)
         gotSSE += yield take(sse.messages, 5, "SSE events on B")
         gotWS += yield take(ws.messages, 5, "WebSocket events on A")
-        done.append(True)
-        yield running
+        yield publisher.stop()
         for got, queue in ((gotSSE, sse.messages), (gotWS, ws.messages)):
             while offset(got[-1]["id"]) < offset(published[-1]):
                 got += yield take(queue, 1, "the last events")

@@ -4,14 +4,15 @@ The in-memory bus, txcomet's embedded default.
 
 import secrets
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._channels import Pattern, isPattern, validateChannel, validatePattern
+from ._channels import validateChannel, validatePattern
 from ._event import Event, History, formatId, parsePosition
+from ._subscribers import LocalSubscribers
 from .interfaces import IEventBus, IPresence, ISubscriber
 
 
@@ -56,12 +57,8 @@ class InMemoryBus:
         self.historyLength = historyLength
         self.maxChannels = maxChannels
         self._offset = 0
-        # channel -> {subscriber: None}, an ordered set
-        self._exact: Dict[str, Dict[ISubscriber, None]] = {}
-        # pattern -> (compiled, {subscriber: None})
-        self._patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
-        # subscriber -> {pattern: None}
-        self._bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
+        self._local = LocalSubscribers(self.log)
+        self._fanOut = self._local.fanOut
         self._history: "OrderedDict[str, _ChannelHistory]" = OrderedDict()
         self._forgottenThrough = 0
         self._presence: Dict[str, Dict[str, dict]] = {}
@@ -104,85 +101,26 @@ class InMemoryBus:
             history.truncatedThrough = events[0].offset if events else event.offset
         events.append(event)
 
-    def _fanOut(self, event: Event) -> None:
-        exact = self._exact.get(event.channel)
-        if not self._patterns:
-            if exact:
-                self._deliverAll(event, list(exact))
-            return
-        targets: Dict[ISubscriber, None] = dict(exact) if exact else {}
-        for compiled, subscribers in self._patterns.values():
-            if compiled.matches(event.channel):
-                targets.update(subscribers)
-        if targets:
-            self._deliverAll(event, list(targets))
-
-    def _deliverAll(self, event: Event, subscribers: List[ISubscriber]) -> None:
-        for subscriber in subscribers:
-            try:
-                subscriber.deliver(event)
-            except Exception:
-                self.log.failure(
-                    "Subscriber {subscriber!r} raised on {event!r}; it is unsubscribed",
-                    subscriber=subscriber,
-                    event=event,
-                )
-                self._removeSubscriber(subscriber)
-
     # subscribing
 
     def subscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
         validatePattern(pattern)
-        if isPattern(pattern):
-            entry = self._patterns.get(pattern)
-            if entry is None:
-                entry = self._patterns[pattern] = (Pattern(pattern), {})
-            entry[1][subscriber] = None
-        else:
-            self._exact.setdefault(pattern, {})[subscriber] = None
-        self._bySubscriber.setdefault(subscriber, {})[pattern] = None
+        self._local.add(pattern, subscriber)
         return succeed(None)
 
     def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
-        self._drop(pattern, subscriber)
-        patterns = self._bySubscriber.get(subscriber)
-        if patterns is not None:
-            patterns.pop(pattern, None)
-            if not patterns:
-                del self._bySubscriber[subscriber]
+        self._local.remove(pattern, subscriber)
         return succeed(None)
 
     def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
-        self._removeSubscriber(subscriber)
+        self._local.removeAll(subscriber)
         return succeed(None)
-
-    def _removeSubscriber(self, subscriber: ISubscriber) -> None:
-        for pattern in self._bySubscriber.pop(subscriber, ()):
-            self._drop(pattern, subscriber)
-
-    def _drop(self, pattern: str, subscriber: ISubscriber) -> None:
-        if "*" in pattern:
-            entry = self._patterns.get(pattern)
-            if entry is not None:
-                entry[1].pop(subscriber, None)
-                if not entry[1]:
-                    del self._patterns[pattern]
-        else:
-            subscribers = self._exact.get(pattern)
-            if subscribers is not None:
-                subscribers.pop(subscriber, None)
-                if not subscribers:
-                    del self._exact[pattern]
 
     def subscriberCount(self, channel: str) -> int:
         """
         How many subscribers an event on C{channel} would reach now.
         """
-        targets = set(self._exact.get(channel, ()))
-        for compiled, subscribers in self._patterns.values():
-            if compiled.matches(channel):
-                targets.update(subscribers)
-        return len(targets)
+        return len(self._local.subscribersOf([channel]))
 
     # history
 

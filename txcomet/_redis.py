@@ -53,8 +53,9 @@ from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._channels import Pattern, isPattern, validateChannel, validatePattern
+from ._channels import isPattern, validateChannel, validatePattern
 from ._errors import CometError
+from ._subscribers import LocalSubscribers
 from ._event import Event, History, encodeJSON, formatId, parsePosition
 from ._resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
 from .interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
@@ -422,9 +423,16 @@ class RedisBus:
         self._stopped = False
         # channel -> {subscriber: None}; pattern -> (compiled, {subscriber: None});
         # subscriber -> {pattern: None}
-        self._exact: Dict[str, Dict[ISubscriber, None]] = {}
-        self._patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
-        self._bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
+        # Local subscribers; the last one of a channel or pattern leaving
+        # unsubscribes this node from Redis.  The dicts are shared, not
+        # copied, so the aliases below always see the registry's state.
+        self._local = LocalSubscribers(self.log, onEmpty=self._redisUnsubscribe)
+        self._exact = self._local.exact
+        self._patterns = self._local.patterns
+        self._bySubscriber = self._local.bySubscriber
+        self._fanOut = self._local.fanOut
+        self._subscribersOf = self._local.subscribersOf
+        self._removeSubscriber = self._local.removeAll
         # Redis pub/sub names -> Deferred of a SUBSCRIBE in flight, or None
         # once in place.
         self._subscribed: Dict[bytes, Optional[Deferred]] = {}
@@ -705,60 +713,15 @@ class RedisBus:
 
     # fan-out
 
-    def _fanOut(self, event: Event) -> None:
-        exact = self._exact.get(event.channel)
-        if not self._patterns:
-            if exact:
-                self._deliverAll(event, list(exact))
-            return
-        targets: Dict[ISubscriber, None] = dict(exact) if exact else {}
-        for compiled, subscribers in self._patterns.values():
-            if compiled.matches(event.channel):
-                targets.update(subscribers)
-        if targets:
-            self._deliverAll(event, list(targets))
-
-    def _deliverAll(self, event: Event, subscribers: List[ISubscriber]) -> None:
-        for subscriber in subscribers:
-            try:
-                subscriber.deliver(event)
-            except Exception:
-                self.log.failure(
-                    "Subscriber {subscriber!r} raised on {event!r}; it is unsubscribed",
-                    subscriber=subscriber,
-                    event=event,
-                )
-                self._removeSubscriber(subscriber)
-
-    def _subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:
-        """
-        The local subscribers to any of C{channels} (directly or through a
-        pattern), or every local subscriber for C{None}.
-        """
-        if channels is None:
-            return list(self._bySubscriber)
-        found: Dict[ISubscriber, None] = {}
-        for channel in channels:
-            found.update(self._exact.get(channel, {}))
-            for compiled, subscribers in self._patterns.values():
-                if compiled.matches(channel):
-                    found.update(subscribers)
-        return list(found)
-
     # subscribing
 
     def subscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
         validatePattern(pattern)
+        self._local.add(pattern, subscriber)
         if isPattern(pattern):
-            entry = self._patterns.get(pattern)
-            if entry is None:
-                entry = self._patterns[pattern] = (Pattern(pattern), {})
-            entry[1][subscriber] = None
             name = self._eventPrefix + _glob(pattern).encode("utf-8")
         else:
-            self._exact.setdefault(pattern, {})[subscriber] = None
             name = self._eventPrefix + pattern.encode("utf-8")
-        self._bySubscriber.setdefault(subscriber, {})[pattern] = None
         return self._redisSubscribe(name)
 
     def _redisSubscribe(self, name: bytes) -> Deferred:
@@ -807,37 +770,12 @@ class RedisBus:
             protocol.execute(command, name).addErrback(lambda f: f.trap(RedisUnavailable))
 
     def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
-        self._drop(pattern, subscriber)
-        patterns = self._bySubscriber.get(subscriber)
-        if patterns is not None:
-            patterns.pop(pattern, None)
-            if not patterns:
-                del self._bySubscriber[subscriber]
+        self._local.remove(pattern, subscriber)
         return succeed(None)
 
     def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
-        self._removeSubscriber(subscriber)
+        self._local.removeAll(subscriber)
         return succeed(None)
-
-    def _removeSubscriber(self, subscriber: ISubscriber) -> None:
-        for pattern in self._bySubscriber.pop(subscriber, ()):
-            self._drop(pattern, subscriber)
-
-    def _drop(self, pattern: str, subscriber: ISubscriber) -> None:
-        if "*" in pattern:
-            entry = self._patterns.get(pattern)
-            if entry is not None:
-                entry[1].pop(subscriber, None)
-                if not entry[1]:
-                    del self._patterns[pattern]
-                    self._redisUnsubscribe(pattern)
-        else:
-            subscribers = self._exact.get(pattern)
-            if subscribers is not None:
-                subscribers.pop(subscriber, None)
-                if not subscribers:
-                    del self._exact[pattern]
-                    self._redisUnsubscribe(pattern)
 
     def subscriberCount(self, channel: str) -> int:
         """
