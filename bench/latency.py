@@ -18,16 +18,14 @@ import subprocess
 import sys
 import time
 
+from benchutil import freePort, readUntil
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STREAMS = ["sse", "xhr-stream", "iframe", "multipart"]
 ONE_SHOT = ["jsonp", "longpoll"]
 
 
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, path: str) -> socket.socket:
@@ -36,13 +34,6 @@ def request(port: int, path: str) -> socket.socket:
     return sock
 
 
-def readUntil(sock: socket.socket, marker: bytes, buffer: bytes = b"") -> bytes:
-    while marker not in buffer:
-        data = sock.recv(65536)
-        if not data:
-            raise RuntimeError("connection closed after %r" % (buffer[-300:],))
-        buffer += data
-    return buffer
 
 
 def position(port: int) -> str:

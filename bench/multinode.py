@@ -31,21 +31,15 @@ import sys
 import tempfile
 import time
 
+from benchutil import freePort, cpuSeconds, readUntil
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MARKER = b"\ndata: "
 
 
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def cpuSeconds(pid: int) -> float:
-    with open("/proc/%d/stat" % (pid,)) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def waitForPort(port: int, process: subprocess.Popen, what: str) -> None:
@@ -118,13 +112,6 @@ def openStream(port: int, channel: str) -> socket.socket:
     return sock
 
 
-def readUntil(sock: socket.socket, marker: bytes, buffer: bytes = b"") -> bytes:
-    while marker not in buffer:
-        data = sock.recv(65536)
-        if not data:
-            raise RuntimeError("connection closed after %r" % (buffer[-300:],))
-        buffer += data
-    return buffer
 
 
 class Publisher:
