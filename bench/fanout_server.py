@@ -5,10 +5,15 @@ whose streams write in one of three ways, to compare them.
     python bench/fanout_server.py PORT MODE
 
 MODE is
-    direct     txcomet as shipped: shared pre-framed bytes, straight to an
-               idle socket (StreamWriter's fast path)
-    transport  the same shared bytes, always through transport.write
-    request    every write through twisted.web's Request.write
+    direct     txcomet as shipped: shared pre-framed bytes straight to idle
+               sockets (the direct path)
+    transport  the same shared bytes, but every write of a stream's
+               DirectWriter goes through transport.write (and so no stream
+               ever finds its socket idle)
+    request    no direct path: streams write through twisted.web's
+               Request.write, as on a connection that is not plain HTTP/1.x
+               over TCP (the session's buffered path, Request framing every
+               chunk)
 """
 
 import sys
@@ -18,30 +23,30 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txcomet import Comet, CometConfig, CometRequest
-from txcomet import _fastpath, _streaming
+from txcomet import _fastpath
 
 
 def useMode(mode: str) -> None:
     if mode == "direct":
         return
     if mode == "transport":
-        original = _fastpath.StreamWriter.__init__
 
-        def noDirect(self, request):
-            original(self, request)
-            self.direct = False
+        def throughTransport(self, data):
+            self.transport.write(data)
+            self.spilled = True
+            return True
 
-        _fastpath.StreamWriter.__init__ = noDirect
+        _fastpath.DirectWriter.write = throughTransport
         return
     if mode == "request":
+        original = _fastpath.StreamWriter.__init__
 
-        def send(self, data, wire=None):
-            if self.ended or not data:
-                return
-            self.request.write(data)
-            self.written += len(data)
+        def throughRequest(self, request):
+            original(self, request)
+            self.transport = None
+            self.direct = None
 
-        _streaming.StreamingDataChannel.send = send
+        _fastpath.StreamWriter.__init__ = throughRequest
         return
     raise SystemExit("unknown mode %r" % (mode,))
 

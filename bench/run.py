@@ -22,7 +22,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +61,9 @@ def ensurePython(args):
     if not missing:
         return
     python = VENV / "bin" / "python"
-    if Path(sys.executable).resolve() == python.resolve() if python.exists() else False:
+    # Venvs share the base interpreter's binary: which venv this is shows
+    # in sys.prefix, not in the executable's resolved path.
+    if Path(sys.prefix).resolve() == VENV.resolve():
         sys.exit("bench: %s missing even in %s" % (", ".join(missing), VENV))
     if not python.exists():
         log("creating %s (missing here: %s)" % (VENV, ", ".join(missing)))
