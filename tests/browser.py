@@ -19,7 +19,6 @@ from typing import Any, Callable, List
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
 
 from txcomet import Comet, CometConfig, CometRequest
 from txcomet._root import IndexPage

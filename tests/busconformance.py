@@ -15,7 +15,7 @@ cleanup the test class arranges itself.  Deliveries may be asynchronous
 the real reactor only when what it waits for has not happened yet.
 """
 
-from typing import Any, Callable, List
+from typing import Any, Callable
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks, maybeDeferred

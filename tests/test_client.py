@@ -3,7 +3,6 @@ The Python client: its parsers against the server's own framings in any
 chunking, and the client against a real server over every transport.
 """
 
-import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st

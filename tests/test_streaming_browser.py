@@ -9,7 +9,6 @@ which the test watches on the bus.
 """
 
 import base64
-import json
 import os
 import shutil
 import struct

@@ -15,7 +15,7 @@ import subprocess
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from txcomet._event import Event, encodeJSON
+from txcomet._event import Event
 from txcomet._fastpath import ChunkedFraming
 from txcomet._streaming import (
     DATA_BODIES,

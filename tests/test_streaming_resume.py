@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 from twisted.web.client import ResponseDone
 
 from .streamkit import STREAMING, CometTestCase
-from .wire import ArrayAnswer, EventStreamMessages, ScriptAnswer
+from .wire import ArrayAnswer, ScriptAnswer
 
 ONE_SHOT = {"poll": ArrayAnswer, "longpoll": ArrayAnswer, "jsonp": ScriptAnswer}
 STREAMS = {t.name: t for t in STREAMING}

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.python.usage import UsageError

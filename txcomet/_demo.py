@@ -18,7 +18,6 @@ from typing import Any, Deque, List, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.http import CACHED
 from zope.interface import implementer

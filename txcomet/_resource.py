@@ -15,7 +15,6 @@ from ._control import ControlDispatcher
 from ._datachannel import LongPollResource, PollResource
 from ._demo import staticFile
 from ._errors import CometError
-from ._event import encodeJSON
 from ._http import (
     JSONResource,
     NotFound,

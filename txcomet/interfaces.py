@@ -14,9 +14,12 @@ subscribing) returns a L{Deferred}, so that a networked bus such as the
 Redis one drops in without changing its callers.
 """
 
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 __all__ = [
     "IEvent",
