@@ -126,6 +126,26 @@ class ProtocolTests(SynchronousTestCase):
         self.failureResultOf(waiting, RedisUnavailable)
         self.failureResultOf(protocol.execute(b"PING"), RedisUnavailable)
 
+    def test_idleWaiterGivenUpOn(self):
+        """
+        A caller that stopped waiting for idleness (C{drain}'s timeout
+        fires the waiter itself) is not called again when the replies come
+        or the connection is lost.
+        """
+        protocol, transport = self.connected()
+        lost = protocol.execute(b"PING")
+        first = protocol.whenIdle()
+        first.callback(None)
+        protocol.connectionLost(None)
+        self.failureResultOf(lost, RedisUnavailable)
+        protocol, transport = self.connected()
+        answered = protocol.execute(b"PING")
+        second = protocol.whenIdle()
+        second.callback(None)
+        protocol.dataReceived(b"+PONG\r\n")
+        self.assertEqual(self.successResultOf(answered), b"PONG")
+        self.assertEqual(protocol._idleWaiters, [])
+
     def test_inFlightCap(self):
         """
         Past maxPending commands in flight, execute fails at once.

@@ -236,7 +236,8 @@ class RedisProtocol(Protocol):
         if not self._waiting and self._idleWaiters:
             waiters, self._idleWaiters = self._idleWaiters, []
             for waiter in waiters:
-                waiter.callback(None)
+                if not waiter.called:
+                    waiter.callback(None)
 
     def whenIdle(self) -> Deferred:
         """
@@ -262,7 +263,9 @@ class RedisProtocol(Protocol):
             d.errback(RedisUnavailable("The connection to Redis was lost."))
         waiters, self._idleWaiters = self._idleWaiters, []
         for waiter in waiters:
-            waiter.callback(None)
+            # One given up on (timed out, cancelled) is called already.
+            if not waiter.called:
+                waiter.callback(None)
         if self.onLost is not None:
             self.onLost(self)
 
