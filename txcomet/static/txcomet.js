@@ -890,7 +890,8 @@
   // report a dead connection themselves; an iframe may never say).
   var WATCHED = {'xhr-stream': true, iframe: true};
 
-  // A watched stream silent for a heartbeat and a half is dead: reconnect.
+  // A watched stream silent for longer than the server ever is (two
+  // heartbeat intervals, see docs/protocol.md) is dead: reconnect.
   Client.prototype._watch = function (t) {
     var self = this;
     clearTimeout(this._watchdog);
@@ -899,7 +900,7 @@
       if (t !== self._t) return;
       t.stop();
       self._ended(t, {error: CometError('timeout', 'The ' + t.name + ' stream went silent.')});
-    }, (this._heartbeat || 25000) * 1.5 + 2000);
+    }, (this._heartbeat || 25000) * 2 + 3000);
   };
 
   Client.prototype._opened = function (t) {
