@@ -17,7 +17,8 @@ from twisted.internet.task import deferLater
 class RawHTTPClient(Protocol):
     """
     One request's response: C{status}, C{headers} (lower-case names),
-    C{body} (de-chunked), C{ended}.
+    C{body} (de-chunked), C{ended} (the last chunk, C{Content-Length}
+    bytes, or the connection's end).
     """
 
     def __init__(self, request: bytes) -> None:
@@ -55,6 +56,9 @@ class RawHTTPClient(Protocol):
             self._dechunk()
         else:
             self.body += data
+            length = self.headers.get("content-length")
+            if length is not None and len(self.body) >= int(length):
+                self.ended = True
         self._check()
 
     def _dechunk(self) -> None:

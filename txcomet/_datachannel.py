@@ -11,7 +11,8 @@ L{HTTPDataChannel} subclass.
 Polling and long-polling live here too; they answer a JSON array.
 """
 
-from typing import AbstractSet, Any, Dict, List, Optional, Sequence
+import math
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -26,15 +27,31 @@ from ._http import (
     JSONResource,
     applyCORS,
     asCometError,
+    finishWhole,
     queryArgs,
     setNoCache,
     singleArg,
     writeError,
 )
 from ._session import OLDEST, Hub, Session
-from .interfaces import IDataChannel
+from .interfaces import IDataChannel, IEvent, IFraming
 
 log = Logger()
+
+
+@implementer(IFraming)
+class OneEventArrayFraming:
+    """
+    A polling answer that holds one event: C{[EVENT]} and a line break.
+    """
+
+    name = "json-array-1"
+
+    def frameEvent(self, event: IEvent) -> bytes:
+        return b"[" + event.json + b"]\n"
+
+
+ONE_EVENT_ARRAY = OneEventArrayFraming()
 
 
 class DataChannelParams:
@@ -76,7 +93,7 @@ class DataChannelParams:
         (C{None} when absent): the one definition of a data channel's
         parameters, for transports that do not see a L{Request} (WebSocket).
         """
-        if known is not None:
+        if known is not None and not known.issuperset(args):
             unknown = sorted(set(args) - known)
             if unknown:
                 raise CometError(
@@ -103,6 +120,90 @@ class DataChannelParams:
         return cls(session, channels, last, args)
 
 
+class HeartbeatTimer:
+    """
+    The heartbeat timer of many data channels, on one clock call at a time.
+
+    A channel scheduled with L{add} is due C{interval} seconds later, when
+    its C{_beat} is called (which may L{add} it again).  Channels falling
+    due in the same C{resolution} seconds share one call of the clock, a
+    little early rather than late: each is due at C{interval} seconds after
+    it was added, rounded down to a multiple of C{resolution}.  A channel
+    costs a set entry instead of a L{DelayedCall} of its own (a few hundred
+    bytes), and the clock's queue holds one call for all of them.
+
+    @ivar due: bucket time -> the channels due then.
+    """
+
+    def __init__(self, clock: Any, interval: float, resolution: float = 1.0) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.resolution = min(resolution, interval / 10)
+        self.due: Dict[float, Set[Any]] = {}
+        self._call: Any = None
+        self._callAt = 0.0
+        self._running = False
+
+    def add(self, channel: Any) -> None:
+        """
+        Call C{channel._beat()} C{interval} seconds from now (up to
+        C{resolution} sooner).  The channel remembers its bucket in
+        C{_beatAt} until then.
+        """
+        resolution = self.resolution
+        at = math.floor((self.clock.seconds() + self.interval) / resolution) * resolution
+        channels = self.due.get(at)
+        if channels is None:
+            channels = self.due[at] = set()
+        channels.add(channel)
+        channel._beatAt = at
+        if self._call is None or at < self._callAt:
+            self._schedule()
+
+    def remove(self, channel: Any) -> None:
+        """
+        Forget C{channel}, if it is waiting.
+        """
+        at = channel._beatAt
+        if at is None:
+            return
+        channel._beatAt = None
+        channels = self.due.get(at)
+        if channels is not None:
+            channels.discard(channel)
+            if not channels:
+                del self.due[at]
+                if not self.due:
+                    self._schedule()
+
+    def _schedule(self) -> None:
+        if self._running:
+            return
+        call = self._call
+        if call is not None and call.active():
+            call.cancel()
+        self._call = None
+        if self.due:
+            self._callAt = at = min(self.due)
+            self._call = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        self._running = True
+        try:
+            now = self.clock.seconds()
+            for at in sorted(at for at in self.due if at <= now):
+                for channel in self.due.pop(at):
+                    channel._beatAt = None
+                    try:
+                        channel._beat()
+                    except Exception:
+                        log.failure("A heartbeat to {channel!r} failed", channel=channel)
+        finally:
+            self._running = False
+        self._schedule()
+
+
 @implementer(IDataChannel)
 class HTTPDataChannel:
     """
@@ -114,7 +215,8 @@ class HTTPDataChannel:
 
     Heartbeats: every C{heartbeat} seconds, a channel that wrote nothing in
     the last interval writes a heartbeat (for a one-shot channel, the empty
-    answer C{[]} that ends it).
+    answer C{[]} that ends it).  The timer is the resource's
+    L{HeartbeatTimer}, shared by its channels.
     """
 
     oneShot = True
@@ -129,13 +231,18 @@ class HTTPDataChannel:
         self.position: Optional[str] = None
         self.wrote = False
         self.ended = False
-        self._heartbeat = None
+        # The resource's heartbeat timer bucket this channel is in, if any.
+        self._beatAt: Optional[float] = None
         # Whether the client has gone, and whether the response was
         # finished (as a RequestTracker would know; one finish notice for
         # both keeps a held connection's state small).
         self._gone = False
         self._finished = False
-        request.notifyFinish().addBoth(self._requestDone)
+        watchFinish = getattr(request, "watchFinish", None)
+        if watchFinish is not None:
+            watchFinish(self._requestDone)
+        else:
+            request.notifyFinish().addBoth(self._requestDone)
 
     # lifecycle
 
@@ -164,19 +271,25 @@ class HTTPDataChannel:
         heartbeat.  Streaming channels write their prelude here.
         """
         self.session = session
-        self._heartbeat = self.hub.clock.callLater(self.hub.config.heartbeat, self._beat)
+        self.resource.heartbeats.add(self)
 
     def _beat(self) -> None:
-        self._heartbeat = None
         if self.ended:
             return
-        if self.wrote:
+        if self.wrote or self.rosterWrote():
             self.wrote = False
         else:
             self.writeHeartbeat()
             if self.ended:
                 return
-        self._heartbeat = self.hub.clock.callLater(self.hub.config.heartbeat, self._beat)
+        self.resource.heartbeats.add(self)
+
+    def rosterWrote(self) -> bool:
+        """
+        Whether a roster wrote to this channel since the last call (see
+        L{txcomet._fastpath.Roster}); never, here.
+        """
+        return False
 
     def _requestDone(self, result: Any) -> None:
         if isinstance(result, Failure):
@@ -187,10 +300,8 @@ class HTTPDataChannel:
             self.session.detach(self)
 
     def _stopHeartbeat(self) -> None:
-        if self._heartbeat is not None:
-            if self._heartbeat.active():
-                self._heartbeat.cancel()
-            self._heartbeat = None
+        if self._beatAt is not None:
+            self.resource.heartbeats.remove(self)
 
     @property
     def gone(self) -> bool:
@@ -210,13 +321,23 @@ class HTTPDataChannel:
         if self._gone or self._finished:
             return
         self._finished = True
-        self.request.write(body)
-        self.request.finish()
+        request = self.request
+        if self.oneShot:
+            # The whole answer is known.
+            finishWhole(request, body)
+        else:
+            request.write(body)
+            request.finish()
 
     # IDataChannel, as one JSON array
 
     def writeEvents(self, events: Sequence[Event]) -> None:
-        self.end(b"[" + b",".join([e.json for e in events]) + b"]\n")
+        if len(events) == 1:
+            # The usual answer: the same bytes for every subscriber of the
+            # event, so they are made once per event.
+            self.end(events[0].framed(ONE_EVENT_ARRAY))
+        else:
+            self.end(b"[" + b",".join([e.json for e in events]) + b"]\n")
 
     def writeHeartbeat(self) -> None:
         if self.session is not None:
@@ -250,6 +371,8 @@ class DataChannelResource(JSONResource):
         super().__init__()
         self.hub = hub
         self.config = hub.config
+        #: The heartbeat timer of this resource's channels.
+        self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
 
     def checkRequest(self, request: Request, params: DataChannelParams) -> None:
         """

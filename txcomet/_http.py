@@ -10,7 +10,6 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -68,8 +67,11 @@ def applyCORS(request: Request, config: CometConfig, preflight: bool = False) ->
     origins get no CORS headers, so browsers keep their answers from the
     page (same-origin requests need none).
     """
-    origin = request.getHeader("Origin")
     request.setHeader(b"Vary", b"Origin")
+    if not config.allowedOrigins:
+        # No origin is granted anything: the request's Origin need not be read.
+        return
+    origin = request.getHeader("Origin")
     if origin is None or not config.originAllowed(origin):
         return
     request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
@@ -130,6 +132,19 @@ def asCometError(failure: Failure, what: str) -> CometError:
     return CometError("internal_error")
 
 
+def finishWhole(request: Request, body: bytes) -> None:
+    """
+    Write C{body}, the rest of the answer, and finish; if nothing was
+    written yet, say its length first, as Twisted does for a body rendered
+    at once, so HTTP/1.1 needs no chunked framing (nor its closing chunk)
+    and the status line, headers and body go out in one write.
+    """
+    if not request.startedWriting:
+        request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    request.write(body)
+    request.finish()
+
+
 class RequestTracker:
     """
     Knows whether a request's client has gone, so nothing is written to or
@@ -153,8 +168,7 @@ class RequestTracker:
         if self.gone or self.done:
             return
         self.done = True
-        self.request.write(body)
-        self.request.finish()
+        finishWhole(self.request, body)
 
 
 def respondLater(
@@ -230,12 +244,19 @@ def queryArgs(request: Request) -> Dict[str, List[str]]:
     The query parameters as text, or L{CometError} C{invalid_request} when
     one is not UTF-8.
     """
+    raw = request.args
+    if not raw:
+        return {}
     args: Dict[str, List[str]] = {}
-    for key, values in (request.args or {}).items():
-        try:
-            args[key.decode("utf-8")] = [v.decode("utf-8") for v in values]
-        except UnicodeDecodeError:
-            raise CometError("invalid_request", "Query parameters must be UTF-8.")
+    try:
+        for key, values in raw.items():
+            if len(values) == 1:
+                # The usual case, without a comprehension's own frame.
+                args[key.decode("utf-8")] = [values[0].decode("utf-8")]
+            else:
+                args[key.decode("utf-8")] = [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError:
+        raise CometError("invalid_request", "Query parameters must be UTF-8.")
     return args
 
 
@@ -262,6 +283,32 @@ class CometRequest(Request):
 
     bodyTooLarge = False
     _bodyReceived = 0
+    _finishWatcher: Optional[Callable[[Optional[Failure]], None]] = None
+
+    def watchFinish(self, watcher: Callable[[Optional[Failure]], None]) -> None:
+        """
+        What L{notifyFinish} tells, without a L{Deferred} per request (a
+        data channel request is one per long-poll): call C{watcher(None)}
+        once the response is finished, or C{watcher(failure)} if the
+        connection is lost first; only once, and only the last watcher
+        given.
+        """
+        self._finishWatcher = watcher
+
+    def _tellWatcher(self, result: Optional[Failure]) -> None:
+        watcher = self._finishWatcher
+        if watcher is not None:
+            self._finishWatcher = None
+            watcher(result)
+
+    def finish(self) -> None:
+        Request.finish(self)
+        if self.finished:
+            self._tellWatcher(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        Request.connectionLost(self, reason)
+        self._tellWatcher(reason)
 
     def gotLength(self, length: Optional[int]) -> None:
         if length is not None and length > HARD_BODY_LIMIT:

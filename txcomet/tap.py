@@ -22,6 +22,7 @@ from twisted.web.static import File
 
 from ._config import CometConfig
 from ._http import CometRequest
+from ._lean import LeanSite
 from ._demo import CounterService
 from ._root import IndexPage
 from ._service import Comet
@@ -87,7 +88,8 @@ class Options(usage.Options):
         ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
          "CPU per connection: a compressed connection cannot share the frame built once per event)."],
         ["no-access-log", None, "Do not log every HTTP request (at thousands of long-polls a second, "
-         "formatting the access log is a fifth of the server's work)."],
+         "formatting the access log is a fifth of the server's work); with one process, plain HTTP/1.1 "
+         "control, long-poll and poll requests then take a lean path past twisted.web's per-request work."],
     ]
 
     def __init__(self) -> None:
@@ -260,9 +262,11 @@ def makeRoot(options: Options, comet: Comet) -> Resource:
     return root
 
 
-class _UnloggedSite(Site):
+class _UnloggedSite(LeanSite):
     """
-    A site that keeps no access log.
+    A site that keeps no access log; its long-poll and poll requests may
+    take the lean path (see L{txcomet._lean}) when L{makeSite} gives it
+    their routes.
     """
 
     def log(self, request: Any) -> None:
@@ -280,6 +284,23 @@ def makeSite(options: Options, comet: Comet, root: Any = None) -> Site:
     site = factory(root, requestFactory=CometRequest)
     site.displayTracebacks = False
     return site
+
+
+def leanRoutes(options: Options, comet: Comet) -> dict:
+    """
+    The request paths of the control channel and the polling transports
+    (long-polling and short polling) and their resources, for a
+    L{LeanSite}.  Only the one-process server uses them: with workers, a
+    request may be for another worker's session, which the worker router
+    in front of the resources forwards.
+    """
+    prefix = b"/" + b"/".join(options["prefixSegments"])
+    children = comet.resource.children
+    return {
+        prefix + b"/" + name: children[name]
+        for name in (b"control", b"longpoll", b"poll")
+        if name in children
+    }
 
 
 def makeService(options: Options) -> MultiService:
@@ -304,6 +325,8 @@ def makeService(options: Options) -> MultiService:
         # The demo's chart counts every event on the bus.
         CounterService(comet.bus, root.counter).setServiceParent(service)
     site = makeSite(options, comet, root)
+    if isinstance(site, LeanSite):
+        site.leanRoutes = leanRoutes(options, comet)
     listeners = _ListenWhenReady(comet) if isinstance(comet, _NodeComet) else service
     if listeners is not service:
         listeners.setServiceParent(service)
