@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 
 from txcomet import Comet, CometConfig
 from txcomet._root import IndexPage
+from txcomet._session import Session
 
 from .browser import BrowserTestMixin, browserMissing, waitUntil
 from .support import TrackingSite
@@ -438,6 +439,15 @@ class MinimalPageTests(BrowserTestCase):
         html = re.search(r"```html\n(.*?)```", section, re.S).group(1)
         yield self.startDemo()
         self.root.putChild(b"minimal.html", HTMLPage(html))
+        # What each data channel attached with: its client's last event.
+        attached = []
+        attach = Session.attach
+
+        def recordingAttach(session, channel, last=None):
+            attached.append(last)
+            return attach(session, channel, last)
+
+        self.patch(Session, "attach", recordingAttach)
 
         def scenario(browser):
             page = browser.newPage()
@@ -445,13 +455,9 @@ class MinimalPageTests(BrowserTestCase):
             page.wait_for_function("window.TxComet !== undefined")
             waitUntil(lambda: self.sessions(), "the page to join")
             waitUntil(lambda: [s for s in self.sessions() if s.subscriptions], "the page to subscribe")
-            [session] = waitUntil(lambda: [s for s in self.sessions() if s.dataChannel is not None], "a data channel")
+            waitUntil(lambda: [s for s in self.sessions() if s.dataChannel is not None], "a data channel")
             # With no event yet, it listens from the join's start marker.
-            # (HTTP data channels keep their request's parameters as
-            # params, the WebSocket protocol as _params.)
-            channel = self.onServer(lambda: session.dataChannel)
-            params = getattr(channel, "params", None) or getattr(channel, "_params")
-            self.assertEqual(params.last, "%s-0" % (self.comet.bus.epoch,))
+            self.assertEqual(self.onServer(lambda: list(attached)), ["%s-0" % (self.comet.bus.epoch,)])
             self.publish("news", {"headline": "txcomet ships"})
             page.wait_for_function("document.body.textContent.includes('txcomet ships')")
             # The same client as an ES module: the running one, not a copy.

@@ -21,6 +21,8 @@ from txcomet._streaming import (
 
 from .streamkit import STREAMING, CometTestCase
 
+EVENT_STREAM_TRANSPORT = [t for t in STREAMING if t.name == "sse"][0]
+
 
 def eachTransport(test):
     """
@@ -98,6 +100,44 @@ class HeadersTests(CometTestCase):
         other = self.openStream(transport, headers={"Origin": ["https://evil.example"]}, channel="news")
         self.assertEqual(other.stream.code, 200)
         self.assertIsNone(other.stream.header("Access-Control-Allow-Origin"))
+
+
+    @eachTransport
+    def test_headersReleased(self, transport):
+        """
+        Once a stream's headers are on the wire, its request keeps no copy
+        of them; the client has them, and the stream goes on.
+        """
+        reader = self.openStream(transport, channel="news")
+        [session] = self.comet.hub.sessions.values()
+        self.assertEqual(list(session.dataChannel.request.responseHeaders.getAllRawHeaders()), [])
+        self.assertEqual(reader.stream.header("X-Accel-Buffering"), "no")
+        self.publish("news", 1)
+        self.assertEqual(len(reader.events()), 1)
+
+
+    @eachTransport
+    def test_argumentsReleased(self, transport):
+        """
+        Once a stream has started, neither its request nor its channel
+        keeps the query arguments; what the transport read from them
+        stays in effect (the iframe's callback, an image stream's parts).
+        """
+        extra = {"callback": "cb"} if transport.name == "iframe" else {}
+        if transport.name == "multipart":
+            extra = {"parts": "data"}
+        reader = self.openStream(transport, channel="news", **extra)
+        [session] = self.comet.hub.sessions.values()
+        channel = session.dataChannel
+        self.assertEqual((channel.request.args, channel.params.args), ({}, {}))
+        self.assertEqual(channel.params.channels, ["news"])
+        if transport.name == "iframe":
+            self.assertIn(b"parent.cb(", reader.stream.read())
+        elif transport.name == "multipart":
+            self.assertTrue(channel.dataParts)
+        else:
+            self.publish("news", 1)
+            self.assertEqual(len(reader.events()), 1)
 
 
 class DeliveryTests(CometTestCase):
@@ -210,6 +250,41 @@ class HeartbeatTests(CometTestCase):
         reader = self.openStream(transport, channel="news")
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         reader.stream.close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+    def test_oneTimerForManyStreams(self):
+        """
+        The streams of a transport share one heartbeat timer: however many
+        are open, the clock holds one call; each stream still gets its
+        heartbeat an interval after it opened (here, at 10 and 13).
+        """
+        early = [self.openStream(EVENT_STREAM_TRANSPORT, channel="news") for i in range(3)]
+        self.clock.advance(3)
+        late = [self.openStream(EVENT_STREAM_TRANSPORT, channel="news") for i in range(3)]
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(7)
+        self.assertEqual([self.heartbeats(r) for r in early + late], [1, 1, 1, 0, 0, 0])
+        self.clock.advance(3)
+        self.assertEqual([self.heartbeats(r) for r in early + late], [1, 1, 1, 1, 1, 1])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_closedStreamLeavesTheTimer(self):
+        """
+        A stream that ends leaves the timer; once none is left, the timer
+        stops.
+        """
+        first = self.openStream(EVENT_STREAM_TRANSPORT, channel="news")
+        self.clock.advance(3)
+        second = self.openStream(EVENT_STREAM_TRANSPORT, channel="news")
+        heartbeats = self.comet.resource.children[b"sse"].heartbeats
+        self.assertEqual(sum(len(c) for c in heartbeats.due.values()), 2)
+        first.stream.close()
+        self.assertEqual([len(c) for c in heartbeats.due.values()], [1])
+        self.clock.advance(10)
+        self.assertEqual(self.heartbeats(second), 1)
+        second.stream.close()
+        self.assertEqual(heartbeats.due, {})
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 

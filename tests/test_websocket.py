@@ -6,6 +6,7 @@ clock): sessions, control frames, resume, heartbeats, limits and safety.
 import json
 import struct
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from hypothesis import given
 from hypothesis import strategies as st
@@ -379,6 +380,23 @@ class JoinListenTests(SynchronousTestCase):
         self.assertEqual(ws.client.messages()[0]["error"], "forbidden")
         self.assertEqual(ws.client.closeFrames()[0].closeCode, 4403)
         self.assertEqual(refuse.credentials["origin"], "http://comet.test:8080")
+
+
+    def test_subscribeSinceLeavesOutWhatItHad(self):
+        """
+        A join-listen connection that subscribes again with C{since} over
+        the socket gets only what it has not had: its session keeps the
+        replay buffer the duplicates are left out by.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        ids = [ws.comet.publish("demo", n).result.id for n in range(3)]
+        ws.clock.advance(0)
+        ws.flush()
+        ws.client.sendText({"op": "subscribe", "channel": "demo", "since": ids[0], "ref": 1})
+        ws.clock.advance(0)
+        ws.flush()
+        events = [m["data"] for m in ws.client.messages() if m["type"] == "event"]
+        self.assertEqual(events, [0, 1, 2])
 
 
 class SessionTests(SynchronousTestCase):
@@ -906,6 +924,27 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual([(m["type"], m.get("data")) for m in ws.client.messages()],
                          [("event", 1), ("event", 2), ("reply", None)])
 
+    def test_pausedAgain(self):
+        """
+        A connection paused, resumed and paused again keeps each backlog in
+        order; one stopped (the connection is going) holds what is written.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        for n in range(4):
+            if n % 2 == 0:
+                ws.protocol.pauseProducing()
+            self.successResultOf(ws.comet.publish("demo", n))
+            ws.flush()
+            if n % 2 == 1:
+                self.assertEqual(len(ws.client.messages()), n - 1)
+                ws.protocol.resumeProducing()
+                ws.flush()
+        self.assertEqual([m["data"] for m in ws.client.messages()], [0, 1, 2, 3])
+        ws.protocol.stopProducing()
+        self.successResultOf(ws.comet.publish("demo", 4))
+        ws.flush()
+        self.assertEqual(len(ws.client.messages()), 4)
+
     def test_oneWritePerTurn(self):
         """
         Everything a reactor turn produces for a connection (events and
@@ -1049,6 +1088,119 @@ class ShutdownTests(SynchronousTestCase):
         self.assertTrue(without.client.disconnected)
         late = MemoryCometClient(comet).request("GET", "ws", headers={"Upgrade": ["websocket"], "Connection": ["Upgrade"]})
         self.assertEqual(late.code, 503)
+
+
+class ConnectionStateTests(SynchronousTestCase):
+    """
+    What a connection keeps of its own.
+    """
+
+    def test_optionsFromTheFactory(self):
+        """
+        A connection's options are the factory's, read from its class:
+        none is copied into the connection.  Options set on the factory
+        later apply to the connections made after, as with Autobahn's copy.
+        """
+        site = makeSite(maxMessageSize=1000)
+        early = openMore(site, "/comet/ws?channel=demo")
+        self.assertEqual([n for n in WebSocketServerProtocol.CONFIG_ATTRS if n in vars(early.protocol)], [])
+        self.assertEqual(early.protocol.maxMessagePayloadSize, 1000 + 4096)
+        early.protocol.factory.setProtocolOptions(maxMessagePayloadSize=100)
+        late = openMore(site, "/comet/ws?channel=demo")
+        message = json.dumps({"op": "publish", "channel": "demo", "data": "x" * 200}).encode("utf-8")
+        for ws in (early, late):
+            ws.send(clientFrame(TEXT, message))
+            ws.flush()
+        self.assertEqual(early.client.closeFrames(), [])
+        self.assertEqual(early.client.ofType("reply")[0]["ok"], True)
+        self.assertEqual([f.closeCode for f in late.client.closeFrames()], [1009])
+
+
+    def test_baseDefaultsKept(self):
+        """
+        A slot shadows what a base class defines by the same name: a new
+        connection has every one of those set, C{factory}, C{transport},
+        C{connected} and C{peer} to the base class's value (the others
+        Autobahn's own C{__init__} sets).
+        """
+        protocol = makeSite()[0].resource.children[b"ws"].factory.protocol()
+        shadowed = {}
+        for name in CometWebSocketProtocol.__slots__:
+            for base in CometWebSocketProtocol.__mro__[1:]:
+                if name in vars(base):
+                    shadowed[name] = vars(base)[name]
+                    break
+        self.assertEqual([name for name in shadowed if not hasattr(protocol, name)], [])
+        self.assertLessEqual({"factory", "transport", "connected", "peer"}, set(shadowed))
+        for name in ("factory", "transport", "connected", "peer"):
+            self.assertEqual(getattr(protocol, name), shadowed[name], name)
+
+    def test_stateInSlots(self):
+        """
+        Everything a connection keeps, Autobahn's state included, is in
+        its slots, through messages both ways, pings, compression and
+        closing: nothing lands in an instance dict.
+        """
+        ws = connectWebSocket(
+            "/comet/ws?channel=demo", {"Sec-WebSocket-Extensions": "permessage-deflate"},
+            heartbeat=20, webSocketCompression=True,
+        )
+        self.assertEqual(vars(ws.protocol), {})
+        ws.client.sendText({"op": "publish", "channel": "demo", "data": 1, "ref": 1})
+        ws.send(clientFrame(PING, b"abc"))
+        ws.clock.advance(20)
+        ws.flush()
+        ws.send(clientFrame(PONG, [f for f in ws.client.frames if f.opcode == PING][-1].payload))
+        ws.flush()
+        # An event and a reply, compressed.
+        self.assertEqual([f.rsv for f in ws.client.frames if f.opcode == TEXT], [4, 4])
+        self.assertEqual(vars(ws.protocol), {})
+        ws.closeClient()
+        self.assertTrue(ws.client.disconnected)
+        self.assertEqual(vars(ws.protocol), {})
+
+    def test_handshakeReleased(self):
+        """
+        What the handshake leaves behind is released once the connection
+        is open; the connection goes on working: control messages, pings
+        both ways, and the close handshake.
+        """
+        ws = connectWebSocket("/comet/ws?channel=demo", {"Origin": "http://comet.test:8080"}, heartbeat=20)
+        for name in ("http_headers", "http_request_data", "http_response_data", "http_request_params",
+                     "websocket_origin", "websocket_protocols", "websocket_extensions", "_wskey"):
+            self.assertIsNone(getattr(ws.protocol, name), name)
+        ws.client.sendText({"op": "publish", "channel": "demo", "data": "hi", "ref": 7})
+        ws.send(clientFrame(PING, b"are you there"))
+        ws.flush()
+        self.assertEqual([(m["type"], m.get("ref", m.get("data"))) for m in ws.client.messages()],
+                         [("event", "hi"), ("reply", 7)])
+        self.assertEqual([f.payload for f in ws.client.frames if f.opcode == PONG], [b"are you there"])
+        ws.clock.advance(20)
+        ws.flush()
+        [ping] = [f for f in ws.client.frames if f.opcode == PING]
+        ws.send(clientFrame(PONG, ping.payload))
+        ws.clock.advance(20)
+        ws.flush()
+        self.assertFalse(ws.client.disconnected)
+        ws.closeClient()
+        self.assertTrue(ws.client.disconnected)
+        self.assertEqual(ws.comet.hub.sessions, {})
+
+    def test_chopped(self):
+        """
+        Autobahn's chopped and synchronous writes (which txcomet never
+        makes) still work: their queue is made when first needed.
+        """
+        import txaio
+
+        ws = connectWebSocket("/comet/ws?channel=demo")
+        self.patch(txaio, "call_later", ws.clock.callLater)
+        ws.protocol.sendData(frameText(b'{"type":"chopped"}'), chopsize=5)
+        ws.protocol.sendData(frameText(b'{"type":"synced"}'), sync=True)
+        for _ in range(10):
+            ws.clock.advance(0.1)
+        ws.flush()
+        self.assertEqual(ws.client.messages(), [{"type": "chopped"}, {"type": "synced"}])
 
 
 class OptionsTests(SynchronousTestCase):

@@ -57,7 +57,7 @@ class InMemoryBus:
         self.historyLength = historyLength
         self.maxChannels = maxChannels
         self._offset = 0
-        self._local = LocalSubscribers(self.log)
+        self._local = self.localSubscribers = LocalSubscribers(self.log)
         self._fanOut = self._local.fanOut
         self._history: "OrderedDict[str, _ChannelHistory]" = OrderedDict()
         self._forgottenThrough = 0

@@ -426,7 +426,7 @@ class RedisBus:
         # Local subscribers; the last one of a channel or pattern leaving
         # unsubscribes this node from Redis.  The dicts are shared, not
         # copied, so the aliases below always see the registry's state.
-        self._local = LocalSubscribers(self.log, onEmpty=self._redisUnsubscribe)
+        self._local = self.localSubscribers = LocalSubscribers(self.log, onEmpty=self._redisUnsubscribe)
         self._exact = self._local.exact
         self._patterns = self._local.patterns
         self._bySubscriber = self._local.bySubscriber

@@ -32,7 +32,7 @@ from ._errors import CometError
 from ._event import Event, encodeJSON, formatId, parsePosition
 from ._fastpath import Turn
 from ._memory import InMemoryBus
-from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter, ISubscriber
+from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter
 
 JOINED = "joined"
 LISTENING = "listening"
@@ -108,6 +108,7 @@ class Session:
         "_expiry",
         "_resuming",
         "_sink",
+        "_rosterMark",
         "_replayLength",
         "keepsReplay",
         "__weakref__",
@@ -149,6 +150,8 @@ class Session:
         # pending, no subscription is resuming and the session listens; see
         # deliver.
         self._sink: Any = None
+        # The sink's roster's delivered count when the sink joined it.
+        self._rosterMark = 0
         self._replayLength = hub.config.replayLength
         #: Whether delivered events are kept for replay (see attach).  Only
         #: a session nothing can attach to again nor resume (an HTTP
@@ -196,6 +199,7 @@ class Session:
         what was written to a connection that died before reaching it is
         sent again.
         """
+        self._settle()
         index = self._sent - self._base - 1
         if 0 <= index < len(self._buffer):
             return self._buffer[index].id
@@ -285,7 +289,8 @@ class Session:
         if end - start == 1:
             events: List[Event] = [buffer[start]]
         else:
-            events = list(islice(buffer, start, end))
+            # A slice: islice would step over the replay buffer first.
+            events = buffer[start:end]
         self._sent = self._base + end
         self._pendingBytes = 0
         # Trim what the replay buffer need not keep.
@@ -318,9 +323,66 @@ class Session:
         ):
             self._sink = getattr(channel, "sink", None)
         else:
-            self._sink = None
+            self._dropSink()
 
-    # data channels
+    def _dropSink(self) -> None:
+        """
+        Stop handing events to the data channel's sink; if it is in its
+        channel's roster (see L{joinRoster}), it leaves.
+        """
+        self._settle()
+        self._sink = None
+
+    def joinRoster(self, sink: Any) -> Optional[bool]:
+        """
+        Let C{sink}, this session's sink, take events straight from its
+        channel's L{txcomet._fastpath.Roster}: it asks after it has written
+        an event cleanly.
+
+        @return: whether it joined; C{None} when this session never may
+            (the bus has no rosters).
+        """
+        rosters = self.hub.rosters
+        if rosters is None:
+            return None
+        if sink is not self._sink or not rosters.join(self, sink):
+            return False
+        roster = sink.roster
+        self._rosterMark = roster.delivered
+        if self.keepsReplay:
+            roster.addReplayer(self._replayLength)
+        return True
+
+    def leftRoster(self, roster: Any) -> None:
+        """
+        This session's sink has left C{roster}: what the roster delivered
+        meanwhile counts as sent, and its replay buffer takes it from the
+        roster's log.
+        """
+        if not self.keepsReplay:
+            return
+        delivered = roster.delivered - self._rosterMark
+        if delivered:
+            tail = roster.tail(self._rosterMark)
+            buffer = self._buffer
+            if len(tail) < delivered:
+                # Older events than the log holds: gone from here too.
+                buffer.clear()
+            buffer.extend(tail)
+            excess = len(buffer) - self._replayLength
+            if excess > 0:
+                del buffer[:excess]
+            self._sent += delivered
+            self._base = self._sent - len(buffer)
+        roster.removeReplayer()
+
+    def _settle(self) -> None:
+        """
+        Bring the replay buffer up to date: the sink leaves its roster.
+        """
+        sink = self._sink
+        if sink is not None and getattr(sink, "roster", None) is not None:
+            sink.roster.owner.evict(sink)
 
     def attach(self, channel: IDataChannel, last: Optional[str] = None) -> None:
         """
@@ -337,7 +399,7 @@ class Session:
             the session still holds all of it.
         """
         self.checkOpen()
-        self._sink = None
+        self._dropSink()
         old = self._channel
         if old is not None:
             self._channel = None
@@ -353,9 +415,9 @@ class Session:
                 self.close("replay_unavailable")
                 return
             self._sent = index + 1
-            self._pendingBytes = sum(
-                len(e.json) for e in islice(self._buffer, self._sent - self._base, None)
-            )
+            # A slice, not islice: islice would step over the whole replay
+            # buffer before the (usually empty) tail, on every long-poll.
+            self._pendingBytes = sum([len(e.json) for e in self._buffer[self._sent - self._base :]])
         self._flush()
         self._updateSink()
 
@@ -373,7 +435,7 @@ class Session:
         """
         if self._channel is channel:
             self._channel = None
-            self._sink = None
+            self._dropSink()
             self._detached()
 
     def _detached(self) -> None:
@@ -407,7 +469,7 @@ class Session:
         self._cancelExpiry()
         channel = self._channel
         self._channel = None
-        self._sink = None
+        self._dropSink()
         self._buffer.clear()
         self._pendingBytes = 0
         if channel is not None and reason is not None:
@@ -425,6 +487,7 @@ class Session:
         with how many of them were already sent).  Events that arrive later
         are read with L{eventsSince}.
         """
+        self._settle()
         return {
             "id": self.id,
             "client": self.clientId,
@@ -442,6 +505,7 @@ class Session:
         The JSON envelopes of the events queued after absolute index C{end}
         (an L{exportState}'s C{"end"}).
         """
+        self._settle()
         start = max(0, end - self._base)
         return [e.json.decode("utf-8") for e in islice(self._buffer, start, None)]
 
@@ -451,6 +515,7 @@ class Session:
         (C{replaced}: the client's new one is on the other node) and stop
         the expiry timer; events go on queueing until L{Hub.release}.
         """
+        self._settle()
         self.checkOpen()
         self._cancelExpiry()
         channel = self._channel
@@ -508,7 +573,7 @@ class Session:
             if self._resuming is None:
                 self._resuming = {}
             self._resuming[pattern] = []
-            self._sink = None
+            self._dropSink()
             try:
                 self.subscriptions[pattern] = None
                 if new:
@@ -612,6 +677,9 @@ class Hub:
         self.authorizer = authorizer if authorizer is not None else AllowAll()
         self.sessions: Dict[str, Session] = {}
         self.turn = Turn(self.clock)
+        #: The bus's L{txcomet._subscribers.LocalSubscribers}, whose
+        #: rosters take fan-out's shortest way; C{None} for a bus without.
+        self.rosters = getattr(self.bus, "localSubscribers", None)
         #: The bus as an L{ISessionRouter}, when it can reach sessions held
         #: by other nodes sharing it (the Redis bus), else C{None}.
         self.router: Optional[ISessionRouter] = ISessionRouter(self.bus, None)
@@ -736,6 +804,7 @@ class Hub:
         if session.state == CLOSED:
             return
         session._cancelExpiry()
+        session._dropSink()
         channel, session._channel = session._channel, None
         if channel is not None:
             channel.closeChannel("replaced", CLOSE_REASONS["replaced"])

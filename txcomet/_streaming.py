@@ -28,13 +28,14 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from ._datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
 from ._errors import CometError
 from ._event import encodeJSON
-from ._fastpath import TURN_FLUSH_BYTES, ChunkedFraming, StreamWriter
+from ._fastpath import TURN_FLUSH_BYTES, ChunkedFraming, RosterMember, StreamWriter
 from ._http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
 from ._session import CLOSE_REASONS, Session
 from .interfaces import IEvent, IFraming
@@ -267,7 +268,7 @@ SCRIPT_ARRAY = ScriptArrayFraming()
 
 
 @implementer(IPushProducer)
-class StreamingDataChannel(HTTPDataChannel):
+class StreamingDataChannel(RosterMember, HTTPDataChannel):
     """
     A data channel that streams: one response carries every message until
     the channel closes.
@@ -316,6 +317,9 @@ class StreamingDataChannel(HTTPDataChannel):
         self._wireName = ""
         self._turn = self.hub.turn
         self._turnCount = -1
+        self._rosterReady = False
+        # The roster's byte count when this stream joined it.
+        self._rosterBytes = 0
         # What this turn gathered beyond its first event (see Turn); an
         # empty tuple until then, to keep a quiet stream small.
         self._pending: Any = ()
@@ -366,6 +370,15 @@ class StreamingDataChannel(HTTPDataChannel):
         prelude = self.prelude()
         request.write(prelude)
         self.written += len(prelude)
+        if request.startedWriting:
+            # The headers are on the wire, and Twisted reads them no more:
+            # a held stream need not keep them (about a kilobyte).
+            request.responseHeaders = Headers()
+        # Nor does anything read the query arguments once the stream has
+        # started (the transports read their own in __init__ and prelude):
+        # Twisted's and their decoded copy go too.
+        request.args = {}
+        self.params.args = {}
         self.writer = writer = StreamWriter(request)
         if writer.direct is None:
             request.registerProducer(self, True)
@@ -380,6 +393,7 @@ class StreamingDataChannel(HTTPDataChannel):
             self._wire = self.wireFraming if writer.chunked else self.framing
             self._wireName = self._wire.name
             self.sink = self
+            self._rosterReady = True
 
     def _checkHeld(self) -> None:
         """
@@ -435,8 +449,66 @@ class StreamingDataChannel(HTTPDataChannel):
             self._turnCount = turn.count
             if direct.write(wire):
                 self._checkHeld()
+            elif self._rosterReady:
+                self._joinRoster()
         if self.recycleLimit:
             self._maybeRecycle()
+
+    # the roster (see txcomet._fastpath.Roster)
+
+    def _joinRoster(self) -> None:
+        session = self.session
+        joined = session.joinRoster(self) if session is not None else None
+        self._rosterReady = self.joinedRoster(joined)
+        if joined:
+            self._rosterBytes = self.roster.bytes
+
+    @property
+    def rosterSocket(self) -> Any:
+        return self._direct.socket
+
+    @property
+    def rosterFraming(self) -> Any:
+        return self._wire
+
+    @property
+    def rosterTurn(self) -> Any:
+        return self._turn
+
+    @property
+    def rosterBudget(self) -> Optional[int]:
+        """
+        The bytes this stream may still take before it is recycled.
+        """
+        if not self.recycleLimit:
+            return None
+        return self.recycleLimit - self.written - self.directBytes
+
+    def rosterSpent(self) -> None:
+        self._maybeRecycle()
+
+    def rosterLeft(self, roster: Any, pending: Optional[bytes]) -> None:
+        """
+        This stream has left C{roster}: count what it wrote, and write
+        C{pending} (what the roster held back in this turn) first.
+        """
+        self.directBytes += roster.bytes - self._rosterBytes
+        if roster.events != self.rosterMark:
+            self.wrote = True
+        if pending is not None and not self.ended:
+            self.directBytes += len(pending)
+            if self._direct.write(pending):
+                self._checkHeld()
+
+    def rosterSpill(self, data: bytes) -> None:
+        """
+        What the socket did not take of the roster's write: the transport
+        sends it.
+        """
+        direct = self._direct
+        direct.spilled = True
+        direct.transport.write(data)
+        self._checkHeld()
 
     def flushPending(self) -> None:
         """
@@ -459,6 +531,8 @@ class StreamingDataChannel(HTTPDataChannel):
         if self.ended or not data:
             return
         assert self.writer is not None
+        if self.roster is not None:
+            self.leaveRoster()
         if self._pending:
             self.flushPending()
         self.writer.write(data, wire)
@@ -482,6 +556,7 @@ class StreamingDataChannel(HTTPDataChannel):
     def end(self, body: bytes = b"") -> None:
         if self.ended:
             return
+        self.leaveRoster()
         if self._pending:
             self.flushPending()
         # What the direct path wrote counts in the access log's byte count

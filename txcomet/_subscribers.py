@@ -3,12 +3,13 @@ The subscribers one process holds, by channel and by pattern, and the
 fan-out to them: shared by every bus (in memory, Redis, worker).
 """
 
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.logger import Logger
 
 from ._channels import Pattern, isPattern
 from ._event import Event
+from ._fastpath import Roster
 from .interfaces import ISubscriber
 
 
@@ -24,6 +25,9 @@ class LocalSubscribers:
     @ivar exact: channel -> ordered set (dict) of subscribers.
     @ivar patterns: pattern -> (compiled L{Pattern}, ordered set of subscribers).
     @ivar bySubscriber: subscriber -> ordered set of its patterns and channels.
+    @ivar rosters: channel -> its L{_RosterGroup}, for the channels with
+        members (see L{join}).
+    @ivar members: subscriber -> its data channel's sink, in a roster.
     """
 
     def __init__(self, log: Logger, onEmpty: Optional[Callable[[str], None]] = None) -> None:
@@ -36,11 +40,17 @@ class LocalSubscribers:
         self.exact: Dict[str, Dict[ISubscriber, None]] = {}
         self.patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
         self.bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
+        self.rosters: Dict[str, _RosterGroup] = {}
+        self.members: Dict[ISubscriber, Any] = {}
+        self._memberOf: Dict[Any, ISubscriber] = {}
 
     def add(self, pattern: str, subscriber: ISubscriber) -> None:
         """
         Subscribe C{subscriber} to C{pattern} (already valid).
         """
+        if subscriber in self.members:
+            # A roster member has one subscription, no more.
+            self.evictSubscriber(subscriber)
         if isPattern(pattern):
             entry = self.patterns.get(pattern)
             if entry is None:
@@ -48,12 +58,17 @@ class LocalSubscribers:
             entry[1][subscriber] = None
         else:
             self.exact.setdefault(pattern, {})[subscriber] = None
+            group = self.rosters.get(pattern)
+            if group is not None:
+                group.loose[subscriber] = None
         self.bySubscriber.setdefault(subscriber, {})[pattern] = None
 
     def remove(self, pattern: str, subscriber: ISubscriber) -> None:
         """
         Drop one subscription; unknown pairs are ignored.
         """
+        if subscriber in self.members:
+            self.evictSubscriber(subscriber)
         self._drop(pattern, subscriber)
         patterns = self.bySubscriber.get(subscriber)
         if patterns is not None:
@@ -65,6 +80,8 @@ class LocalSubscribers:
         """
         Drop every subscription of C{subscriber}.
         """
+        if subscriber in self.members:
+            self.evictSubscriber(subscriber)
         for pattern in self.bySubscriber.pop(subscriber, ()):
             self._drop(pattern, subscriber)
 
@@ -82,9 +99,13 @@ class LocalSubscribers:
             if subscribers is None:
                 return
             subscribers.pop(subscriber, None)
+            group = self.rosters.get(pattern)
+            if group is not None:
+                group.loose.pop(subscriber, None)
             if subscribers:
                 return
             del self.exact[pattern]
+            self.rosters.pop(pattern, None)
         if self.onEmpty is not None:
             self.onEmpty(pattern)
 
@@ -92,12 +113,22 @@ class LocalSubscribers:
         """
         Deliver C{event} to every subscriber it matches, once each.
         """
-        exact = self.exact.get(event.channel)
+        group = self.rosters.get(event.channel)
+        if group is None:
+            exact = self.exact.get(event.channel)
+            loose = list(exact) if exact else None
+        else:
+            # Who gets the event one by one is settled first: a member the
+            # roster drops while it sends has had the event already.
+            loose = list(group.loose)
+            for roster in list(group.byFraming.values()):
+                if roster.members:
+                    roster.deliver(event)
         if not self.patterns:
-            if exact:
-                self._deliverAll(event, list(exact))
+            if loose:
+                self._deliverAll(event, loose)
             return
-        targets: Dict[ISubscriber, None] = dict(exact) if exact else {}
+        targets: Dict[ISubscriber, None] = dict.fromkeys(loose) if loose else {}
         for compiled, subscribers in self.patterns.values():
             if compiled.matches(event.channel):
                 targets.update(subscribers)
@@ -116,6 +147,72 @@ class LocalSubscribers:
                 )
                 self.removeAll(subscriber)
 
+    # rosters
+
+    def join(self, subscriber: ISubscriber, member: Any) -> bool:
+        """
+        Let C{member}, the data channel C{subscriber} writes through, take
+        the events of C{subscriber}'s channel straight from that channel's
+        L{Roster} (see there), if C{subscriber} has just the one
+        subscription, to a channel, not a pattern, and the roster holds
+        nothing back in this turn (the member has not had it).
+
+        @return: whether C{member} joined.
+        """
+        subscriptions = self.bySubscriber.get(subscriber)
+        if subscriptions is None or len(subscriptions) != 1 or subscriber in self.members:
+            return False
+        (channel,) = subscriptions
+        if isPattern(channel):
+            return False
+        group = self.rosters.get(channel)
+        if group is None:
+            group = self.rosters[channel] = _RosterGroup(self.exact[channel])
+        framing = member.rosterFraming
+        roster = group.byFraming.get(framing.name)
+        if roster is None:
+            roster = group.byFraming[framing.name] = Roster(self, channel, framing, member.rosterTurn)
+        elif roster.pending:
+            return False
+        budget = member.rosterBudget
+        if budget is not None and budget <= 0:
+            return False
+        del group.loose[subscriber]
+        roster.add(member, budget)
+        self.members[subscriber] = member
+        self._memberOf[member] = subscriber
+        return True
+
+    def evictSubscriber(self, subscriber: ISubscriber) -> None:
+        """
+        C{subscriber}'s member, if it has one, leaves its roster.
+        """
+        member = self.members.get(subscriber)
+        if member is not None:
+            self.evict(member)
+
+    def evict(self, member: Any) -> None:
+        """
+        C{member} leaves its roster: what the roster held back in this turn
+        is handed to it to write first, and its subscriber gets events one
+        by one again.
+        """
+        roster = member.roster
+        subscriber = self._memberOf.pop(member, None)
+        if roster is None or subscriber is None:
+            return
+        del self.members[subscriber]
+        roster.remove(member)
+        group = self.rosters.get(roster.channel)
+        if group is not None:
+            group.loose[subscriber] = None
+            if not any(r.members or r.pending for r in group.byFraming.values()):
+                del self.rosters[roster.channel]
+        leftRoster = getattr(subscriber, "leftRoster", None)
+        if leftRoster is not None:
+            leftRoster(roster)
+        member.rosterLeft(roster, roster.takePending())
+
     def subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:
         """
         The subscribers to any of C{channels} (directly or through a
@@ -130,3 +227,17 @@ class LocalSubscribers:
                 if compiled.matches(channel):
                     found.update(subscribers)
         return list(found)
+
+
+class _RosterGroup:
+    """
+    A channel's rosters, one per wire framing, and its other subscribers.
+
+    @ivar loose: the channel's subscribers not in a roster (in C{exact} too).
+    """
+
+    __slots__ = ("byFraming", "loose")
+
+    def __init__(self, subscribers: Dict[ISubscriber, None]) -> None:
+        self.byFraming: Dict[str, Roster] = {}
+        self.loose: Dict[ISubscriber, None] = dict(subscribers)

@@ -36,7 +36,7 @@ for protocol failures (1002, 1003, 1007, 1009).
 
 import struct
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -56,7 +56,7 @@ from ._control import OPS, ControlDispatcher
 from ._datachannel import DataChannelParams, DataChannelResource
 from ._errors import CometError
 from ._event import Event, encodeJSON
-from ._fastpath import TURN_FLUSH_BYTES, DirectWriter, directTransport, writeThrough
+from ._fastpath import TURN_FLUSH_BYTES, DirectWriter, RosterMember, directTransport, writeThrough
 from ._http import JSONResource, asCometError, decodeJSON, writeJSON
 from ._session import Hub, Session
 from .interfaces import IDataChannel, IFraming
@@ -240,17 +240,18 @@ class _ClockTimer:
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
-class _WebSocketSink:
+class _WebSocketSink(RosterMember):
     """
     The session's direct path into one WebSocket connection.
 
-    Autobahn's protocol object holds a hundred attributes in a table of its
-    own, and every one read per event is a likely cache miss across
-    thousands of connections; what the first event of a reactor turn needs
-    is here, in a few slots.  Anything else (a connection that is closing,
-    backed up or already written to in this turn) goes by the protocol's
-    own path, L{CometWebSocketProtocol.writeEvents}, which gathers the rest
-    of the turn into one write.
+    What the first event of a reactor turn needs is here, in a few slots,
+    away from the protocol's hundred-odd attributes.  Anything else (a
+    connection that is closing, backed up or already written to in this
+    turn) goes by the protocol's own path,
+    L{CometWebSocketProtocol.writeEvents}, which gathers the rest of the
+    turn into one write.  After a clean write the sink joins its channel's
+    L{txcomet._fastpath.Roster}, and then the roster writes to it, until
+    the protocol writes anything itself.
 
     @ivar count: the L{Turn} count when this connection last wrote.
     @ivar blocked: whether the protocol's own path must be taken: the
@@ -258,7 +259,11 @@ class _WebSocketSink:
     @ivar wrote: whether an event went out since the last heartbeat check.
     """
 
-    __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote")
+    __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote", "roster", "ready", "rosterMark")
+
+    #: What a roster member says of itself (see L{txcomet._fastpath.Roster}).
+    rosterFraming = FRAMING
+    rosterBudget = None
 
     def __init__(self, protocol: "CometWebSocketProtocol", direct: DirectWriter) -> None:
         self.protocol = protocol
@@ -267,6 +272,11 @@ class _WebSocketSink:
         self.count = -1
         self.blocked = False
         self.wrote = False
+        #: The L{txcomet._fastpath.Roster} this connection is in, or C{None}.
+        self.roster: Any = None
+        #: Whether this connection may join a roster.
+        self.ready = True
+        self.rosterMark = 0
 
     def deliverEvent(self, event: Event) -> None:
         turn = self.turn
@@ -281,7 +291,75 @@ class _WebSocketSink:
             wire = event.framed(FRAMING)
         self.count = turn.count
         self.wrote = True
-        self.direct.write(wire)
+        if not self.direct.write(wire) and self.ready:
+            self._joinRoster()
+
+    # the roster
+
+    def _joinRoster(self) -> None:
+        session = self.protocol.session
+        joined = session.joinRoster(self) if session is not None else None
+        self.ready = self.joinedRoster(joined)
+
+    @property
+    def rosterSocket(self) -> Any:
+        return self.direct.socket
+
+    @property
+    def rosterTurn(self) -> Any:
+        return self.turn
+
+    def rosterLeft(self, roster: Any, pending: Optional[bytes]) -> None:
+        """
+        This connection has left C{roster}; C{pending}, what the roster held
+        back in this turn, goes before anything else written to it.
+        """
+        if roster.events != self.rosterMark:
+            self.wrote = True
+        protocol = self.protocol
+        if pending is not None and protocol.state == _OPEN and not protocol._lost:
+            protocol._write(pending, 1)
+
+    def rosterSpill(self, data: bytes) -> None:
+        self.direct.spilled = True
+        self.protocol.transport.write(data)
+
+
+#: What Autobahn keeps per connection (set in its C{__init__}, its
+#: C{connectionMade}, the handshake, frame processing, pings and closing),
+#: and the base class defaults of the same that a connection overrides at
+#: once (C{factory}, C{transport}, C{connected}, C{peer}, the observable's
+#: event tables).  In an instance dict these are a hash table of 3 KiB per
+#: connection; as slots they are 8 bytes each.  A name missing here is no
+#: error, only memory: it lands in the instance dict.
+_AUTOBAHN_STATE = (
+    "factory", "transport", "connected", "peer", "_valid_events", "_results",
+    "is_open", "is_closed", "_transport_details", "_perMessageCompress", "_isMessageCompressed",
+    "trackedTimings", "trafficStats", "state", "send_state", "data", "send_queue", "triggered",
+    "utf8validator", "utf8validateIncomingCurrentMessage", "utf8validateLast",
+    "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded",
+    "closedByMe", "failedByMe", "droppedByMe", "wasClean", "wasNotCleanReason",
+    "wasServerConnectionDropTimeout", "wasOpenHandshakeTimeout", "wasCloseHandshakeTimeout",
+    "wasServingFlashSocketPolicyFile", "localCloseCode", "localCloseReason", "remoteCloseCode",
+    "remoteCloseReason", "openHandshakeTimeoutCall", "closeHandshakeTimeoutCall",
+    "autoPingTimeoutCall", "autoPingPending", "autoPingPendingCall", "autoPingPendingSeq",
+    "autoPingPendingSent", "http_request_data", "http_status_line", "http_headers",
+    "http_request_uri", "http_request_path", "http_request_params", "http_request_host",
+    "http_response_data", "websocket_version", "websocket_protocols", "websocket_origin",
+    "websocket_extensions", "websocket_protocol_in_use", "websocket_extensions_in_use", "_wskey",
+    "inside_message", "current_frame", "current_frame_masker", "control_frame_data",
+    "frame_length", "frame_data", "message_is_binary", "message_data", "message_data_total_length",
+    "send_compressed", "send_message_opcode", "send_message_frame_length",
+    "send_message_frame_mask", "send_message_frame_masker",
+)
+
+#: What the handshake leaves behind that Autobahn reads no more once the
+#: connection is open (on a server): released in L{CometWebSocketProtocol.onOpen}.
+_HANDSHAKE_LEFTOVERS = (
+    "http_request_data", "http_status_line", "http_headers", "http_request_uri",
+    "http_request_path", "http_request_params", "http_request_host", "http_response_data",
+    "websocket_protocols", "websocket_origin", "websocket_extensions", "_wskey",
+)
 
 
 @implementer(IDataChannel, IPushProducer)
@@ -294,15 +372,35 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     what the session writes waits here, and past the session queue limits
     (C{queueMessages}, C{queueBytes}) the session is closed as a slow
     consumer.
+
+    An idle connection is kept small: its state (Autobahn's too) is in
+    slots, the factory's options are class attributes (see
+    L{CometWebSocketFactory._configureProtocol}), what the handshake leaves
+    is released once open, and containers are made when first needed.
     """
+
+    __slots__ = _AUTOBAHN_STATE + (
+        "session", "sink", "_params", "_error", "_origin", "_newSession", "_joining", "_lost",
+        "_paused", "_backlog", "_backlogBytes", "_backlogCount", "_pending", "_pendingCount",
+        "_pendingSize", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_turn",
+    )
 
     oneShot = False
 
     factory: "CometWebSocketFactory"
+    #: The session's direct path (a L{_WebSocketSink}) on an uncompressed
+    #: plain TCP connection; else C{None}.
+    sink: Any
 
     def __init__(self) -> None:
+        # The base classes' defaults of what is a slot here.
+        self.factory = None  # type: ignore[assignment]
+        self.transport = None
+        self.connected = 0
+        self.peer = None
         super().__init__()
         self.session: Optional[Session] = None
+        self.sink = None
         self._params: Optional[DataChannelParams] = None
         self._error: Optional[CometError] = None
         self._origin: Optional[str] = None
@@ -311,8 +409,10 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._joining = False
         self._lost = False
         self._paused = False
-        # (isFrame, bytes): a frame to write, or a message to compress first
-        self._backlog: Deque[Tuple[bool, bytes]] = deque()
+        # (isFrame, bytes): a frame to write, or a message to compress
+        # first.  A deque whenever the connection is paused or has a
+        # backlog; else an empty tuple, to keep an idle connection small.
+        self._backlog: Any = ()
         self._backlogBytes = 0
         self._backlogCount = 0
         self._pending: List[bytes] = []
@@ -322,12 +422,16 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._wrote = False
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
-        self._closeWaiters: List[Deferred] = []
+        self._closeWaiters: Optional[List[Deferred]] = None
+        self._turn: Any = None
 
     # connection
 
     def connectionMade(self) -> None:
         WebSocketServerProtocol.connectionMade(self)
+        # Autobahn's queue for chopped and synchronous writes, which this
+        # protocol never makes: made if one is (see sendData).
+        self.send_queue = ()
         self.factory.connections.add(self)
         self.factory.heartbeats.start()
         self._turn = self.factory.turn
@@ -404,6 +508,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         return subprotocol, {"X-Comet-Position": position}
 
     def onOpen(self) -> None:
+        for name in _HANDSHAKE_LEFTOVERS:
+            setattr(self, name, None)
+        params, self._params = self._params, None
         if self._lost:
             return
         if self._error is not None:
@@ -413,7 +520,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             session, self._newSession = self._newSession, None
             self._listen(session, None)
             return
-        params = self._params
         if params is not None and params.session is not None:
             try:
                 session = self.factory.hub.getSession(params.session)
@@ -440,6 +546,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self._lost = True
         if self.sink is not None:
+            self.sink.leaveRoster()
             self.sink.blocked = True
         # Autobahn leaves this timer behind when the peer drops the
         # connection instead of answering our close; nothing is left to time.
@@ -449,7 +556,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self.factory.connections.discard(self)
         if not self.factory.connections:
             self.factory.heartbeats.stop()
-        self._backlog.clear()
+        self._backlog = deque() if self._paused else ()
         self._pending = []
         self._pendingSize = 0
         session, self.session = self.session, None
@@ -458,8 +565,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         newSession, self._newSession = self._newSession, None
         if newSession is not None:
             newSession.close(None)
-        waiters, self._closeWaiters = self._closeWaiters, []
-        for waiter in waiters:
+        waiters, self._closeWaiters = self._closeWaiters, None
+        for waiter in waiters or ():
             waiter.callback(None)
 
     def whenClosed(self) -> Deferred:
@@ -469,6 +576,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self._lost:
             return succeed(None)
         d: Deferred = Deferred()
+        if self._closeWaiters is None:
+            self._closeWaiters = []
         self._closeWaiters.append(d)
         return d
 
@@ -596,6 +705,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         # The fan-out hot path: once per subscriber per event.
         if self.state != _OPEN:
             return
+        sink = self.sink
+        if sink is not None and sink.roster is not None:
+            sink.leaveRoster()
         if self._perMessageCompress is not None:
             for event in events:
                 self._writeMessage(event.json)
@@ -621,10 +733,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self._pendingSize > TURN_FLUSH_BYTES:
             self.flushPending()
 
-    #: The session's direct path (a L{_WebSocketSink}) on an uncompressed
-    #: plain TCP connection; else C{None}.
-    sink: Any = None
-
     def writeHeartbeat(self) -> None:
         """
         Send C{{"type": "heartbeat"}}, the message every stream sends when
@@ -640,7 +748,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         # since the last call sends a heartbeat, so at most two intervals
         # pass in silence.
         sink = self.sink
-        if self._wrote or (sink is not None and sink.wrote):
+        if self._wrote or (sink is not None and (sink.wrote or sink.rosterWrote())):
             self._wrote = False
             if sink is not None:
                 sink.wrote = False
@@ -667,6 +775,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         # answering the client's close), what was written before goes first,
         # and nothing more goes the direct way.
         if self.sink is not None:
+            self.sink.leaveRoster()
             self.sink.blocked = True
         if self.state == _OPEN:
             self._flushAll()
@@ -676,11 +785,15 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         # Autobahn's own writes (pings, pongs, close frames) go through the
         # transport's buffer: the direct path must look there first.
         if self._direct is not None:
+            self.sink.leaveRoster()
             self._direct.spilled = True
+        if (sync or chopsize) and not isinstance(self.send_queue, deque):
+            self.send_queue = deque()
         WebSocketServerProtocol.sendData(self, data, sync, chopsize)
 
     def dropConnection(self, abort: bool = False) -> None:
         if self.sink is not None:
+            self.sink.leaveRoster()
             self.sink.blocked = True
         WebSocketServerProtocol.dropConnection(self, abort)
 
@@ -720,6 +833,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         """
         if self._perMessageCompress is None:
             if self._direct is not None:
+                self.sink.leaveRoster()
                 self._direct.spilled = True
             self.transport.write(frameText(payload))
         else:
@@ -727,6 +841,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def _write(self, frames: bytes, count: int) -> None:
         self._wrote = True
+        sink = self.sink
+        if sink is not None and sink.roster is not None:
+            sink.leaveRoster()
         if self._paused or self._backlog:
             self._backlog.append((True, frames))
             self._queued(len(frames), count)
@@ -810,9 +927,16 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self.sink is not None:
             self.sink.blocked = bool(self._paused or self._backlog or self.state != _OPEN)
 
-    def pauseProducing(self) -> None:
+    def _startBacklog(self) -> None:
+        # Paused: what is written from now on waits in a deque.
         self._paused = True
+        if not isinstance(self._backlog, deque):
+            self._backlog = deque()
+
+    def pauseProducing(self) -> None:
+        self._startBacklog()
         if self.sink is not None:
+            self.sink.leaveRoster()
             self.sink.blocked = True
         pending = self._pending
         if pending:
@@ -830,11 +954,15 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._paused = False
         if self._backlog and self.state == self.STATE_OPEN:
             self._flushBacklog()
+        if not self._paused and not self._backlog:
+            # Writing it may have paused the connection again.
+            self._backlog = ()
         self._unblock()
 
     def stopProducing(self) -> None:
-        self._paused = True
+        self._startBacklog()
         if self.sink is not None:
+            self.sink.leaveRoster()
             self.sink.blocked = True
 
 
@@ -915,6 +1043,44 @@ class CometWebSocketFactory(WebSocketServerFactory):
             allowNullOrigin=True,
             perMessageCompressionAccept=_acceptDeflate if config.webSocketCompression else (lambda offers: None),
         )
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        WebSocketServerFactory.setProtocolOptions(self, **options)
+        self._configureProtocol()
+
+    def resetProtocolOptions(self) -> None:
+        WebSocketServerFactory.resetProtocolOptions(self)
+        self._configureProtocol()
+
+    def _configureProtocol(self) -> None:
+        """
+        Make the protocol class of new connections a subclass of the
+        factory class's C{protocol} that holds this factory's options as
+        class attributes.
+
+        Autobahn copies every option (about thirty) from the factory into
+        each connection's own attributes unless the connection already has
+        it, and pretty-prints the lot for a debug log on every connection;
+        as class attributes they cost a connection nothing, and with
+        nothing left to copy (C{CONFIG_ATTRS} is empty) the copy and its
+        log line are skipped.  As with Autobahn's copy, options set later
+        apply to connections made after.
+        """
+        base = type(self).protocol
+        attributes: Dict[str, Any] = {
+            "__slots__": (),
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "CONFIG_ATTRS": (),
+        }
+        for name in WebSocketServerProtocol.CONFIG_ATTRS:
+            value = getattr(self, name)
+            if hasattr(type(value), "__get__"):
+                # A function (perMessageCompressionAccept) must not become
+                # a method of the connection.
+                value = staticmethod(value)
+            attributes[name] = value
+        self.protocol = type(base.__name__, (base,), attributes)
 
 
 class WebSocketService(Service):
