@@ -7,7 +7,7 @@ channel for a session held by the other node still works.
 import json
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -17,7 +17,7 @@ from txcomet import Comet, CometConfig, CometRequest, RedisBus
 
 from .redisserver import RedisServer
 from .support import TrackingSite
-from .test_redisbus import waitUntil
+from .test_redisbus import sleep, waitUntil
 
 
 class Node:
@@ -162,11 +162,26 @@ class SessionRoutingTests(TestCase):
         self.assertIn(session, self.a.sessions)
 
     @inlineCallbacks
+    def pollUntilAnswered(self, node, **params):
+        """
+        Poll C{node} the way a client does: a 503 (C{unavailable}, "try
+        again") is tried again after a moment, at most 20 times.
+        """
+        for attempt in range(20):
+            code, body = yield self.poll(node, **params)
+            if code != 503:
+                return code, body
+            self.assertEqual(body["error"], "unavailable")
+            yield sleep(0.1)
+        self.fail("still unavailable after 20 tries: %r" % (body,))
+
+    @inlineCallbacks
     def test_movingUnderLoadLosesNothing(self):
         """
         While events are published without pause on both nodes, a session
         bounces between A and B with every poll; it sees every event
-        exactly once, in publish order.
+        exactly once, in publish order.  (On a loaded machine a move may
+        answer 503, to be tried again; nothing is lost either way.)
         """
         code, joined = yield self.control(self.a, op="join", channels=["load"])
         session = joined["session"]
@@ -182,6 +197,16 @@ class SessionRoutingTests(TestCase):
                 published.append(reply.id)
 
         runs = [publisher(self.a), publisher(self.b)]
+
+        @inlineCallbacks
+        def stopPublishers():
+            if not stop:
+                stop.append(True)
+            for run in runs:
+                yield run
+
+        # Stopped before the nodes are, whatever the test's outcome.
+        self.addCleanup(stopPublishers)
         seen = []
         last = None
         for round in range(10):
@@ -189,17 +214,71 @@ class SessionRoutingTests(TestCase):
             params = {"session": session}
             if last is not None:
                 params["last"] = last
-            code, events = yield self.poll(node, **params)
+            code, events = yield self.pollUntilAnswered(node, **params)
             self.assertEqual(code, 200, events)
             seen.extend(e["id"] for e in events)
             if events:
                 last = events[-1]["id"]
-        stop.append(True)
-        yield runs[0]
-        yield runs[1]
+        yield stopPublishers()
         newest = max(int(i.rsplit("-", 1)[1]) for i in published)
         yield waitUntil(lambda: max(self.a.bus._seen, self.b.bus._seen) >= newest, "the last event")
-        code, events = yield self.poll(self.b, session=session, last=last)
+        code, events = yield self.pollUntilAnswered(self.b, session=session, last=last)
         seen.extend(e["id"] for e in events)
         self.assertGreater(len(published), 10)
         self.assertEqual(seen, sorted(published, key=lambda i: int(i.rsplit("-", 1)[1])))
+
+    def slowTakes(self, node, delay):
+        """
+        Make C{node} answer take requests C{delay} seconds late, as when
+        its pub/sub connection is working through a backlog.
+        """
+        answer = node.bus._answer_take
+        self.patch(node.bus, "_answer_take", lambda request: task.deferLater(reactor, delay, answer, request))
+
+    @inlineCallbacks
+    def test_lateHandoverLosesNothing(self):
+        """
+        When the holder lets a session go only after the claiming node
+        stopped waiting, the client is told 503 (try again), and the
+        session is not lost between the nodes: the claiming node carries
+        on with it when the late answer comes, with what the holder queued
+        meanwhile, and the retry gets every event once.
+        """
+        code, joined = yield self.control(self.a, op="join", channels=["news"])
+        session = joined["session"]
+        yield self.publish(self.a, "news", 1)
+        self.b.bus.requestTimeout = 0.2
+        self.slowTakes(self.a, 0.6)
+        code, body = yield self.poll(self.b, session=session)
+        self.assertEqual((code, body["error"]), (503, "unavailable"), body)
+        # Still A's, and queued there, while the take is on its way.
+        self.assertIn(session, self.a.sessions)
+        yield self.publish(self.a, "news", 2)
+        yield waitUntil(lambda: session in self.b.sessions, "B to carry on with the session")
+        self.assertNotIn(session, self.a.sessions)
+        yield self.publish(self.a, "news", 3)
+        code, events = yield self.poll(self.b, session=session)
+        self.assertEqual((code, [e["data"] for e in events]), (200, [1, 2, 3]))
+        # The holder that caught events for the move is gone.
+        self.assertEqual(self.b.bus.subscriberCount("news"), 1)
+
+    @inlineCallbacks
+    def test_handoverNeverAnswered(self):
+        """
+        When the take is never answered, the claiming node stops listening
+        for it after a while (its holder unsubscribed) and the holder,
+        after its own wait, carries on with the session: nothing lost.
+        """
+        code, joined = yield self.control(self.a, op="join", channels=["news"])
+        session = joined["session"]
+        self.b.bus.requestTimeout = 0.1
+        self.a.bus.requestTimeout = 0.1
+        self.patch(self.a.bus, "_answer_take", lambda request: defer.Deferred())
+        code, body = yield self.poll(self.b, session=session)
+        self.assertEqual((code, body["error"]), (503, "unavailable"), body)
+        self.assertEqual(self.b.bus.subscriberCount("news"), 1)
+        yield waitUntil(lambda: self.b.bus.subscriberCount("news") == 0, "B to stop holding events")
+        self.assertNotIn(session, self.b.sessions)
+        yield self.publish(self.b, "news", 4)
+        code, events = yield self.poll(self.a, session=session)
+        self.assertEqual((code, [e["data"] for e in events]), (200, [4]))

@@ -349,6 +349,13 @@ class _Outage:
                 self.channels.clear()
 
 
+#: How many request timeouts more a node listens for the answer to a take
+#: it stopped waiting for.  The holder gives up handing over two request
+#: timeouts after the claim, so a take it honours is answered well within
+#: this.
+LATE_ANSWER_FACTOR = 4
+
+
 @implementer(ISubscriber)
 class _Holder:
     """
@@ -455,7 +462,10 @@ class RedisBus:
         self.requestTimeout = 5.0
         self._hub: Any = None
         self._dispatcher: Any = None
-        self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any]] = {}
+        self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any, Any]] = {}
+        # Requests whose answer still matters after the asker stopped
+        # waiting: rid -> (called with the late answer, give-up timer).
+        self._lateReplies: Dict[str, Tuple[Any, Any]] = {}
         # History reads waiting for their sync token: token -> Deferred.
         self._syncs: Dict[int, Deferred] = {}
         self._syncCount = 0
@@ -536,10 +546,12 @@ class RedisBus:
             self._refreshCall.cancel()
         self._refreshCall = None
         for rid in list(self._requests):
-            done, answers, expected, timer = self._requests.pop(rid)
+            done, answers, expected, timer, late = self._requests.pop(rid)
             if timer.active():
                 timer.cancel()
             done.callback((answers, False))
+        for rid in list(self._lateReplies):
+            self._lateExpired(rid)
         for sessionId in list(self._handingOver):
             timer = self._handingOver.pop(sessionId)[2]
             if timer.active():
@@ -1153,28 +1165,56 @@ class RedisBus:
         state, owner = found[0]["state"], found[0]["node"]
         holder = _Holder()
         patterns = state["subscriptions"]
+        waitingLate = False
         try:
             for pattern in patterns:
                 yield self.subscribe(pattern, holder)
-            answers, complete = yield self._ask("take", {"session": sessionId}, node=owner)
+
+            def lateTake(reply: dict) -> None:
+                # The holder let go after this node stopped waiting: the
+                # session exists nowhere else now, so carry on with it here.
+                try:
+                    if reply.get("found"):
+                        self._adopt(sessionId, state, reply["tail"], holder, owner)
+                finally:
+                    self._removeSubscriber(holder)
+
+            answers, complete = yield self._ask("take", {"session": sessionId}, node=owner, late=lateTake)
             taken = [a for a in answers if a.get("found")]
             if not taken:
+                if not complete:
+                    # The take may still reach the holder, behind whatever
+                    # its pub/sub connection is working through; keep the
+                    # holder so that a late answer loses nothing.
+                    waitingLate = True
+                    raise CometError("unavailable", "The node holding the session is slow to let it go; try again.")
                 raise CometError("unavailable", "The node holding the session did not let it go; try again.")
-            if sessionId in self._hub.sessions:
-                return self._hub.sessions[sessionId]
-            state["events"] = state["events"] + taken[0]["tail"]
-            session = self._hub.adoptSession(state)
-            have = {e.id for e in session._buffer}
-            session._enqueueMany([e for e in holder.events if e.id not in have])
-            for pattern in patterns:
-                self.subscribe(pattern, session)
-            if state["presence"]:
-                info = session._memberInfo()
-                for pattern in patterns:
-                    if not isPattern(pattern):
-                        self.keepMember(pattern, session.clientId, info)
+            session = self._adopt(sessionId, state, taken[0]["tail"], holder, owner)
         finally:
-            self._removeSubscriber(holder)
+            if not waitingLate:
+                self._removeSubscriber(holder)
+        return session
+
+    def _adopt(self, sessionId: str, state: dict, tail: List[str], holder: _Holder, owner: str) -> Any:
+        """
+        Carry on here with the session node C{owner} let go: its exported
+        C{state}, the C{tail} queued there after the export, and what
+        C{holder} caught here since subscribing.
+        """
+        if sessionId in self._hub.sessions:
+            return self._hub.sessions[sessionId]
+        patterns = state["subscriptions"]
+        state["events"] = state["events"] + tail
+        session = self._hub.adoptSession(state)
+        have = {e.id for e in session._buffer}
+        session._enqueueMany([e for e in holder.events if e.id not in have])
+        for pattern in patterns:
+            self.subscribe(pattern, session)
+        if state["presence"]:
+            info = session._memberInfo()
+            for pattern in patterns:
+                if not isPattern(pattern):
+                    self.keepMember(pattern, session.clientId, info)
         self.log.info("Session of client {client} moved here from node {node}", client=state["client"], node=owner)
         return session
 
@@ -1195,13 +1235,18 @@ class RedisBus:
 
         return d.addCallback(answered)
 
-    def _ask(self, kind: str, fields: dict, node: Optional[str] = None) -> Deferred:
+    def _ask(self, kind: str, fields: dict, node: Optional[str] = None, late: Any = None) -> Deferred:
         """
         Publish a request to every node (or to C{node}) and gather the
         answers: a L{Deferred} firing with C{(answers, complete)}, as soon
         as one answer says C{found}, or when every node that received the
         request has answered (C{complete}), or after L{requestTimeout}
         seconds (not complete).
+
+        @param late: for a request to one C{node} whose answer must not go
+            unheard: called with that answer if it comes after the
+            timeout, or with C{{"found": False}} once it has not come for
+            L{LATE_ANSWER_FACTOR} timeouts more.
         """
         if not (self.commands.ready and self.pubsub.ready):
             return fail(CometError("unavailable", "Redis cannot be reached, so other nodes cannot either."))
@@ -1218,10 +1263,11 @@ class RedisBus:
                 done.callback(([], True))
                 return
             timer = self.clock.callLater(self.requestTimeout, self._requestTimedOut, rid)
-            self._requests[rid] = (done, [], expected, timer)
+            self._requests[rid] = (done, [], expected, timer, late)
 
         def failed(failure):
             failure.trap(RedisUnavailable)
+            # Not published, so no answer will come.
             done.errback(CometError("unavailable", "Redis was lost while asking the other nodes."))
 
         d.addCallbacks(published, failed)
@@ -1230,8 +1276,14 @@ class RedisBus:
     def _replyReceived(self, reply: dict) -> None:
         entry = self._requests.get(reply.get("rid"))
         if entry is None:
+            waiting = self._lateReplies.pop(reply.get("rid"), None)
+            if waiting is not None:
+                late, timer = waiting
+                if timer.active():
+                    timer.cancel()
+                late(reply)
             return
-        done, answers, expected, timer = entry
+        done, answers, expected, timer, late = entry
         answers.append(reply)
         if reply.get("found") or len(answers) >= expected:
             del self._requests[reply["rid"]]
@@ -1242,7 +1294,19 @@ class RedisBus:
     def _requestTimedOut(self, rid: str) -> None:
         entry = self._requests.pop(rid, None)
         if entry is not None:
-            entry[0].callback((entry[1], False))
+            done, answers, expected, timer, late = entry
+            if late is not None:
+                giveUp = self.clock.callLater(self.requestTimeout * LATE_ANSWER_FACTOR, self._lateExpired, rid)
+                self._lateReplies[rid] = (late, giveUp)
+            done.callback((answers, False))
+
+    def _lateExpired(self, rid: str) -> None:
+        waiting = self._lateReplies.pop(rid, None)
+        if waiting is not None:
+            late, timer = waiting
+            if timer.active():
+                timer.cancel()
+            late({"found": False})
 
     def _requestReceived(self, kind: str, request: dict) -> None:
         if request.get("node") == self.nodeId or self._hub is None:
