@@ -541,7 +541,7 @@ class Runner:
 
         self.withServer(server, go)
 
-    def workers(self, server, transport, subs, rate, seconds):
+    def workers(self, server, transport, subs, rate, seconds, rep=0):
         """
         One fixed load on one worker and on several: the wall-clock rate,
         and the capacity the busiest worker's CPU share implies (what the
@@ -554,7 +554,7 @@ class Runner:
             r = self.loadgenRun(server, server.endpoints[transport], subs, rate=rate,
                                 events=int(rate * seconds), warmup=self.profile["warmup"], size=100,
                                 drain=self.profile["drain"])
-            e = self.record("workers", server, transport, subs, r, rate=rate, size=100,
+            e = self.record("workers", server, transport, subs, r, rep=rep, rate=rate, size=100,
                             workers=getattr(server, "workers", 1))
             byPid = [c for c in e.get("server_cpu_by_pid", {}).values() if c > 0.05]
             busiest = max(byPid) if byPid else e["server_cpu_s"]
@@ -611,7 +611,7 @@ def main():
     parser.add_argument("--sizes", help="fan-out subscriber counts, e.g. 1000,5000")
     parser.add_argument("--events", type=int, help="measured events per fan-out run")
     parser.add_argument("--rate", type=float, help="fan-out publish rate (events/s)")
-    parser.add_argument("--repeat", type=int, help="repeat every fan-out run this many times")
+    parser.add_argument("--repeat", type=int, help="repeat every fan-out run and every workers pair this many times")
     parser.add_argument("--skip-nchan", action="store_true", help="leave nginx+Nchan out")
     parser.add_argument("--results", help="where to write raw results (default docs/benchmarks.json; quick: bench/build/quick.json)")
     parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
@@ -696,8 +696,12 @@ def main():
             runner.many(server, "sse", profile["many_subs"])
     if "workers" in workloads and "txcomet" in byName:
         log("several workers on one port: %d SSE subscribers at %d events/s" % (profile["sat_subs"], profile["sat_rate"]))
-        for server in (Txcomet(), Txcomet(workers=2)):
-            runner.workers(server, "sse", profile["sat_subs"], profile["sat_rate"], profile["sat_seconds"])
+        # One worker, then two, back to back in each repeat: each pair
+        # shares the machine's state of the moment, and the report takes
+        # the median of the pairs' ratios.
+        for rep in range(profile["repeat"]):
+            for server in (Txcomet(), Txcomet(workers=2)):
+                runner.workers(server, "sse", profile["sat_subs"], profile["sat_rate"], profile["sat_seconds"], rep)
 
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)
