@@ -551,7 +551,7 @@ class RedisBus:
                 timer.cancel()
             done.callback((answers, False))
         for rid in list(self._lateReplies):
-            self._lateExpired(rid)
+            self._lateAnswer(rid, {"found": False})
         for sessionId in list(self._handingOver):
             timer = self._handingOver.pop(sessionId)[2]
             if timer.active():
@@ -1276,12 +1276,7 @@ class RedisBus:
     def _replyReceived(self, reply: dict) -> None:
         entry = self._requests.get(reply.get("rid"))
         if entry is None:
-            waiting = self._lateReplies.pop(reply.get("rid"), None)
-            if waiting is not None:
-                late, timer = waiting
-                if timer.active():
-                    timer.cancel()
-                late(reply)
+            self._lateAnswer(reply.get("rid"), reply)
             return
         done, answers, expected, timer, late = entry
         answers.append(reply)
@@ -1296,17 +1291,23 @@ class RedisBus:
         if entry is not None:
             done, answers, expected, timer, late = entry
             if late is not None:
-                giveUp = self.clock.callLater(self.requestTimeout * LATE_ANSWER_FACTOR, self._lateExpired, rid)
+                giveUp = self.clock.callLater(
+                    self.requestTimeout * LATE_ANSWER_FACTOR, self._lateAnswer, rid, {"found": False}
+                )
                 self._lateReplies[rid] = (late, giveUp)
             done.callback((answers, False))
 
-    def _lateExpired(self, rid: str) -> None:
+    def _lateAnswer(self, rid: Any, reply: dict) -> None:
+        """
+        The answer to timed-out request C{rid}, or C{{"found": False}} when
+        it is no longer listened for: give it to the request's C{late}.
+        """
         waiting = self._lateReplies.pop(rid, None)
         if waiting is not None:
             late, timer = waiting
             if timer.active():
                 timer.cancel()
-            late({"found": False})
+            late(reply)
 
     def _requestReceived(self, kind: str, request: dict) -> None:
         if request.get("node") == self.nodeId or self._hub is None:
