@@ -250,6 +250,64 @@ class ReconnectTests(BrowserTestCase):
 
         yield self.inBrowser(scenario)
 
+    def silentStream(self, transport):
+        """
+        With the page's clock faked (the server's is real, and its 60 s
+        heartbeat does not come during the test): a watched stream that
+        hears nothing is kept for two heartbeat intervals plus 3 s, the
+        longest the server is ever silent plus slack, then reopened.
+        """
+        room = "silent-" + transport
+
+        def scenario(browser):
+            page = browser.newPage()
+            streams = []
+            page.on("request", lambda request: "/comet/" + transport in request.url and streams.append(request.url))
+            page.clock.install()
+            page.goto("%s/?user=sam&room=%s&transport=%s" % (self.base, room, transport))
+            page.wait_for_function(LISTENING)
+            self.assertEqual(len(streams), 1)
+            self.assertEqual(page.evaluate("demo.client._heartbeat"), 60000)
+            # Silent for 2 minutes: past 1.5 intervals + 2 s (the old
+            # watchdog), short of 2 intervals + 3 s.
+            page.clock.fast_forward(120000)
+            self.assertEqual(page.evaluate("document.body.dataset.state"), "listening")
+            self.assertEqual(len(streams), 1)
+            # Silent for 124 s: given up (the client says so at once)...
+            session = page.evaluate("demo.client.session")
+            page.clock.fast_forward(4000)
+            self.assertEqual(page.evaluate("document.body.dataset.state"), "error")
+            # ...and reopened after the reconnection delay (at most 0.25 s
+            # the first time), in the same session, still getting what is
+            # published.
+            page.clock.run_for(1000)
+            waitUntil(lambda: len(streams) >= 2, "the stream to be reopened")
+            page.wait_for_function(LISTENING)
+            self.assertEqual(page.evaluate("demo.client.session"), session)
+            self.publish("chat/" + room, {"user": "server", "text": "still here"})
+            page.wait_for_function("demo.messages.some(m => m.text === 'still here')")
+
+        return self.inBrowser(scenario)
+
+    @inlineCallbacks
+    def test_silentXHRStreamReopened(self):
+        """
+        An XHR stream is reopened after two heartbeat intervals plus 3 s
+        of silence, not before.
+        """
+        yield self.startDemo(heartbeat=60.0)
+        self.requireTransport("xhr-stream")
+        yield self.silentStream("xhr-stream")
+
+    @inlineCallbacks
+    def test_silentIframeReopened(self):
+        """
+        The same for a hidden-iframe stream.
+        """
+        yield self.startDemo(heartbeat=60.0)
+        self.requireTransport("iframe")
+        yield self.silentStream("iframe")
+
     @inlineCallbacks
     def test_serverRestarted(self):
         """
