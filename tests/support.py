@@ -13,6 +13,22 @@ from twisted.web.server import Site
 from txcomet import Comet, CometConfig, CometRequest
 
 
+def recordFraming(testCase: Any, framing: Any) -> list:
+    """
+    Count the events C{framing} frames for the rest of C{testCase}: the
+    list it returns gets every event given to its C{frameEvent}.
+    """
+    framed: list = []
+    original = framing.frameEvent
+
+    def recording(event: Any) -> Any:
+        framed.append(event)
+        return original(event)
+
+    testCase.patch(framing, "frameEvent", recording)
+    return framed
+
+
 class TrackingSite(Site):
     """
     A L{Site} that remembers its connections, so a test can drop them all.

@@ -25,6 +25,8 @@ from txcomet import CometRequest
 from txcomet._datachannel import ONE_EVENT_ARRAY
 from txcomet.testing import makeComet
 
+from .support import recordFraming
+
 
 class Answer:
     """
@@ -192,14 +194,7 @@ class OneShotWireTestsMixin(WireMixin):
         one event, and it is made once for the event, not once per
         subscriber.
         """
-        framed = []
-        original = ONE_EVENT_ARRAY.frameEvent
-
-        def frameEvent(event):
-            framed.append(event)
-            return original(event)
-
-        self.patch(ONE_EVENT_ARRAY, "frameEvent", frameEvent)
+        framed = recordFraming(self, ONE_EVENT_ARRAY)
         sessions = [self.join("a").encode("ascii") for _ in range(3)]
         connections = [self.connect() for _ in sessions]
         for session, (transport, protocol) in zip(sessions, connections):

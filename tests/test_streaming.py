@@ -20,6 +20,7 @@ from txcomet._streaming import (
 )
 
 from .streamkit import STREAMING, CometTestCase
+from .support import recordFraming
 
 EVENT_STREAM_TRANSPORT = [t for t in STREAMING if t.name == "sse"][0]
 
@@ -182,10 +183,7 @@ class DeliveryTests(CometTestCase):
         readers = [self.openStream(transport, channel="news") for i in range(3)]
         channels = [session.dataChannel for session in self.comet.hub.sessions.values()]
         framing = channels[0].framing
-        calls = []
-        original = framing.frameEvent
-        framing.frameEvent = lambda event: (calls.append(event), original(event))[1]
-        self.addCleanup(delattr, framing, "frameEvent")
+        calls = recordFraming(self, framing)
         written = []
         for channel in channels:
             channel.send = lambda data, wire=None, send=channel.send: (written.append(data), send(data, wire))

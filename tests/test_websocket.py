@@ -27,6 +27,7 @@ from txcomet._websocket import (
 from txcomet.interfaces import IDataChannel, IFraming
 from txcomet.testing import MemoryCometClient
 
+from tests.support import recordFraming
 from tests.wssupport import (
     BINARY,
     PING,
@@ -99,14 +100,7 @@ class FramingTests(SynchronousTestCase):
         site = makeSite()
         comet = site[0]
         connections = [openMore(site, "/comet/ws?channel=news") for _ in range(3)]
-        calls = []
-        original = FRAMING.frameEvent
-
-        def counting(event):
-            calls.append(event)
-            return original(event)
-
-        self.patch(FRAMING, "frameEvent", counting)
+        calls = recordFraming(self, FRAMING)
         written = []
         for ws in connections:
             transport = ws.protocol.transport
