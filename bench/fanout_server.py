@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txcomet import Comet, CometConfig, CometRequest
-from txcomet import _fastpath
+from txcomet._fastpath import writer as _fastpath
 
 
 def useMode(mode: str) -> None:

@@ -95,7 +95,7 @@ def server(options):
     from twisted.web.server import Site
 
     from txcomet import Comet, CometConfig, CometRequest
-    from txcomet._websocket import FRAMING, CometWebSocketProtocol
+    from txcomet._transports.websocket import FRAMING, CometWebSocketProtocol
 
     shipped = CometWebSocketProtocol.writeEvents
 

@@ -28,8 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from txcomet._event import Event  # noqa: E402
-from txcomet._websocket import FRAMING  # noqa: E402
+from txcomet._model.event import Event  # noqa: E402
+from txcomet._transports.websocket import FRAMING  # noqa: E402
 
 from tests.wssupport import MemoryWebSocket, makeSite  # noqa: E402
 

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.python.failure import Failure
 
 from txcomet import Comet, CometConfig, CometRequest
-from txcomet._root import IndexPage
+from txcomet._demo.page import IndexPage
 
 from .support import TrackingSite
 

@@ -12,8 +12,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 
 from txcomet import Comet, CometConfig
-from txcomet._root import IndexPage
-from txcomet._session import Session
+from txcomet._demo.page import IndexPage
+from txcomet._sessions.session import Session
 
 from .browser import BrowserTestMixin, browserMissing, waitUntil
 from .support import TrackingSite

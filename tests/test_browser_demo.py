@@ -10,7 +10,7 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._demo import (
+from txcomet._demo.chart import (
     _BAR,
     _NOW,
     ChartStream,
@@ -18,8 +18,8 @@ from txcomet._demo import (
     drawChart,
     encodePNG,
 )
-from txcomet._event import Event
-from txcomet._root import IndexPage
+from txcomet._model.event import Event
+from txcomet._demo.page import IndexPage
 from txcomet.testing import makeComet
 
 

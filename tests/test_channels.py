@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet import CometError
-from txcomet._channels import Pattern, validateChannel, validatePattern
-from txcomet._event import formatId, parsePosition
+from txcomet._model.channels import Pattern, validateChannel, validatePattern
+from txcomet._model.event import formatId, parsePosition
 
 SEGMENT_CHARS = "abcXYZ019_-.~:@=+"
 segments = st.text(alphabet=SEGMENT_CHARS, min_size=1, max_size=8)

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcomet import CometClient, CometError
-from txcomet._client import (
+from txcomet._client.client import (
     TRANSPORTS,
     LineParser,
     MultipartParser,
@@ -21,7 +21,7 @@ from txcomet._client import (
     matches,
     parseScriptAnswer,
 )
-from txcomet._event import encodeJSON
+from txcomet._model.event import encodeJSON
 
 from .support import RealServerMixin
 
@@ -77,7 +77,7 @@ class ParserTests(SynchronousTestCase):
         XHR streaming: the padding prelude is skipped, each line is one
         message.
         """
-        from txcomet._streaming import LINES, PADDING
+        from txcomet._transports.streaming import LINES, PADDING
 
         wire = b" " * (PADDING - 1) + b"\n" + b"".join(LINES.frameMessage(encodeJSON(m)) for m in msgs)
         self.roundTrip(LineParser(), wire, msgs, pieces)
@@ -89,7 +89,7 @@ class ParserTests(SynchronousTestCase):
         EventSource: comments, retry advice and an id with no data are
         skipped; each data field is one message.
         """
-        from txcomet._streaming import EVENT_STREAM
+        from txcomet._transports.streaming import EVENT_STREAM
 
         wire = b":" + b" " * 100 + b"\nretry: 2000\nid: e-1\n\n" + b":hb\n\n"
         wire += b"".join(EVENT_STREAM.frameMessage(encodeJSON(m), b"join", b"e-2") for m in msgs)
@@ -102,7 +102,7 @@ class ParserTests(SynchronousTestCase):
         Hidden iframe: the prelude's function definition is not a message;
         each script call is one, script escaping and all.
         """
-        from txcomet._streaming import SCRIPT_CALLS
+        from txcomet._transports.streaming import SCRIPT_CALLS
 
         prelude = b'<!doctype html><html><head><script>function p(m){parent.cb(m,"e-1")}</script></head><body><!--   -->\n'
         wire = prelude + b"".join(SCRIPT_CALLS.frameMessage(encodeJSON(m)) for m in msgs)

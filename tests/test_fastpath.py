@@ -17,8 +17,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcomet import CometConfig, InMemoryBus
-from txcomet._fastpath import DirectWriter, directTransport, writeThrough
-from txcomet._session import Hub
+from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
+from txcomet._sessions.session import Hub
 from txcomet.testing import RecordingDataChannel
 
 
@@ -359,7 +359,7 @@ class TurnTests(SynchronousTestCase):
         begin() starts a turn with a new count and schedules its end; the
         end flushes every writer added, once, and closes the turn.
         """
-        from txcomet._fastpath import Turn
+        from txcomet._fastpath.writer import Turn
 
         clock = Clock()
         turn = Turn(clock)
@@ -387,7 +387,7 @@ class TurnTests(SynchronousTestCase):
         """
         A writer whose flush raises is logged; the others are flushed.
         """
-        from txcomet._fastpath import Turn
+        from txcomet._fastpath.writer import Turn
 
         clock = Clock()
         turn = Turn(clock)

@@ -8,7 +8,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._datachannel import HeartbeatTimer
+from txcomet._transports.datachannel import HeartbeatTimer
 from txcomet.testing import MemoryCometClient, makeComet
 
 

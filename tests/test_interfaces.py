@@ -11,7 +11,7 @@ from zope.interface.verify import verifyClass, verifyObject
 
 import txcomet
 from txcomet import interfaces
-from txcomet._datachannel import DataChannelParams, HTTPDataChannel, LongPollResource
+from txcomet._transports.datachannel import DataChannelParams, HTTPDataChannel, LongPollResource
 from txcomet.testing import RecordingDataChannel, RecordingSubscriber, makeComet
 
 INTERFACES = [getattr(interfaces, name) for name in interfaces.__all__]

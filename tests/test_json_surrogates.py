@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._errors import CometError
-from txcomet._http import decodeJSON
+from txcomet._model.errors import CometError
+from txcomet._transports.http import decodeJSON
 from txcomet.testing import MemoryCometClient, makeComet
 
 

@@ -1,5 +1,5 @@
 """
-The lean HTTP path (txcomet._lean): answers byte for byte as twisted.web's
+The lean HTTP path (txcomet._server.lean): answers byte for byte as twisted.web's
 would be (but for the Date), keep-alive and pipelining, handing a
 connection over to twisted.web, bodies arriving in pieces, disconnects
 and the idle timeout.  One comet, on a Clock, serves both a L{LeanSite}
@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txcomet import CometRequest
-from txcomet._lean import LeanHTTPProtocol, LeanSite, parseHead
+from txcomet._server.lean import LeanHTTPProtocol, LeanSite, parseHead
 from txcomet.tap import Options, _UnloggedSite, leanRoutes, makeSite
 from txcomet.testing import makeComet
 
@@ -381,7 +381,7 @@ class ServerSiteTests(SynchronousTestCase):
         The one-process server without an access log takes the lean path
         for the control channel, long-polling and polling at its prefix.
         """
-        from txcomet._service import Comet
+        from txcomet._server.service import Comet
 
         comet = Comet()
         options = self.options("--no-access-log", "--prefix", "/push/comet")

@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from txcomet import CometRequest
-from txcomet._datachannel import ONE_EVENT_ARRAY
+from txcomet._transports.datachannel import ONE_EVENT_ARRAY
 from txcomet.testing import makeComet
 
 from .support import recordFraming

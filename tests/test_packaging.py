@@ -41,8 +41,11 @@ class WheelTests(SynchronousTestCase):
         venv = os.path.join(work, "venv")
         run([sys.executable, "-m", "venv", venv])
         python = os.path.join(venv, "bin", "python")
-        run([python, "-m", "pip", "install", "-q", wheel], cwd=work)
+        # Without PYTHONPATH: a source tree on it (as when the suite runs
+        # uninstalled) holds txcomet.egg-info, and pip would take that for
+        # an installed txcomet and skip the wheel.
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        run([python, "-m", "pip", "install", "-q", wheel], cwd=work, env=env)
         twist = os.path.join(venv, "bin", "twist")
         listing = run([twist, "--help"], cwd=work, env=env).stdout
         self.assertIn("txcomet", listing)

@@ -10,7 +10,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from txcomet._redis import RedisBus, RedisUnavailable
+from txcomet._bus.redis import RedisBus, RedisUnavailable
 from txcomet.interfaces import IGapListener
 from txcomet.testing import RecordingSubscriber
 

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._resp import (
+from txcomet._bus.resp import (
     RedisAddress,
     RedisError,
     RedisProtocol,

@@ -1,6 +1,6 @@
 """
-Tests for fan-out rosters: L{txcomet._fastpath.Roster} and the membership
-kept by L{txcomet._subscribers.LocalSubscribers}.
+Tests for fan-out rosters: L{txcomet._fastpath.writer.Roster} and the membership
+kept by L{txcomet._bus.subscribers.LocalSubscribers}.
 
 Members here are small fakes over real UNIX socket pairs (the roster sends
 with C{socket.send} itself); the streams that really join rosters are
@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._event import Event
-from txcomet._fastpath import Roster, Turn
-from txcomet._subscribers import LocalSubscribers
+from txcomet._model.event import Event
+from txcomet._fastpath.writer import Roster, Turn
+from txcomet._bus.subscribers import LocalSubscribers
 
 
 class Framing:

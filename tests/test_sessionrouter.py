@@ -11,8 +11,8 @@ from zope.interface import implementer
 from txcomet import CometError, InMemoryBus
 from txcomet.interfaces import ISessionRouter
 from txcomet.testing import MemoryCometClient, RecordingDataChannel, makeComet
-from txcomet._service import Comet
-from txcomet._config import CometConfig
+from txcomet._server.service import Comet
+from txcomet._model.config import CometConfig
 from twisted.internet.task import Clock
 
 

@@ -8,7 +8,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface.verify import verifyObject
 
 from txcomet.interfaces import IDataChannel, IFraming
-from txcomet._streaming import (
+from txcomet._transports.streaming import (
     DATA_BODIES,
     DATA_HEADS,
     EVENT_STREAM,

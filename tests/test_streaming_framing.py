@@ -15,9 +15,9 @@ import subprocess
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from txcomet._event import Event
-from txcomet._fastpath import ChunkedFraming
-from txcomet._streaming import (
+from txcomet._model.event import Event
+from txcomet._fastpath.writer import ChunkedFraming
+from txcomet._transports.streaming import (
     DATA_BODIES,
     DATA_HEADS,
     EVENT_STREAM,

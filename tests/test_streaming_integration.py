@@ -11,7 +11,7 @@ import socket
 
 from twisted.trial.unittest import TestCase
 
-from txcomet._fastpath import StreamWriter
+from txcomet._fastpath.writer import StreamWriter
 
 from .realhttp import publish, rawRequest, until
 from .streamkit import STREAMING

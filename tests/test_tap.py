@@ -123,7 +123,7 @@ class ServiceTests(SynchronousTestCase):
         """
         from twisted.application.internet import StreamServerEndpointService
 
-        from txcomet._demo import CounterService
+        from txcomet._demo.chart import CounterService
 
         service = makeService(parse("--listen", "tcp:0", "--listen", "tcp:0"))
         children = list(service)

@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from txcomet import CometConfig
-from txcomet._event import Event
-from txcomet._websocket import (
+from txcomet._model.event import Event
+from txcomet._transports.websocket import (
     CLOSE_CODES,
     FRAMING,
     CometWebSocketProtocol,

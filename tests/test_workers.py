@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
 from txcomet import CometError
-from txcomet._workers import (
+from txcomet._bus.workers import (
     BusHub,
     HubClient,
     ReusePortEndpoint,

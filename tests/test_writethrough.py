@@ -11,7 +11,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txcomet._fastpath import writeThrough
+from txcomet._fastpath.writer import writeThrough
 
 
 class Held(Protocol):

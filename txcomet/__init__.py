@@ -7,18 +7,18 @@ an underscore is private.  Fakes for tests are in L{txcomet.testing}, the
 interfaces in L{txcomet.interfaces}.
 """
 
-from ._client import CometClient
-from ._config import CometConfig
-from ._errors import CometError
-from ._event import Event
-from ._http import CometRequest
-from ._memory import InMemoryBus
-from ._redis import RedisBus
-from ._resource import CometResource
-from ._service import Comet
-from ._session import AllowAll
+from txcomet._client.client import CometClient
+from txcomet._model.config import CometConfig
+from txcomet._model.errors import CometError
+from txcomet._model.event import Event
+from txcomet._transports.http import CometRequest
+from txcomet._bus.memory import InMemoryBus
+from txcomet._bus.redis import RedisBus
+from txcomet._server.resource import CometResource
+from txcomet._server.service import Comet
+from txcomet._sessions.session import AllowAll
+from txcomet._version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AllowAll",

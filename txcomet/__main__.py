@@ -20,8 +20,8 @@ from typing import Any, List, Optional
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from ._client import TRANSPORTS, CometClient
-from ._errors import CometError
+from txcomet._client.client import TRANSPORTS, CometClient
+from txcomet._model.errors import CometError
 
 DEFAULT_URL = "http://127.0.0.1:8080/comet"
 

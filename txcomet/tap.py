@@ -20,12 +20,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
 
-from ._config import CometConfig
-from ._http import CometRequest
-from ._lean import LeanSite
-from ._demo import CounterService
-from ._root import IndexPage
-from ._service import Comet
+from txcomet._model.config import CometConfig
+from txcomet._transports.http import CometRequest
+from txcomet._server.lean import LeanSite
+from txcomet._demo.chart import CounterService
+from txcomet._demo.page import IndexPage
+from txcomet._server.service import Comet
 
 
 def _positiveFloat(value: str) -> float:
@@ -144,7 +144,7 @@ class Options(usage.Options):
             self["redis"] = os.environ.get("TXCOMET_REDIS") or None
         self["bus"] = None
         if self["redis"] is not None:
-            from ._redis import RedisBus
+            from txcomet._bus.redis import RedisBus
 
             try:
                 self["bus"] = RedisBus.fromURL(self["redis"], historyLength=self["history"])
@@ -265,7 +265,7 @@ def makeRoot(options: Options, comet: Comet) -> Resource:
 class _UnloggedSite(LeanSite):
     """
     A site that keeps no access log; its long-poll and poll requests may
-    take the lean path (see L{txcomet._lean}) when L{makeSite} gives it
+    take the lean path (see L{txcomet._server.lean}) when L{makeSite} gives it
     their routes.
     """
 
@@ -309,7 +309,7 @@ def makeService(options: Options) -> MultiService:
     C{--listen} endpoint, all serving one site.
     """
     if options.get("bus") is not None:
-        from ._resp import RedisUnavailable, probe
+        from txcomet._bus.resp import RedisUnavailable, probe
 
         try:
             probe(options["bus"].address)
@@ -370,7 +370,7 @@ def _makeWorkerService(options: Options) -> MultiService:
     from twisted.internet import reactor
     from twisted.internet.endpoints import UNIXServerEndpoint
 
-    from ._workers import (
+    from txcomet._bus.workers import (
         BusHub,
         HubClient,
         WorkerBus,

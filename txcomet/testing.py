@@ -28,10 +28,10 @@ from urllib.parse import urlencode
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from ._config import CometConfig
-from ._memory import InMemoryBus
-from ._service import Comet
-from .interfaces import IAuthorizer, IDataChannel, IEvent, ISubscriber
+from txcomet._model.config import CometConfig
+from txcomet._bus.memory import InMemoryBus
+from txcomet._server.service import Comet
+from txcomet.interfaces import IAuthorizer, IDataChannel, IEvent, ISubscriber
 
 __all__ = [
     "makeComet",

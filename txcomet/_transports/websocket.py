@@ -26,7 +26,7 @@ connection that did not negotiate compression sends the same bytes.  The
 first event a connection gets in a reactor turn goes straight to the socket
 when nothing is buffered (the session's direct path, L{deliverEvent});
 what follows in the same turn is gathered and sent in one write at the
-turn's end (L{txcomet._fastpath.Turn}).
+turn's end (L{txcomet._fastpath.writer.Turn}).
 
 The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
 close reasons every transport shares, C{4000 + status} for an error that
@@ -51,15 +51,15 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ._config import CometConfig
-from ._control import OPS, ControlDispatcher
-from ._datachannel import DataChannelParams, DataChannelResource
-from ._errors import CometError
-from ._event import Event, encodeJSON
-from ._fastpath import TURN_FLUSH_BYTES, DirectWriter, RosterMember, directTransport, writeThrough
-from ._http import JSONResource, asCometError, decodeJSON, writeJSON
-from ._session import Hub, Session
-from .interfaces import IDataChannel, IFraming
+from txcomet._model.config import CometConfig
+from txcomet._sessions.control import OPS, ControlDispatcher
+from txcomet._transports.datachannel import DataChannelParams, DataChannelResource
+from txcomet._model.errors import CometError
+from txcomet._model.event import Event, encodeJSON
+from txcomet._fastpath.writer import TURN_FLUSH_BYTES, DirectWriter, RosterMember, directTransport, writeThrough
+from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
+from txcomet._sessions.session import Hub, Session
+from txcomet.interfaces import IDataChannel, IFraming
 
 log = Logger()
 
@@ -250,7 +250,7 @@ class _WebSocketSink(RosterMember):
     turn) goes by the protocol's own path,
     L{CometWebSocketProtocol.writeEvents}, which gathers the rest of the
     turn into one write.  After a clean write the sink joins its channel's
-    L{txcomet._fastpath.Roster}, and then the roster writes to it, until
+    L{txcomet._fastpath.writer.Roster}, and then the roster writes to it, until
     the protocol writes anything itself.
 
     @ivar count: the L{Turn} count when this connection last wrote.
@@ -261,7 +261,7 @@ class _WebSocketSink(RosterMember):
 
     __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote", "roster", "ready", "rosterMark")
 
-    #: What a roster member says of itself (see L{txcomet._fastpath.Roster}).
+    #: What a roster member says of itself (see L{txcomet._fastpath.writer.Roster}).
     rosterFraming = FRAMING
     rosterBudget = None
 
@@ -272,7 +272,7 @@ class _WebSocketSink(RosterMember):
         self.count = -1
         self.blocked = False
         self.wrote = False
-        #: The L{txcomet._fastpath.Roster} this connection is in, or C{None}.
+        #: The L{txcomet._fastpath.writer.Roster} this connection is in, or C{None}.
         self.roster: Any = None
         #: Whether this connection may join a roster.
         self.ready = True

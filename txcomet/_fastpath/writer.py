@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel, Request
 from zope.interface import implementer
 
-from .interfaces import IEvent, IFraming
+from txcomet.interfaces import IEvent, IFraming
 
 _log = Logger()
 
@@ -269,7 +269,7 @@ class RosterMember:
     def joinedRoster(self, joined: Optional[bool]) -> bool:
         """
         The session's answer to joining (see
-        L{txcomet._session.Session.joinRoster}): note the roster's count if
+        L{txcomet._sessions.session.Session.joinRoster}): note the roster's count if
         it joined; C{False} when it never may, to ask no more.
         """
         if joined:
@@ -307,7 +307,7 @@ class Roster:
 
     A connection whose session listens on one channel only and has nothing
     waiting joins
-    its channel's roster (L{txcomet._subscribers.LocalSubscribers.join})
+    its channel's roster (L{txcomet._bus.subscribers.LocalSubscribers.join})
     after it has written an event cleanly.  From then on an event of the
     channel is framed once and sent to every member's socket in one tight
     loop, with none of the per-subscriber Python (the session's
@@ -317,7 +317,7 @@ class Roster:
     event of a reactor turn goes at once, the rest of the turn in one write
     at its end.
 
-    A member leaves (L{txcomet._subscribers.LocalSubscribers.evict}) before
+    A member leaves (L{txcomet._bus.subscribers.LocalSubscribers.evict}) before
     anything else is written to its connection, when its socket does not
     take a whole write (the rest then waits in its transport, and the
     member's own path, which looks there first, takes over), and when its

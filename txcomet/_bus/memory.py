@@ -10,10 +10,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._channels import validateChannel, validatePattern
-from ._event import Event, History, formatId, parsePosition
-from ._subscribers import LocalSubscribers
-from .interfaces import IEventBus, IPresence, ISubscriber
+from txcomet._model.channels import validateChannel, validatePattern
+from txcomet._model.event import Event, History, formatId, parsePosition
+from txcomet._bus.subscribers import LocalSubscribers
+from txcomet.interfaces import IEventBus, IPresence, ISubscriber
 
 
 class _ChannelHistory:

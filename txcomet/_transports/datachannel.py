@@ -20,10 +20,10 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from ._channels import validatePattern
-from ._errors import CometError
-from ._event import Event, encodeJSON, parsePosition
-from ._http import (
+from txcomet._model.channels import validatePattern
+from txcomet._model.errors import CometError
+from txcomet._model.event import Event, encodeJSON, parsePosition
+from txcomet._transports.http import (
     JSONResource,
     applyCORS,
     asCometError,
@@ -33,8 +33,8 @@ from ._http import (
     singleArg,
     writeError,
 )
-from ._session import OLDEST, Hub, Session
-from .interfaces import IDataChannel, IEvent, IFraming
+from txcomet._sessions.session import OLDEST, Hub, Session
+from txcomet.interfaces import IDataChannel, IEvent, IFraming
 
 log = Logger()
 
@@ -287,7 +287,7 @@ class HTTPDataChannel:
     def rosterWrote(self) -> bool:
         """
         Whether a roster wrote to this channel since the last call (see
-        L{txcomet._fastpath.Roster}); never, here.
+        L{txcomet._fastpath.writer.Roster}); never, here.
         """
         return False
 

@@ -10,8 +10,9 @@ from typing import Any, Optional
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from ._demo import STATIC, ChartStream, RateCounter, staticFile
-from ._http import NotFound
+from txcomet._demo.chart import ChartStream, RateCounter
+from txcomet._server.static import STATIC, staticFile
+from txcomet._transports.http import NotFound
 
 _TEMPLATE_CACHE: dict = {}
 
@@ -67,7 +68,7 @@ class IndexPage(Resource):
         return Resource.getChild(self, path, request)
 
     def render_GET(self, request: Request) -> bytes:
-        from . import __version__
+        from txcomet._version import __version__
 
         p = html.escape(self.prefix)
         config = self.comet.config

@@ -53,12 +53,12 @@ from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._channels import isPattern, validateChannel, validatePattern
-from ._errors import CometError
-from ._subscribers import LocalSubscribers
-from ._event import Event, History, encodeJSON, formatId, parsePosition
-from ._resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from .interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
+from txcomet._model.channels import isPattern, validateChannel, validatePattern
+from txcomet._model.errors import CometError
+from txcomet._bus.subscribers import LocalSubscribers
+from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
+from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
+from txcomet.interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -1134,7 +1134,7 @@ class RedisBus:
         return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
 
     def bindHub(self, hub: Any) -> None:
-        from ._control import ControlDispatcher
+        from txcomet._sessions.control import ControlDispatcher
 
         self._hub = hub
         self._dispatcher = ControlDispatcher(hub)

@@ -10,12 +10,12 @@ from twisted.application.service import IService, MultiService
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from ._channels import validateChannel
-from ._control import ControlDispatcher
-from ._datachannel import LongPollResource, PollResource
-from ._demo import staticFile
-from ._errors import CometError
-from ._http import (
+from txcomet._model.channels import validateChannel
+from txcomet._sessions.control import ControlDispatcher
+from txcomet._transports.datachannel import LongPollResource, PollResource
+from txcomet._server.static import staticFile
+from txcomet._model.errors import CometError
+from txcomet._transports.http import (
     JSONResource,
     NotFound,
     applyCORS,
@@ -28,15 +28,15 @@ from ._http import (
     writeJSON,
     writeScript,
 )
-from ._session import Hub
-from ._streaming import (
+from txcomet._sessions.session import Hub
+from txcomet._transports.streaming import (
     EventSourceResource,
     IframeResource,
     JSONPResource,
     MultipartResource,
     XHRStreamResource,
 )
-from ._websocket import WebSocketTransport
+from txcomet._transports.websocket import WebSocketTransport
 
 #: Room for the envelope around a message in a control body.
 _ENVELOPE_ALLOWANCE = 4096
@@ -221,7 +221,7 @@ class CometResource(JSONResource):
         return NotFound(self.config)
 
     def render_GET(self, request: Request) -> bytes:
-        from . import __version__
+        from txcomet._version import __version__
 
         return writeJSON(
             request,

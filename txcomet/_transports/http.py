@@ -13,9 +13,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ._config import CometConfig
-from ._errors import CometError
-from ._event import encodeJSON
+from txcomet._model.config import CometConfig
+from txcomet._model.errors import CometError
+from txcomet._model.event import encodeJSON
 
 log = Logger()
 

@@ -13,7 +13,7 @@ matches C{chat} itself.
 import re
 from typing import List, Optional, Sequence
 
-from ._errors import CometError
+from txcomet._model.errors import CometError
 
 MAX_NAME_LENGTH = 255
 MAX_SEGMENTS = 16

@@ -7,10 +7,10 @@ from typing import Any, Optional
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from ._config import CometConfig
-from ._resource import CometResource
-from ._session import Hub
-from .interfaces import IAuthorizer, IEventBus
+from txcomet._model.config import CometConfig
+from txcomet._server.resource import CometResource
+from txcomet._sessions.session import Hub
+from txcomet.interfaces import IAuthorizer, IEventBus
 
 
 class Comet(Service):

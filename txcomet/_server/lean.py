@@ -35,8 +35,8 @@ from twisted.web.http import RESPONSES, datetimeToString, parse_qs
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site, version as serverVersion
 
-from ._errors import CometError
-from ._http import finishWhole, writeError
+from txcomet._model.errors import CometError
+from txcomet._transports.http import finishWhole, writeError
 
 log = Logger()
 

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
-from ._errors import CometError
+from txcomet._model.errors import CometError
 
 log = Logger()
 

@@ -2,7 +2,7 @@
 The streaming comet transports, and script-tag (JSONP) long-polling.
 
 Every transport here is a thin resource over the shared session and
-delivery path of L{txcomet._datachannel}: it decides only how a message is
+delivery path of L{txcomet._transports.datachannel}: it decides only how a message is
 framed and how the connection is held.
 
     GET /comet/xhr-stream   newline-delimited JSON over one chunked response
@@ -32,13 +32,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ._datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
-from ._errors import CometError
-from ._event import encodeJSON
-from ._fastpath import TURN_FLUSH_BYTES, ChunkedFraming, RosterMember, StreamWriter
-from ._http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
-from ._session import CLOSE_REASONS, Session
-from .interfaces import IEvent, IFraming
+from txcomet._transports.datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
+from txcomet._model.errors import CometError
+from txcomet._model.event import encodeJSON
+from txcomet._fastpath.writer import TURN_FLUSH_BYTES, ChunkedFraming, RosterMember, StreamWriter
+from txcomet._transports.http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
+from txcomet._sessions.session import CLOSE_REASONS, Session
+from txcomet.interfaces import IEvent, IFraming
 
 #: The callback script transports call when the request names none, so a
 #: bare C{curl -N .../jsonp?channel=demo} works too.
@@ -413,10 +413,10 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         """
         Write one event, as the session's direct path (L{sink}): its shared
         wire bytes (chunk included) through the connection's
-        L{txcomet._fastpath.DirectWriter}, with none of L{writeEvents}'
+        L{txcomet._fastpath.writer.DirectWriter}, with none of L{writeEvents}'
         per-call work.  The first event of a reactor turn goes at once;
         more in the same turn wait for the turn's end and go in one write
-        (see L{txcomet._fastpath.Turn}), unless the connection is backed up.
+        (see L{txcomet._fastpath.writer.Turn}), unless the connection is backed up.
         Slow consumers and recycling work as on the slow path.
         """
         if self.ended:
@@ -454,7 +454,7 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         if self.recycleLimit:
             self._maybeRecycle()
 
-    # the roster (see txcomet._fastpath.Roster)
+    # the roster (see txcomet._fastpath.writer.Roster)
 
     def _joinRoster(self) -> None:
         session = self.session

@@ -7,10 +7,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from ._channels import Pattern, isPattern
-from ._event import Event
-from ._fastpath import Roster
-from .interfaces import ISubscriber
+from txcomet._model.channels import Pattern, isPattern
+from txcomet._model.event import Event
+from txcomet._fastpath.writer import Roster
+from txcomet.interfaces import ISubscriber
 
 
 class LocalSubscribers:

@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
-from ._channels import validateChannel
-from ._errors import CometError
-from ._session import Hub, Session
+from txcomet._model.channels import validateChannel
+from txcomet._model.errors import CometError
+from txcomet._sessions.session import Hub, Session
 
 OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave")
 

@@ -26,13 +26,13 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferre
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._channels import isPattern, validateChannel, validatePattern
-from ._config import CometConfig
-from ._errors import CometError
-from ._event import Event, encodeJSON, formatId, parsePosition
-from ._fastpath import Turn
-from ._memory import InMemoryBus
-from .interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter
+from txcomet._model.channels import isPattern, validateChannel, validatePattern
+from txcomet._model.config import CometConfig
+from txcomet._model.errors import CometError
+from txcomet._model.event import Event, encodeJSON, formatId, parsePosition
+from txcomet._fastpath.writer import Turn
+from txcomet._bus.memory import InMemoryBus
+from txcomet.interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter
 
 JOINED = "joined"
 LISTENING = "listening"
@@ -310,7 +310,7 @@ class Session:
         """
         Let L{deliver} hand events straight to the data channel's C{sink}
         (an object with C{deliverEvent}; see
-        L{txcomet._streaming.StreamingDataChannel.sink}) when that is what
+        L{txcomet._transports.streaming.StreamingDataChannel.sink}) when that is what
         the slow path would do: the session listens on a streaming channel
         that offers one, nothing is pending and no subscription is resuming.
         """
@@ -336,7 +336,7 @@ class Session:
     def joinRoster(self, sink: Any) -> Optional[bool]:
         """
         Let C{sink}, this session's sink, take events straight from its
-        channel's L{txcomet._fastpath.Roster}: it asks after it has written
+        channel's L{txcomet._fastpath.writer.Roster}: it asks after it has written
         an event cleanly.
 
         @return: whether it joined; C{None} when this session never may
@@ -677,7 +677,7 @@ class Hub:
         self.authorizer = authorizer if authorizer is not None else AllowAll()
         self.sessions: Dict[str, Session] = {}
         self.turn = Turn(self.clock)
-        #: The bus's L{txcomet._subscribers.LocalSubscribers}, whose
+        #: The bus's L{txcomet._bus.subscribers.LocalSubscribers}, whose
         #: rosters take fan-out's shortest way; C{None} for a bus without.
         self.rosters = getattr(self.bus, "localSubscribers", None)
         #: The bus as an L{ISessionRouter}, when it can reach sessions held

@@ -45,11 +45,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ._channels import validateChannel
-from ._errors import CometError
-from ._event import Event, encodeJSON
-from ._http import writeError
-from ._memory import InMemoryBus
+from txcomet._model.channels import validateChannel
+from txcomet._model.errors import CometError
+from txcomet._model.event import Event, encodeJSON
+from txcomet._transports.http import writeError
+from txcomet._bus.memory import InMemoryBus
 
 log = Logger()
 

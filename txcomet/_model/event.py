@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from zope.interface import implementer
 
-from ._errors import CometError
-from .interfaces import IEvent, IFraming, IHistory
+from txcomet._model.errors import CometError
+from txcomet.interfaces import IEvent, IFraming, IHistory
 
 
 def _dumps(value: Any) -> bytes:

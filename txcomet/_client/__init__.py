@@ -1,0 +1,3 @@
+"""
+The Python client and its command line.
+"""

@@ -1,0 +1,3 @@
+"""
+Transports: HTTP helpers, framings, polling and long-polling, streaming, multipart and WebSocket.
+"""
