@@ -16,13 +16,15 @@ ERRORS: Dict[str, tuple] = {
     "invalid_callback": (400, "The callback name is not valid."),
     "invalid_position": (400, "The position is not a valid event id."),
     "too_many_subscriptions": (400, "The session holds as many subscriptions as it may."),
+    "invalid_token": (401, "The token is not valid: bad signature, claims, audience, issuer or format."),
+    "token_expired": (401, "The token has expired; fetch a new one and join again (or refresh)."),
     "unknown_session": (404, "The session does not exist or has expired."),
     "not_found": (404, "There is nothing at this address."),
     "forbidden": (403, "Not allowed."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "too_large": (413, "The body or message is larger than allowed."),
     "unsupported_encoding": (415, "The body is not UTF-8."),
-    "unavailable": (503, "The bus is not available right now."),
+    "unavailable": (503, "The bus, a key set or an authorization backend is not available right now."),
     "internal_error": (500, "Something went wrong on the server; it has been logged."),
 }
 
