@@ -11,7 +11,7 @@ from typing import Dict, Optional
 ERRORS: Dict[str, tuple] = {
     "malformed_json": (400, "The body is not valid JSON."),
     "invalid_request": (400, "The request is missing a field or has one of the wrong type."),
-    "unknown_op": (400, "The op is not one of join, subscribe, unsubscribe, publish, presence, leave."),
+    "unknown_op": (400, "The op is not one of join, subscribe, unsubscribe, publish, presence, leave, refresh."),
     "invalid_channel": (400, "The channel name is not valid."),
     "invalid_callback": (400, "The callback name is not valid."),
     "invalid_position": (400, "The position is not a valid event id."),

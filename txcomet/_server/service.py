@@ -37,6 +37,12 @@ class Comet(Service):
         clock: Any = None,
         authorizer: Optional[IAuthorizer] = None,
     ) -> None:
+        if authorizer is None and config is not None and not config.isOpen:
+            from txcomet._auth.authorizer import authorizerFromConfig
+
+            if clock is None:
+                from twisted.internet import reactor as clock
+            authorizer = authorizerFromConfig(config, clock)
         self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
         self.resource = CometResource(self.hub)
 

@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from txcomet._auth.tokens import bearerToken
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
@@ -76,7 +77,8 @@ def applyCORS(request: Request, config: CometConfig, preflight: bool = False) ->
         return
     request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
     request.setHeader(
-        b"Access-Control-Expose-Headers", b"X-Comet-Position, X-Comet-Session, X-Comet-Recovered"
+        b"Access-Control-Expose-Headers",
+        b"X-Comet-Position, X-Comet-Session, X-Comet-Recovered, X-Comet-Token-Expires",
     )
     if preflight:
         request.setHeader(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS")
@@ -260,6 +262,46 @@ def queryArgs(request: Request) -> Dict[str, List[str]]:
     return args
 
 
+_SECRET_PARAMETERS = re.compile(rb"(?<=[?&;])(token|auth)=[^&;#]*")
+
+
+def redactURI(uri: bytes) -> bytes:
+    """
+    C{uri} with the value of every C{token=} and C{auth=} query parameter
+    replaced by C{REDACTED}: what a log line may show of a request.
+    """
+    if b"=" not in uri:
+        return uri
+    return _SECRET_PARAMETERS.sub(lambda m: m.group(1) + b"=REDACTED", uri)
+
+
+def requestToken(request: Request, args: Dict[str, List[str]]) -> Optional[str]:
+    """
+    The connection token a request carries: its C{Authorization: Bearer}
+    header, else its C{token=} query parameter (for EventSource, script
+    tags, iframes and WebSocket, which cannot set headers); or C{None}.
+    """
+    token = bearerToken(request.getHeader("Authorization"))
+    if token is None:
+        token = singleArg(args, "token")
+    return token
+
+
+def forwardedHeaders(request: Request, config: CometConfig) -> Dict[str, str]:
+    """
+    The request headers backend hooks are given (C{config.hookHeaders}),
+    lower-case names; empty when no hook is configured.
+    """
+    if not (config.connectHook or config.subscribeHook or config.publishHook):
+        return {}
+    headers = {}
+    for name in config.hookHeaders:
+        value = request.getHeader(name)
+        if value is not None:
+            headers[name] = value
+    return headers
+
+
 def singleArg(args: Dict[str, List[str]], name: str) -> Optional[str]:
     """
     The one value of query parameter C{name}, or C{None}.  Given twice, it
@@ -357,7 +399,7 @@ class JSONResource(Resource):
         except CometError as error:
             return writeError(request, error, getattr(request, "cometCallback", None))
         except Exception:
-            log.failure("Rendering {uri} failed", uri=request.uri)
+            log.failure("Rendering {uri} failed", uri=redactURI(request.uri))
             return writeError(request, CometError("internal_error"))
 
     def render_OPTIONS(self, request: Request) -> bytes:
