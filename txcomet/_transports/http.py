@@ -10,7 +10,10 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.resource import Resource
+from zope.interface import provider
 from twisted.web.server import NOT_DONE_YET, Request
 
 from txcomet._auth.tokens import bearerToken
@@ -273,6 +276,40 @@ def redactURI(uri: bytes) -> bytes:
     if b"=" not in uri:
         return uri
     return _SECRET_PARAMETERS.sub(lambda m: m.group(1) + b"=REDACTED", uri)
+
+
+class _Redacted:
+    """
+    A request as an access log formatter sees it, with secrets in its URI
+    and C{Referer} redacted (see L{redactURI}).
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.uri = redactURI(request.uri)
+
+    def getHeader(self, name: Any) -> Any:
+        value = self._request.getHeader(name)
+        if value is not None and name in (b"referer", "referer"):
+            if isinstance(value, bytes):
+                return redactURI(value)
+            return redactURI(value.encode("latin-1")).decode("latin-1")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+@provider(IAccessLogFormatter)
+def redactedLogFormatter(timestamp: str, request: Request) -> str:
+    """
+    twisted.web's combined access log format, with the values of C{token=}
+    and C{auth=} query parameters replaced by C{REDACTED}: a token in a URL
+    (EventSource, script tags, iframes and WebSocket cannot send headers)
+    never reaches a log.  Pass it as C{logFormatter} to the L{Site} that
+    serves txcomet.
+    """
+    return combinedLogFormatter(timestamp, _Redacted(request))
 
 
 def requestToken(request: Request, args: Dict[str, List[str]]) -> Optional[str]:
