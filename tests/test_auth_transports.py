@@ -266,6 +266,87 @@ class AuthTransportMixin(RealServerMixin):
             self.assertEqual(channel.factory.closeCode, 4008)
 
 
+    async def test_refreshKeepsStream(self):
+        """
+        A session that refreshes its token before expiry keeps its data
+        channel past the first token's expiry, with every event once and
+        in order (over WebSocket, the refresh goes on the socket).
+        """
+        if self.transport == "poll":
+            return
+        await self.startAuthServer(tokenGrace=0.1)
+        expires = reactor.seconds() + 0.5
+        code, reply = await self.control({"op": "join"}, token=self.token(exp=expires))
+        self.assertEqual(reply["expires"], expires)
+        session = reply["session"]
+        await self.control({"op": "subscribe", "session": session, "channel": "news"})
+        reader = _SessionReader(self, session)
+        await reader.start()
+        await publish(self.portNumber, "news", b"1")
+        await reader.receive(1)
+        fresh = self.token(exp=reactor.seconds() + 600)
+        if self.transport == "ws":
+            reader.channel.factory.protocol_instance.sendMessage(
+                json.dumps({"op": "refresh", "token": fresh, "ref": 1}).encode()
+            )
+            await until(lambda: any(m.get("ref") == 1 for m in reader.channel.messages()))
+        else:
+            code, answer = await self.control({"op": "refresh", "session": session, "token": fresh})
+            self.assertEqual(code, 200, answer)
+        await until(lambda: reactor.seconds() > expires + 0.3)
+        self.assertIn(session, self.comet.hub.sessions)
+        await publish(self.portNumber, "news", b"2")
+        self.assertEqual([e["data"] for e in await reader.receive(2)], [1, 2])
+        self.assertFalse([m for m in reader.channel.messages() if m.get("type") == "close"])
+
+
+class _SessionReader:
+    """
+    Reads a session's events over the test's transport: one stream, or
+    one-shot answers asked for again with the last id seen.
+    """
+
+    def __init__(self, test, session):
+        self.test = test
+        self.session = session
+        self.oneShot = test.transport in ("poll", "longpoll", "jsonp")
+        self.seen = []
+        self.last = None
+        self.channel = None
+
+    async def start(self):
+        await self._open()
+
+    async def _open(self):
+        query = "session=%s" % (self.session,)
+        if self.last is not None:
+            query += "&last=%s" % (self.last,)
+        if self.oneShot:
+            # A held long-poll has no status until it is answered.
+            client = await rawRequest(
+                self.test.portNumber,
+                "/comet/%s?%s%s" % (self.test.transport, query, "&callback=cb" if self.test.transport == "jsonp" else ""),
+            )
+            self.channel = Channel(self.test.transport, client=client)
+            self.test.addCleanup(self.channel.close)
+        else:
+            self.channel = await self.test.open(query)
+
+    async def receive(self, count):
+        if not self.oneShot:
+            await until(lambda: len(self.channel.events()) >= count)
+            return self.channel.events()
+        while len(self.seen) < count:
+            await until(lambda: self.channel.client.ended)
+            for message in self.channel.messages():
+                if "id" in message:
+                    self.last = message["id"]
+                if message.get("type") == "event":
+                    self.seen.append(message)
+            await self._open()
+        return self.seen
+
+
 def _makeCase(name):
     return type(
         "AuthTransportTests_" + name.replace("-", "_"),
