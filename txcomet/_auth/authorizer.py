@@ -140,6 +140,18 @@ class CometAuthorizer:
         self.hooks = hooks
         self.grace = grace
         self.requireToken = requireToken
+        #: The L{PooledHTTP} this authorizer's hooks and key set use, if it
+        #: made its own; L{stop} closes it.
+        self.http: Optional[PooledHTTP] = None
+
+    def stop(self) -> Any:
+        """
+        Close the connections the hooks and key set keep open (the
+        L{txcomet.Comet} service calls this when it stops).
+        """
+        if self.http is not None:
+            return self.http.stop()
+        return None
 
     def _verify(self, token: str) -> Any:
         if self.verifier is None:
@@ -274,6 +286,38 @@ class CometAuthorizer:
         return {"expires": claims.exp}
 
 
+class PooledHTTP:
+    """
+    treq's C{get}, C{post} and C{content} through one persistent connection
+    pool (hook and key set requests reuse connections), closed by L{stop}.
+    """
+
+    def __init__(self, reactor: Any = None) -> None:
+        from twisted.web.client import HTTPConnectionPool
+
+        if reactor is None:
+            from twisted.internet import reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        import treq
+
+        return treq.get(url, pool=self.pool, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        import treq
+
+        return treq.post(url, pool=self.pool, **kwargs)
+
+    def content(self, response: Any) -> Any:
+        import treq
+
+        return treq.content(response)
+
+    def stop(self) -> Any:
+        return self.pool.closeCachedConnections()
+
+
 def authorizerFromConfig(config: Any, clock: Any, http: Any = None) -> Optional[CometAuthorizer]:
     """
     The L{CometAuthorizer} a L{txcomet.CometConfig}'s token, rules and hook
@@ -281,6 +325,9 @@ def authorizerFromConfig(config: Any, clock: Any, http: Any = None) -> Optional[
     server).  Raises L{ValueError} (a L{txcomet._auth.rules.RulesError}
     for the rules file) when a setting cannot be used.
     """
+    ownHTTP = None
+    if http is None and (config.tokenJWKS or config.connectHook or config.subscribeHook or config.publishHook):
+        http = ownHTTP = PooledHTTP()
     verifier = None
     keyed = config.tokenSecret or config.tokenPublicKey or config.tokenJWKS
     if keyed:
@@ -323,9 +370,11 @@ def authorizerFromConfig(config: Any, clock: Any, http: Any = None) -> Optional[
         )
     if verifier is None and rules is None and hooks is None:
         return None
-    return CometAuthorizer(
+    authorizer = CometAuthorizer(
         clock, verifier, rules, hooks, grace=config.tokenGrace, requireToken=config.tokenRequired
     )
+    authorizer.http = ownHTTP
+    return authorizer
 
 
 def _readPublicKey(value: Any) -> Any:

@@ -71,6 +71,9 @@ class Comet(Service):
         transports = self.resource.transportServices
         d = maybeDeferred(transports.stopService) if transports.running else succeed(None)
         d.addCallback(lambda _: self.hub.stop())
+        stop = getattr(self.hub.authorizer, "stop", None)
+        if stop is not None:
+            d.addCallback(lambda _: stop())
         return d
 
     def publish(self, channel: str, data: Any) -> Deferred:
