@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
+from txcomet._sessions.revocation import Revocations
 from txcomet._sessions.session import Hub
 from txcomet.interfaces import IAuthorizer, IEventBus
 
@@ -45,6 +46,7 @@ class Comet(Service):
             authorizer = authorizerFromConfig(config, clock)
         self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
         self.resource = CometResource(self.hub)
+        self.revocations = Revocations(self.hub)
 
     @property
     def bus(self) -> IEventBus:
@@ -57,6 +59,7 @@ class Comet(Service):
     def startService(self) -> Deferred:
         Service.startService(self)
         d = self.hub.start()
+        d.addCallback(lambda _: self.revocations.start())
         d.addCallback(lambda _: self.resource.transportServices.startService())
         return d
 
@@ -83,6 +86,25 @@ class Comet(Service):
         @return: a L{Deferred} firing with the published L{IEvent}.
         """
         return self.hub.publish(channel, data)
+
+    def disconnect(self, user: str, reason: str = "kicked") -> Deferred:
+        """
+        Close every session of C{user} (the C{sub} of its token) on every
+        node sharing the bus, at once, with close reason C{reason}
+        (C{kicked} by default); clients are told not to reconnect.
+
+        @return: a L{Deferred} firing once the order is on the bus.
+        """
+        return self.revocations.disconnect(user, reason)
+
+    def unsubscribe(self, user: str, channel: str) -> Deferred:
+        """
+        End C{user}'s subscription to C{channel} (and any wildcard one
+        matching it) on every node sharing the bus.
+
+        @return: a L{Deferred} firing once the order is on the bus.
+        """
+        return self.revocations.unsubscribe(user, channel)
 
     def presence(self, channel: str) -> Deferred:
         """

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferre
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txcomet._model.channels import isPattern, validateChannel, validatePattern
+from txcomet._model.channels import isPattern, isReserved, validateChannel, validatePattern
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON, formatId, parsePosition
@@ -555,6 +555,8 @@ class Session:
         """
         self.checkOpen()
         validatePattern(pattern)
+        if isReserved(pattern):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         hub = self.hub
         if since is not None:
             if isPattern(pattern):
@@ -645,6 +647,8 @@ class Session:
         """
         self.checkOpen()
         validateChannel(channel)
+        if isReserved(channel):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         hub = self.hub
         if not hub.config.clientPublish:
             raise CometError("forbidden", "Clients may not publish on this server.")
@@ -920,6 +924,8 @@ class Hub:
         @return: a L{Deferred} firing with the L{Event}.
         """
         validateChannel(channel)
+        if isReserved(channel):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         self.checkSize(data)
         return self.bus.publish(channel, data)
 
