@@ -11,7 +11,6 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.web.resource import Resource
 
 from .authkeys import SECRET, mint
-from .browser import waitUntil
 from .test_browser import BrowserTestCase, HTMLPage
 
 LIFETIME = 2.0

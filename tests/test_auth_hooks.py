@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from txcomet._auth.hooks import BackendHooks
 from txcomet._model.errors import CometError
 
-from .realhttp import rawRequest, until
+from .realhttp import rawRequest
 from .support import RealServerMixin
 
 

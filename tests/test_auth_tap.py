@@ -87,6 +87,18 @@ class OptionTests(SynchronousTestCase):
 
 
 class RedactionTests(SynchronousTestCase):
+    def test_siteUsesIt(self):
+        """
+        The server's site formats its access log with the redacting
+        formatter, with or without the lean path.
+        """
+        from txcomet.tap import makeSite
+
+        for argv in [(), ("--no-access-log",)]:
+            options = parse(*argv)
+            site = makeSite(options, makeComet(options))
+            self.assertIs(site._logFormatter, redactedLogFormatter)
+
     def test_redactURI(self):
         """
         The values of C{token=} and C{auth=} are replaced wherever they are

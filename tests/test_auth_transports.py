@@ -13,7 +13,6 @@ import json
 import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, reactor
-from twisted.internet.defer import DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
 
@@ -105,7 +104,12 @@ class Channel:
             transport.abortConnection()
 
 
-class AuthTransportMixin(RealServerMixin):
+class AuthServerMixin(RealServerMixin):
+    """
+    A server with tokens and the example rules, and clients of
+    C{transport} for it.
+    """
+
     timeout = 30
     transport: str
 
@@ -174,6 +178,13 @@ class AuthTransportMixin(RealServerMixin):
             headers[b"Authorization"] = [b"Bearer " + token.encode("ascii")]
         response = await self.post(self.url + "/control", json.dumps(message).encode(), headers=headers)
         return response.code, await treq.json_content(response)
+
+
+
+class AuthTransportMixin(AuthServerMixin):
+    """
+    The per-transport tests.
+    """
 
     async def test_validTokenUserChannel(self):
         """
@@ -359,3 +370,103 @@ for _name in TRANSPORTS:
     _case = _makeCase(_name)
     globals()[_case.__name__] = _case
 del _case, _name
+
+
+class BadTokensOverHTTPTests(AuthServerMixin, TestCase):
+    """
+    Every bad token of issue 12's list, sent for real on a control join
+    (as C{auth} and as a Bearer header) and on an SSE join-listen (as
+    C{?token=}): each refused with its documented 401, none a 500, none
+    accepted.
+    """
+
+    transport = "sse"
+
+    def badTokens(self):
+        from .authkeys import RSA_KEY, b64, hmacWith, publicPEM, unsigned
+
+        now = reactor.seconds()
+        good = {"sub": "alice", "exp": now + 60, "aud": "comet", "iss": "app"}
+        tampered = mint(good).split(".")
+        tampered[1] = b64(json.dumps(dict(good, sub="admin")).encode())
+        return [
+            ("alg none", unsigned(good), "invalid_token"),
+            ("HS256 with the RSA public key", hmacWith(good, publicPEM(RSA_KEY)), "invalid_token"),
+            ("RS256 when the server has a secret", mint(good, RSA_KEY, "RS256"), "invalid_token"),
+            ("wrong key", mint(good, "k" * 64), "invalid_token"),
+            ("tampered", ".".join(tampered), "invalid_token"),
+            ("expired", mint(dict(good, exp=now - 120)), "token_expired"),
+            ("not yet valid", mint(dict(good, nbf=now + 600)), "invalid_token"),
+            ("wrong aud", mint(dict(good, aud="other")), "invalid_token"),
+            ("wrong iss", mint(dict(good, iss="evil")), "invalid_token"),
+            ("no sub", mint({"exp": now + 60, "aud": "comet", "iss": "app"}), "invalid_token"),
+            ("over 8 KiB", mint(dict(good, info={"pad": "x" * 9000})), "invalid_token"),
+            ("garbage", "not-a-jwt", "invalid_token"),
+        ]
+
+    async def test_everyBadTokenRefused(self):
+        """
+        See the class docstring.
+        """
+        from urllib.parse import quote
+
+        await self.startAuthServer(tokenAudience="comet", tokenIssuer="app", tokenRequireSub=True)
+        for name, token, code in self.badTokens():
+            status, reply = await self.control({"op": "join", "auth": token})
+            self.assertEqual((status, reply.get("error")), (401, code), name)
+            status, reply = await self.control({"op": "join"}, token=token)
+            self.assertEqual((status, reply.get("error")), (401, code), name)
+            client = await rawRequest(self.portNumber, "/comet/sse?channel=news&token=" + quote(token))
+            await client.waitFor(lambda: client.ended)
+            self.assertEqual((client.status, json.loads(client.body)["error"]), (401, code), name)
+        self.assertEqual(self.comet.hub.sessions, {})
+        # The same server takes a good token.
+        status, reply = await self.control(
+            {"op": "join", "auth": mint({"sub": "alice", "aud": "comet", "iss": "app", "exp": reactor.seconds() + 60})}
+        )
+        self.assertEqual(status, 200, reply)
+
+
+class WebSocketTokenTests(AuthServerMixin, TestCase):
+    """
+    The WebSocket ways of carrying a token: the first message's C{auth},
+    the handshake's C{?token=} for a join on the socket, and a refresh on
+    the socket with a bad token, which closes the connection with 4009.
+    """
+
+    transport = "ws"
+
+    async def test_firstMessage(self):
+        """
+        C{{"op": "join", "auth": TOKEN}} as the first message makes the
+        token's user's session; its reply says when the token expires.
+        """
+        await self.startAuthServer()
+        channel = await self.open("")
+        protocol = channel.factory.protocol_instance
+        expires = reactor.seconds() + 600
+        protocol.sendMessage(json.dumps({"op": "join", "auth": self.token(exp=expires), "ref": 1}).encode())
+        await until(lambda: channel.messages())
+        [reply] = channel.messages()
+        self.assertEqual((reply["type"], reply["expires"]), ("reply", expires))
+        self.assertEqual(self.comet.hub.sessions[reply["session"]].user, "alice")
+
+    async def test_handshakeTokenAndBadRefresh(self):
+        """
+        A join on the socket without C{auth} uses the handshake's
+        C{?token=}; a refresh with a bad token is C{invalid_token}, final:
+        close code 4009.
+        """
+        await self.startAuthServer()
+        channel = await self.open("token=" + self.token(sub="bob"))
+        protocol = channel.factory.protocol_instance
+        protocol.sendMessage(json.dumps({"op": "join", "ref": 1}).encode())
+        await until(lambda: channel.messages())
+        session = self.comet.hub.sessions[channel.messages()[0]["session"]]
+        self.assertEqual(session.user, "bob")
+        protocol.sendMessage(json.dumps({"op": "refresh", "token": self.token(sub="eve"), "ref": 2}).encode())
+        await channel.factory.closed
+        self.assertEqual(channel.factory.closeCode, 4009)
+        closes = [m for m in channel.messages() if m.get("type") == "close"]
+        self.assertEqual(closes, [{"type": "close", "reason": "invalid_token", "reconnect": False}])
+        self.assertEqual(session.closeReason, "invalid_token")

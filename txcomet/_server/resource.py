@@ -243,5 +243,8 @@ class CometResource(JSONResource):
                 "transports": self.transports,
                 "heartbeat": self.config.heartbeat,
                 "timeout": self.config.sessionTimeout,
+                # Whether anyone may subscribe to anything (no rules,
+                # tokens or hooks): see docs/auth.md.
+                "open": self.config.isOpen,
             },
         )

@@ -10,7 +10,7 @@ to nor publish on, and that no wildcard subscription receives; orders are
 not kept in history.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
