@@ -219,6 +219,24 @@ class AuthorizerTests(SynchronousTestCase):
             self.assertEqual(self.error(op="refresh", session=reply["session"], token=bad).code, "invalid_token")
             self.assertEqual(channel.closed, ("invalid_token", False))
 
+    def test_grantMoves(self):
+        """
+        A session moving to another node takes its grant along: the new
+        node's authorizer restores it from its export (same user, expiry,
+        claims), and it closes the session there at expiry.
+        """
+        _, session = self.join(exp=NOW + 60, info={"n": 1})
+        state = session.exportState()
+        self.hub.release(session)
+        other = Hub(clock=self.clock, authorizer=self.authorizer)
+        moved = other.adoptSession(state)
+        self.assertEqual((moved.grant.user, moved.grant.expires), ("alice", NOW + 60))
+        self.assertEqual(moved.grant.claims["info"], {"n": 1})
+        moved.attach(RecordingDataChannel(oneShot=False))
+        self.clock.advance(71)
+        self.assertEqual(moved.closeReason, "token_expired")
+        self.assertEqual(session.closeReason, "moved")
+
     def test_closeCancelsTimer(self):
         """
         A session that leaves leaves no expiry timer behind.

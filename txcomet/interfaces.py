@@ -303,6 +303,12 @@ class IGrant(Interface):
         The session has closed (stop any timer).
         """
 
+    def export() -> dict:
+        """
+        The grant as JSON-safe data, for the node a session moves to
+        (L{ITokenAuthorizer.restoreGrant} there).
+        """
+
 
 class ITokenAuthorizer(IAuthorizer):
     """
@@ -331,6 +337,12 @@ class ITokenAuthorizer(IAuthorizer):
     def notices(channel: str) -> bool:
         """
         Whether join/leave notices are published on C{channel}.
+        """
+
+    def restoreGrant(exported: dict) -> IGrant:
+        """
+        The grant of a session moved here from another node, from its
+        L{IGrant.export}.
         """
 
     def refresh(session: Any, token: str) -> "Deferred[dict]":

@@ -69,6 +69,17 @@ class Grant:
         self._cancel()
         self.session = None
 
+    def export(self) -> dict:
+        return {
+            "user": self.user,
+            "info": self.info,
+            "channels": self.channels,
+            "expires": self.expires,
+            "claims": self.claims,
+            "transport": self.transport,
+            "headers": self.headers,
+        }
+
     def renew(self, expires: Optional[float], claims: Optional[dict]) -> None:
         """
         A refreshed token: the session now lasts until C{expires}.
@@ -275,6 +286,19 @@ class CometAuthorizer:
 
     def notices(self, channel: str) -> bool:
         return self.rules is None or self.rules.notices(channel)
+
+    def restoreGrant(self, exported: dict) -> Grant:
+        return Grant(
+            self.clock,
+            exported.get("user"),
+            exported.get("info"),
+            list(exported.get("channels") or ()),
+            exported.get("expires"),
+            self.grace,
+            exported.get("claims"),
+            exported.get("transport"),
+            exported.get("headers"),
+        )
 
     @inlineCallbacks
     def refresh(self, session: Any, token: str):

@@ -509,6 +509,7 @@ class Session:
             "user": self.user,
             "info": self.info,
             "presence": self.presence,
+            "grant": self.grant.export() if self.grant is not None else None,
             "subscriptions": list(self.subscriptions),
             "events": [e.json.decode("utf-8") for e in self._buffer],
             "sent": self._sent - self._base,
@@ -884,6 +885,11 @@ class Hub:
         session._pendingBytes = sum(len(e.json) for e in events[session._sent :])
         self.sessions[session.id] = session
         session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
+        exported = state.get("grant")
+        if exported is not None and self.policy is not None:
+            # Its token's expiry and what the hooks need go with it.
+            session.grant = self.policy.restoreGrant(exported)
+            session.grant.bind(session)
         return session
 
     def release(self, session: Session) -> None:
@@ -894,6 +900,8 @@ class Hub:
         if session.state == CLOSED:
             return
         session._cancelExpiry()
+        if session.grant is not None:
+            session.grant.release()
         session._dropSink()
         channel, session._channel = session._channel, None
         if channel is not None:
