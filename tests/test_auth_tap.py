@@ -8,7 +8,7 @@ import os
 
 from twisted.internet.task import Clock
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from txcomet._auth.authorizer import CometAuthorizer
@@ -170,3 +170,54 @@ class OpenNoticeTests(SynchronousTestCase):
             f.write(EXAMPLE)
         _warnOpenPublish(parse("--config", rules))
         self.assertFalse(any("server is OPEN" in e.get("log_format", "") for e in seen))
+
+
+class LeanPathTests(TestCase):
+    """
+    The one-process server without an access log answers plain control
+    and long-poll requests on its lean path: tokens work there too.
+    """
+
+    timeout = 30
+
+    async def test_tokensOnTheLeanPath(self):
+        """
+        A control join with a Bearer token and a long-poll join-listen
+        with C{?token=} are served with the token's identity and rules; a
+        bad token is refused.
+        """
+        import json
+
+        from twisted.internet import reactor
+
+        from txcomet.tap import leanRoutes, makeRoot, makeSite
+
+        from .authkeys import mint
+        from .realhttp import rawRequest
+
+        rules = self.mktemp()
+        with open(rules, "w") as f:
+            f.write(EXAMPLE)
+        options = parse("--no-access-log", "--config", rules, "--token-secret", SECRET)
+        comet = makeComet(options)
+        await comet.startService()
+        self.addCleanup(comet.stopService)
+        site = makeSite(options, comet, makeRoot(options, comet))
+        site.leanRoutes = leanRoutes(options, comet)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        token = mint({"sub": "alice", "exp": reactor.seconds() + 60})
+        body = json.dumps({"op": "join", "user": "mallory"}).encode()
+        client = await rawRequest(
+            number, "/comet/control", {"Authorization": "Bearer " + token, "Connection": "close"}, method=b"POST", body=body
+        )
+        await client.lost
+        reply = json.loads(client.body)
+        self.assertEqual(comet.hub.sessions[reply["session"]].user, "alice")
+        for who, status in [(token, 200), (mint({"sub": "bob", "exp": reactor.seconds() + 60}), 403), ("bad", 401)]:
+            client = await rawRequest(number, "/comet/poll?channel=notifications/alice&token=" + who, {"Connection": "close"})
+            await client.lost
+            self.assertEqual(client.status, status, client.body)
+        for protocol in list(getattr(site, "openProtocols", [])):
+            protocol.transport.abortConnection()
