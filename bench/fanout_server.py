@@ -14,7 +14,14 @@ MODE is
                Request.write, as on a connection that is not plain HTTP/1.x
                over TCP (the session's buffered path, Request framing every
                chunk)
+    auth       as direct, with connection tokens and a channel rules file
+               in use (subscribers join with ?token=; see docs/auth.md):
+               authorization is decided at join, so fan-out should cost
+               the same as direct
 """
+
+import os
+import tempfile
 
 import sys
 
@@ -25,9 +32,19 @@ from twisted.web.server import Site
 from txcomet import Comet, CometConfig, CometRequest
 from txcomet._fastpath import writer as _fastpath
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import BENCH_SECRET  # noqa: E402
+
+
+BENCH_RULES = """
+[[channel]]
+pattern = "bench"
+subscribe = "authenticated"
+"""
+
 
 def useMode(mode: str) -> None:
-    if mode == "direct":
+    if mode in ("direct", "auth"):
         return
     if mode == "transport":
 
@@ -54,7 +71,13 @@ def useMode(mode: str) -> None:
 def main() -> None:
     port, mode = int(sys.argv[1]), sys.argv[2]
     useMode(mode)
-    comet = Comet(config=CometConfig(heartbeat=3600, queueBytes=64 * 1024 * 1024, maxSubscriptions=10))
+    settings = {}
+    if mode == "auth":
+        rules = os.path.join(tempfile.mkdtemp(prefix="txcomet-bench-"), "rules.toml")
+        with open(rules, "w") as f:
+            f.write(BENCH_RULES)
+        settings = dict(tokenSecret=BENCH_SECRET, rulesPath=rules)
+    comet = Comet(config=CometConfig(heartbeat=3600, queueBytes=64 * 1024 * 1024, maxSubscriptions=10, **settings))
     root = Resource()
     root.putChild(b"comet", comet.resource)
     site = Site(root, requestFactory=CometRequest)
