@@ -64,3 +64,17 @@ def jwk(key: Any, kid: str) -> Dict[str, Any]:
     entry = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     entry.update(kid=kid, use="sig", alg="RS256")
     return entry
+
+
+def tempPath(testCase: Any, name: str = "file") -> str:
+    """
+    A path in a temporary directory removed after C{testCase} (trial's
+    C{mktemp} would write under the working directory when pytest runs
+    the tests).
+    """
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="txcomet-auth-")
+    testCase.addCleanup(shutil.rmtree, directory, True)
+    return directory + "/" + name

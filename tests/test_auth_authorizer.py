@@ -19,7 +19,7 @@ from txcomet._sessions.session import Hub
 from txcomet.interfaces import IAuthorizer, IGrant, ITokenAuthorizer
 from txcomet.testing import RecordingDataChannel
 
-from .authkeys import SECRET, mint
+from .authkeys import SECRET, mint, tempPath
 from .test_auth_rules import EXAMPLE
 
 NOW = 1_800_000_000
@@ -260,7 +260,7 @@ class ConfigTests(SynchronousTestCase):
         """
         A secret and a rules file build the authorizer.
         """
-        path = self.mktemp()
+        path = tempPath(self)
         with open(path, "w") as f:
             f.write(EXAMPLE)
         config = CometConfig(tokenSecret=SECRET, rulesPath=path, tokenAudience="comet")

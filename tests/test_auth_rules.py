@@ -12,6 +12,8 @@ from txcomet._auth.rules import NEEDS_TOKEN, ChannelRules, RulesError
 from txcomet._model.channels import Pattern
 from txcomet._model.errors import CometError
 
+from .authkeys import tempPath
+
 EXAMPLE = """
 [[channel]]
 pattern = "notifications/{sub}"
@@ -83,7 +85,7 @@ class ParseTests(SynchronousTestCase):
         """
         A rules file is read from disk; a missing one is a clear error.
         """
-        path = self.mktemp()
+        path = tempPath(self)
         with open(path, "w") as f:
             f.write(EXAMPLE)
         self.assertEqual(len(ChannelRules.fromFile(path).rules), 5)

@@ -16,7 +16,7 @@ from txcomet._transports.http import redactURI, redactedLogFormatter
 from txcomet.tap import Options, makeComet
 from txcomet._bus.workers import workerCommand
 
-from .authkeys import RSA_KEY, SECRET, publicPEM
+from .authkeys import RSA_KEY, SECRET, publicPEM, tempPath
 from .test_auth_rules import EXAMPLE
 
 
@@ -28,7 +28,7 @@ def parse(*argv):
 
 class OptionTests(SynchronousTestCase):
     def setUp(self):
-        self.rules = self.mktemp()
+        self.rules = tempPath(self)
         with open(self.rules, "w") as f:
             f.write(EXAMPLE)
 
@@ -37,7 +37,7 @@ class OptionTests(SynchronousTestCase):
         The token and rules options reach the configuration, and the server
         built from them has the built-in authorizer.
         """
-        key = self.mktemp()
+        key = tempPath(self)
         with open(key, "wb") as f:
             f.write(publicPEM(RSA_KEY))
         options = parse(
@@ -72,7 +72,7 @@ class OptionTests(SynchronousTestCase):
         A rules file with a mistake, a missing key file or a bad rotation
         time stops the server at start with a clear message.
         """
-        bad = self.mktemp()
+        bad = tempPath(self)
         with open(bad, "w") as f:
             f.write('[[channel]]\npattern = "a"\nsubscribe = "everyone"\n')
         for argv, words in [
@@ -145,7 +145,7 @@ class OpenNoticeTests(SynchronousTestCase):
             return IndexPage("/comet", comet, clock=Clock()).render_GET(request).decode("utf-8")
 
         self.assertIn("This server is open", page(CometConfig()))
-        path = self.mktemp()
+        path = tempPath(self)
         with open(path, "w") as f:
             f.write(EXAMPLE)
         self.assertNotIn("This server is open", page(CometConfig(rulesPath=path)))
@@ -165,7 +165,7 @@ class OpenNoticeTests(SynchronousTestCase):
         _warnOpenPublish(parse())
         self.assertTrue(any("server is OPEN" in e.get("log_format", "") for e in seen))
         del seen[:]
-        rules = self.mktemp()
+        rules = tempPath(self)
         with open(rules, "w") as f:
             f.write(EXAMPLE)
         _warnOpenPublish(parse("--config", rules))
@@ -195,7 +195,7 @@ class LeanPathTests(TestCase):
         from .authkeys import mint
         from .realhttp import rawRequest
 
-        rules = self.mktemp()
+        rules = tempPath(self)
         with open(rules, "w") as f:
             f.write(EXAMPLE)
         options = parse("--no-access-log", "--config", rules, "--token-secret", SECRET)

@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
 
-from .authkeys import SECRET, mint
+from .authkeys import SECRET, mint, tempPath
 from .realhttp import publish, rawRequest, until
 from .streamkit import STREAMING
 from .support import RealServerMixin
@@ -114,7 +114,7 @@ class AuthServerMixin(RealServerMixin):
     transport: str
 
     async def startAuthServer(self, **config):
-        path = self.mktemp()
+        path = tempPath(self)
         with open(path, "w") as f:
             f.write(EXAMPLE)
         await self.startServer(tokenSecret=SECRET, rulesPath=path, **config)
