@@ -19,8 +19,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.error import CannotListenError
-from twisted.python.usage import UsageError
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
@@ -33,12 +32,9 @@ from txcomet._bus.workers import (
     WorkerBus,
     WorkerRouter,
     reusePortEndpoint,
-    sessionOwner,
-    workerCommand,
     workerSocket,
 )
 from txcomet.interfaces import IEventBus, IPresence
-from txcomet.tap import Options
 from txcomet.testing import RecordingSubscriber
 
 from tests.support.busconformance import BusConformanceMixin
@@ -304,18 +300,6 @@ class ReusePortTests(TestCase):
         self.assertRaises(ValueError, reusePortEndpoint, reactor, "unix:/tmp/x.sock")
 
 
-class SessionOwnerTests(SynchronousTestCase):
-    def test_sessionOwner(self):
-        """
-        The worker number is read from an id's prefix; ids without one, or
-        naming a worker that does not exist, name no worker.
-        """
-        self.assertEqual(sessionOwner("1.abc", 2), 1)
-        self.assertEqual(sessionOwner(b"0.abc", 2), 0)
-        for bad in ("abc", "2.abc", "x.abc", ".abc", "-1.abc", None, 7, "99999.a"):
-            self.assertIsNone(sessionOwner(bad, 2), bad)
-
-
 class RouterTests(TestCase):
     """
     L{WorkerRouter} in front of worker 0's site forwards requests for
@@ -452,41 +436,6 @@ class RouterTests(TestCase):
         response = yield self.get(self.url + "/poll?session=1.nosuchsession")
         body = yield treq.json_content(response)
         self.assertEqual((response.code, body["error"]), (404, "unknown_session"))
-
-
-class OptionsTests(SynchronousTestCase):
-    def parse(self, *args):
-        options = Options()
-        options.parseOptions(list(args))
-        return options
-
-    def test_workersNeedTCP(self):
-        """
-        --workers is 1 or more and shares only tcp: endpoints.
-        """
-        self.assertRaises(UsageError, self.parse, "--workers", "0")
-        self.assertRaises(UsageError, self.parse, "--workers", "2", "--listen", "unix:/tmp/x.sock")
-        self.assertEqual(self.parse("--workers", "2", "--listen", "tcp:0")["workers"], 2)
-
-    def test_workerCommand(self):
-        """
-        A worker's command line carries this server's options (the worker
-        count too), the ports worker 0 resolved and the hub socket, but
-        never the publisher secret.
-        """
-        options = self.parse(
-            "--workers", "2", "--listen", "tcp:0", "--heartbeat", "5", "--history", "7",
-            "--allow-origin", "https://a.example", "--no-client-publish", "--publisher-secret", "s3cret",
-        )
-        argv = workerCommand(options, 1, ["tcp:4321:interface=127.0.0.1"], "/run/hub.sock")
-        self.assertEqual(argv[:4], [sys.executable, "-m", "twisted", "txcomet"])
-        worker = self.parse(*argv[4:])
-        self.assertEqual(worker["listen"], ["tcp:4321:interface=127.0.0.1"])
-        self.assertEqual((worker["config"].heartbeat, worker["config"].historyLength), (5.0, 7))
-        self.assertEqual(worker["config"].allowedOrigins, ("https://a.example",))
-        self.assertFalse(worker["config"].clientPublish)
-        self.assertEqual((worker["worker-hub"], worker["worker-index"], worker["workers"]), ("/run/hub.sock", 1, 2))
-        self.assertNotIn("s3cret", " ".join(argv))
 
 
 class TwoWorkersProcessTests(TestCase):

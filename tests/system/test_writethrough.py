@@ -8,8 +8,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 
 from txcomet._fastpath.writer import writeThrough
 
@@ -94,13 +93,3 @@ class WriteThroughTests(TestCase):
         writeThrough(transport, b"tail")
         received = yield self.receive(peer, len(data) + 4)
         self.assertEqual(received, data + b"tail")
-
-
-class OtherTransportTests(SynchronousTestCase):
-    def test_otherTransportsWrite(self):
-        """
-        A transport that is not a plain TCP connection gets C{write}.
-        """
-        transport = StringTransport()
-        writeThrough(transport, b"abc")
-        self.assertEqual(transport.value(), b"abc")

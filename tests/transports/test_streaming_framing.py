@@ -1,19 +1,18 @@
 """
 Property tests: any payload (line breaks, quotes, C{</script>}, non-ASCII,
 U+2028) frames on every transport and parses back unchanged, with parsers
-written from each format's specification (L{tests.wire}) and, where one
-exists, the standard library's own.
+written from each format's specification (L{tests.support.wire}) and, where one
+exists, the standard library's own (the browser client's parsers, run in
+node, are in tests/system/test_streaming_framing_js.py).
 """
 
 import base64
 import email
 import email.policy
 import json
-import shutil
-import subprocess
 
 from hypothesis import HealthCheck, given, settings, strategies as st
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.event import Event
 from txcomet._fastpath.writer import ChunkedFraming
@@ -263,48 +262,3 @@ class MultipartPropertyTests(SynchronousTestCase):
         parts = list(message.iter_parts())
         self.assertEqual([json.loads(p.get_payload(decode=True)) for p in parts], expected)
         self.assertEqual({p.get_content_type() for p in parts}, {"application/json"})
-
-
-class JavaScriptTests(SynchronousTestCase):
-    """
-    What script transports send is run by a real JavaScript engine (Node),
-    when there is one.
-    """
-
-    def run_node(self, program):
-        node = shutil.which("node") or shutil.which("nodejs")
-        if node is None:
-            raise SkipTest("no node to run JavaScript")
-        result = subprocess.run([node, "-e", program], capture_output=True, timeout=60)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return json.loads(result.stdout)
-
-    def nastyEvents(self):
-        payloads = NASTY + ["".join(NASTY), {"k\u2028": ["</script><script>alert(1)</script>", "\U0001f600"]}]
-        return [Event("news", p, "e9", i) for i, p in enumerate(payloads, start=1)]
-
-    def test_scriptAnswerRuns(self):
-        """
-        A script-tag answer is a valid program that calls the callback with
-        the messages, unchanged, and the position.
-        """
-        evs = self.nastyEvents()
-        answer = b"/**/cb([" + b",".join(e.framed(SCRIPT_ARRAY) for e in evs) + b'],"e9-0");\n'
-        program = "var out=[];function cb(a,p){out.push([a,p])};\n" + answer.decode("utf-8")
-        program += ";process.stdout.write(JSON.stringify(out))"
-        self.assertEqual(self.run_node(program), [[envelopes(evs), "e9-0"]])
-
-    def test_iframeScriptsRun(self):
-        """
-        Each script the HTML parser finds in an iframe stream is a valid
-        program calling C{p} with the message, unchanged.
-        """
-        evs = self.nastyEvents()
-        parser = ScriptPageParser()
-        page = b"<html><body>" + b"".join(e.framed(SCRIPT_CALLS) for e in evs)
-        parser.feed(page)
-        scripts = parser.html.scripts
-        self.assertEqual(len(scripts), len(evs))
-        program = "var out=[];function p(m){out.push(m)};\n" + "\n".join(scripts)
-        program += ";process.stdout.write(JSON.stringify(out))"
-        self.assertEqual(self.run_node(program), envelopes(evs))
