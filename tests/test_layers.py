@@ -5,6 +5,8 @@ to report each kind of violation on small synthetic packages.
 """
 
 import os
+import shutil
+import tempfile
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -77,7 +79,9 @@ class CheckerTests(SynchronousTestCase):
         files = dict(CLEAN)
         for name, source in changes.items():
             files[name.replace("__", "/") + ".py"] = source
-        root = os.path.join(self.mktemp(), "pkg")
+        scratch = tempfile.mkdtemp(prefix="txcomet-layers-")
+        self.addCleanup(shutil.rmtree, scratch, True)
+        root = os.path.join(scratch, "pkg")
         for name, source in files.items():
             path = os.path.join(root, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
