@@ -299,9 +299,11 @@ class Session:
             del buffer[:excess]
             self._base += excess
         if channel.oneShot:
+            # Settle first: writing the answer can render the next long-poll
+            # pipelined on the same connection, which attaches at once.
             self._channel = None
-            channel.writeEvents(events)
             self._detached()
+            channel.writeEvents(events)
         else:
             channel.writeEvents(events)
             self._updateSink()
