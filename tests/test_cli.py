@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from txcomet.__main__ import parser
+from txcomet._client.cli import parser
 
 from .support import RealServerMixin
 

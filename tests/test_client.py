@@ -11,16 +11,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcomet import CometClient, CometError
-from txcomet._client.client import (
-    TRANSPORTS,
-    LineParser,
-    MultipartParser,
-    ScriptParser,
-    SSEParser,
-    isNewer,
-    matches,
-    parseScriptAnswer,
-)
+from txcomet._client.client import TRANSPORTS, isNewer, matches
+from txcomet._client.parsers import LineParser, MultipartParser, ScriptParser, SSEParser, parseScriptAnswer
 from txcomet._model.event import encodeJSON
 
 from .support import RealServerMixin
