@@ -57,9 +57,6 @@ CLOSE_REASONS = {
 #: buffer this many at a time (it keeps replayLength to replayLength + this).
 _TRIM_BATCH = 32
 
-#: The close reasons after which the session is still open.
-CHANNEL_REASONS = frozenset(["recycle", "replaced"])
-
 
 @implementer(IAuthorizer)
 class AllowAll:
@@ -180,13 +177,6 @@ class Session:
         How many queued events have not been written to a data channel.
         """
         return self._base + len(self._buffer) - self._sent
-
-    @property
-    def pendingBytes(self) -> int:
-        """
-        The size (JSON envelopes) of the events counted by L{pending}.
-        """
-        return self._pendingBytes
 
     @property
     def resumePoint(self) -> str:
