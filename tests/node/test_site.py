@@ -3,7 +3,7 @@ The stand-alone node's assembly: Comet.whenReady, listening once ready, the
 --lean-http switch.
 """
 
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
