@@ -5,7 +5,7 @@ The command line client's argument parsing.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet.__main__ import parser
+from txcomet._client.cli import parser
 
 
 

@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet import CometClient, CometError
-from txcomet._client.client import (
-    LineParser,
-    MultipartParser,
-    ScriptParser,
-    SSEParser,
-    isNewer,
-    matches,
-    parseScriptAnswer,
-)
+from txcomet._client.client import isNewer, matches
+from txcomet._client.parsers import LineParser, MultipartParser, ScriptParser, SSEParser, parseScriptAnswer
 from txcomet._model.event import encodeJSON
 
 

@@ -19,7 +19,8 @@ from twisted.web.server import Site
 
 from txcomet import CometRequest
 from txcomet._server.lean import LeanHTTPProtocol, LeanSite, parseHead
-from txcomet.tap import Options, _UnloggedSite, leanRoutes, makeSite
+from txcomet._node.site import _UnloggedSite, leanRoutes, makeSite
+from txcomet.tap import Options
 from txcomet.testing import makeComet
 
 from tests.transports.test_oneshot_wire import Answer, parseAnswers

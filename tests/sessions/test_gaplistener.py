@@ -8,6 +8,8 @@ from zope.interface.verify import verifyObject
 from txcomet.interfaces import IGapListener
 from txcomet.testing import RecordingDataChannel, makeComet
 
+from .support import subscriberCount
+
 
 class SessionGapTests(SynchronousTestCase):
     def test_sessionIsAGapListener(self):
@@ -32,4 +34,4 @@ class SessionGapTests(SynchronousTestCase):
         session.gap()
         self.assertEqual(channel.closed, ("replay_unavailable", True))
         self.assertNotIn(session.id, comet.hub.sessions)
-        self.assertEqual(comet.bus.subscriberCount("news"), 0)
+        self.assertEqual(subscriberCount(comet.bus, "news"), 0)

@@ -14,6 +14,7 @@ from txcomet.testing import MemoryCometClient, RecordingDataChannel, makeComet
 from txcomet._server.service import Comet
 from txcomet._model.config import CometConfig
 from twisted.internet.task import Clock
+from .support import subscriberCount
 
 
 @implementer(ISessionRouter)
@@ -133,7 +134,7 @@ class HubRoutingTests(SynchronousTestCase):
         self.assertEqual(len(tail), 1)
         comet.hub.release(session)
         self.assertNotIn(session.id, comet.hub.sessions)
-        self.assertEqual(comet.bus.subscriberCount("n"), 0)
+        self.assertEqual(subscriberCount(comet.bus, "n"), 0)
         other, _ = makeComet()
         state["events"] += tail
         adopted = other.hub.adoptSession(state)

@@ -92,3 +92,11 @@ class RealServerMixin:
             if transport is not None and transport.connected:
                 transport.abortConnection()
         yield self.pool.closeCachedConnections()
+
+
+def subscriberCount(bus: Any, channel: str) -> int:
+    """
+    How many of C{bus}'s local subscribers an event on C{channel} would
+    reach now (each once), read from the bus's subscriber registry.
+    """
+    return len(bus.localSubscribers.subscribersOf([channel]))

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from txcomet import Comet, CometConfig, CometRequest, RedisBus
 
 from tests.support.redisserver import RedisServer
-from tests.support import TrackingSite
+from tests.support import subscriberCount, TrackingSite
 from .test_redisbus import sleep, waitUntil
 
 
@@ -260,7 +260,7 @@ class SessionRoutingTests(TestCase):
         code, events = yield self.poll(self.b, session=session)
         self.assertEqual((code, [e["data"] for e in events]), (200, [1, 2, 3]))
         # The holder that caught events for the move is gone.
-        self.assertEqual(self.b.bus.subscriberCount("news"), 1)
+        self.assertEqual(subscriberCount(self.b.bus, "news"), 1)
 
     @inlineCallbacks
     def test_handoverNeverAnswered(self):
@@ -276,8 +276,8 @@ class SessionRoutingTests(TestCase):
         self.patch(self.a.bus, "_answer_take", lambda request: defer.Deferred())
         code, body = yield self.poll(self.b, session=session)
         self.assertEqual((code, body["error"]), (503, "unavailable"), body)
-        self.assertEqual(self.b.bus.subscriberCount("news"), 1)
-        yield waitUntil(lambda: self.b.bus.subscriberCount("news") == 0, "B to stop holding events")
+        self.assertEqual(subscriberCount(self.b.bus, "news"), 1)
+        yield waitUntil(lambda: subscriberCount(self.b.bus, "news") == 0, "B to stop holding events")
         self.assertNotIn(session, self.b.sessions)
         yield self.publish(self.b, "news", 4)
         code, events = yield self.poll(self.a, session=session)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import txcomet
 from txcomet import InMemoryBus, RedisBus
-from txcomet.tap import Options, _ListenWhenReady, makeService
+from txcomet.tap import Options, makeService
 
 from tests.support.redisserver import RedisServer, freePort
 
@@ -106,13 +106,30 @@ class ListenWhenReadyTests(TestCase):
         service stops cleanly.
         """
         server = RedisServer.forTest(self)
-        service = makeService(parse("--listen", "tcp:0:interface=127.0.0.1", "--redis", server.url))
+        portNumber = freePort()
+        service = makeService(parse("--listen", "tcp:%d:interface=127.0.0.1" % (portNumber,), "--redis", server.url))
         comet = list(service)[0]
-        [listeners] = [s for s in service if isinstance(s, _ListenWhenReady)]
-        [port] = list(listeners)
         service.startService()
-        self.assertFalse(port.running)
-        yield comet.ready
-        self.assertTrue(port.running)
+        # The reactor has not run, so the bus cannot be connected yet.
+        self.assertFalse(_accepts(portNumber))
+        yield comet.whenReady()
+        self.assertTrue(_accepts(portNumber))
         yield service.stopService()
-        self.assertFalse(port.running)
+        self.assertFalse(_accepts(portNumber))
+
+
+def _accepts(port):
+    """
+    Whether something listens on 127.0.0.1:C{port} (a blocking connect,
+    which the kernel answers without the reactor).
+    """
+    import socket
+
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        return False
+    finally:
+        s.close()
+    return True

@@ -20,7 +20,7 @@ from txcomet._transports.streaming import (
 )
 
 from tests.support.streamkit import STREAMING, CometTestCase
-from tests.support import recordFraming
+from tests.support import recordFraming, subscriberCount
 
 EVENT_STREAM_TRANSPORT = [t for t in STREAMING if t.name == "sse"][0]
 
@@ -316,7 +316,7 @@ class DisconnectTests(CometTestCase):
         self.assertEqual(len(self.comet.hub.sessions), 1)
         reader.stream.kill()
         self.assertEqual(self.comet.hub.sessions, {})
-        self.assertEqual(self.comet.bus.subscriberCount("news"), 0)
+        self.assertEqual(subscriberCount(self.comet.bus, "news"), 0)
 
     @eachTransport
     def test_leaveClosesTheStream(self, transport):
