@@ -13,7 +13,8 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from txcomet._auth.authorizer import CometAuthorizer
 from txcomet._transports.http import redactURI, redactedLogFormatter
-from txcomet.tap import Options, makeComet
+from txcomet._node.site import makeComet
+from txcomet.tap import Options
 from txcomet._bus.workers import workerCommand
 
 from tests.support.auth import EXAMPLE, RSA_KEY, SECRET, publicPEM, tempPath
@@ -91,7 +92,7 @@ class RedactionTests(SynchronousTestCase):
         The server's site formats its access log with the redacting
         formatter, with or without the lean path.
         """
-        from txcomet.tap import makeSite
+        from txcomet._node.site import makeSite
 
         for argv in [(), ("--no-access-log",)]:
             options = parse(*argv)
@@ -156,16 +157,16 @@ class OpenNoticeTests(SynchronousTestCase):
         """
         from twisted.logger import globalLogPublisher
 
-        from txcomet.tap import _warnOpenPublish
+        from txcomet._node.site import warnOpenPublish
 
         seen = []
         globalLogPublisher.addObserver(seen.append)
         self.addCleanup(globalLogPublisher.removeObserver, seen.append)
-        _warnOpenPublish(parse())
+        warnOpenPublish(parse())
         self.assertTrue(any("server is OPEN" in e.get("log_format", "") for e in seen))
         del seen[:]
         rules = tempPath(self)
         with open(rules, "w") as f:
             f.write(EXAMPLE)
-        _warnOpenPublish(parse("--config", rules))
+        warnOpenPublish(parse("--config", rules))
         self.assertFalse(any("server is OPEN" in e.get("log_format", "") for e in seen))

@@ -25,7 +25,7 @@ def sleep(seconds):
 class TokenClientMixin(RealServerMixin):
     timeout = 30
     transport: str
-    lifetime = 1.2
+    lifetime = 2.0
 
     def getToken(self):
         self.tokensIssued += 1
@@ -34,7 +34,7 @@ class TokenClientMixin(RealServerMixin):
     @inlineCallbacks
     def startClient(self):
         self.tokensIssued = 0
-        yield self.startServer(tokenSecret=SECRET, tokenGrace=0.3, heartbeat=2.0)
+        yield self.startServer(tokenSecret=SECRET, tokenGrace=1.0, heartbeat=2.0)
         client = CometClient(
             self.url, transport=self.transport, getToken=self.getToken, backoff=(0.05, 0.3), pollInterval=0.1
         )

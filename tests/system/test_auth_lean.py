@@ -6,7 +6,8 @@ long-poll requests on its lean path: tokens and rules hold there too.
 from twisted.trial.unittest import TestCase
 
 from tests.support.auth import EXAMPLE, SECRET, tempPath
-from txcomet.tap import Options, makeComet
+from txcomet._node.site import makeComet
+from txcomet.tap import Options
 
 
 def parse(*argv):
@@ -33,7 +34,7 @@ class LeanPathTests(TestCase):
 
         from twisted.internet import reactor
 
-        from txcomet.tap import leanRoutes, makeRoot, makeSite
+        from txcomet._node.site import leanRoutes, makeRoot, makeSite
 
         from tests.support.auth import mint
         from tests.support.realhttp import rawRequest

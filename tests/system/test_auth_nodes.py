@@ -29,7 +29,7 @@ from tests.support.auth import EXAMPLE, SECRET, mint
 from tests.support.multinode import NodeProcess
 from tests.support.redisserver import RedisServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def token(sub, lifetime=600.0, **claims):
