@@ -9,6 +9,7 @@ import json
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
@@ -107,3 +108,33 @@ class HookServerTests(RealServerMixin, TestCase):
         code, reply = await self.control({"op": "join"})
         self.assertEqual((code, reply["error"]), (503, "unavailable"))
         self.assertEqual(self.comet.hub.sessions, {})
+
+    async def test_webSocketHandshakeCookie(self):
+        """
+        Over WebSocket, the connect hook gets the handshake's Cookie and
+        the transport C{ws}, for a join sent on the socket; its user is the
+        session's.
+        """
+        from autobahn.twisted.websocket import WebSocketClientFactory
+        from twisted.internet import defer
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        from tests.system.test_auth_transports import _WSClient
+
+        await self.startAll()
+        port = self.port.getHost().port
+        factory = WebSocketClientFactory(
+            "ws://127.0.0.1:%d/comet/ws" % (port,), headers={"Cookie": "session=alice"}
+        )
+        factory.protocol = _WSClient
+        factory.opened, factory.closed, factory.messages = defer.Deferred(), defer.Deferred(), []
+        protocol = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+        self.addCleanup(lambda: protocol.transport.abortConnection() if protocol.transport.connected else None)
+        await factory.opened
+        protocol.sendMessage(json.dumps({"op": "join", "ref": 1}).encode())
+        while not [m for m in factory.messages if m.get("type") == "reply"]:
+            await deferLater(reactor, 0.01, lambda: None)
+        [reply] = [m for m in factory.messages if m.get("type") == "reply"]
+        self.assertEqual(self.comet.hub.sessions[reply["session"]].user, "alice")
+        question = self.backend.questions[0]
+        self.assertEqual((question["transport"], question["headers"]), ("ws", {"cookie": "session=alice"}))
