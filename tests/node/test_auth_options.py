@@ -6,6 +6,8 @@ open.
 
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -110,6 +112,26 @@ class RedactionTests(SynchronousTestCase):
         )
         self.assertEqual(redactURI(b"/comet/control?auth=abc"), b"/comet/control?auth=REDACTED")
         self.assertEqual(redactURI(b"/comet/sse?mytoken=x"), b"/comet/sse?mytoken=x")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        before=st.lists(st.sampled_from(["channel=a", "last=1-2", "_=9", "session=x"]), max_size=3),
+        after=st.lists(st.sampled_from(["channel=b", "callback=cb", "lastEventId=3"]), max_size=3),
+        name=st.sampled_from(["token", "auth"]),
+        secret=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="&;#"), min_size=4).map(
+            lambda text: "S3KR1T" + text
+        ),
+    )
+    def test_redactAnywhere(self, before, after, name, secret):
+        """
+        Wherever C{token=} or C{auth=} is in a query, its value is gone
+        from the redacted URI and the other parameters are kept.
+        """
+        query = "&".join(before + [name + "=" + secret] + after)
+        redacted = redactURI(("/comet/sse?" + query).encode("latin-1")).decode("latin-1")
+        self.assertNotIn(secret, redacted.replace(name + "=REDACTED", ""))
+        for parameter in before + after:
+            self.assertIn(parameter, redacted)
 
     def test_accessLog(self):
         """

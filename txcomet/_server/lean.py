@@ -148,7 +148,7 @@ class LeanRequest:
         self._notifications: List[Deferred] = []
 
     def __repr__(self) -> str:
-        return "<LeanRequest %s %r>" % (self.method.decode("ascii"), self.uri)
+        return "<LeanRequest %s %r>" % (self.method.decode("ascii"), redactURI(self.uri))
 
     # what a resource asks
 
