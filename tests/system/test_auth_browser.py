@@ -46,7 +46,7 @@ class TokenEndpoint(Resource):
 class GetTokenTests(BrowserTestCase):
     @inlineCallbacks
     def keepsReceiving(self, transport):
-        yield self.startDemo(tokenSecret=SECRET, tokenGrace=0.5)
+        yield self.startDemo(tokenSecret=SECRET, tokenGrace=2.0)
         self.requireTransport(transport)
         self.root.putChild(b"token", TokenEndpoint())
         self.root.putChild(b"page.html", HTMLPage(PAGE))
@@ -61,7 +61,9 @@ class GetTokenTests(BrowserTestCase):
             for n in range(6):
                 self.publish("news", n)
                 sent.append(n)
-                time.sleep(LIFETIME / 2)  # two expiries over the run
+                # Six half-lifetimes: past the first token's expiry plus
+                # grace, which would have closed a session never refreshed.
+                time.sleep(LIFETIME / 2)
             page.wait_for_function("window.got.length >= 6")
             self.assertEqual(page.evaluate("window.got"), sent)
             self.assertGreaterEqual(page.evaluate("window.tokens"), 3)

@@ -34,7 +34,7 @@ class TokenClientMixin(RealServerMixin):
     @inlineCallbacks
     def startClient(self):
         self.tokensIssued = 0
-        yield self.startServer(tokenSecret=SECRET, tokenGrace=1.0, heartbeat=2.0)
+        yield self.startServer(tokenSecret=SECRET, tokenGrace=3.0, heartbeat=2.0)
         client = CometClient(
             self.url, transport=self.transport, getToken=self.getToken, backoff=(0.05, 0.3), pollInterval=0.1
         )
@@ -53,11 +53,13 @@ class TokenClientMixin(RealServerMixin):
         [session] = list(self.comet.hub.sessions.values())
         self.assertEqual(session.user, "py")
         self.assertIsNotNone(client.expires)
-        for n in range(1, 4):
+        # Four lifetimes: past the first token's expiry plus grace (a
+        # session without refreshes would have been closed by then).
+        for n in range(1, 5):
             yield self.comet.publish("news", n)
             yield sleep(self.lifetime)
-        yield got.atLeast(4)
-        self.assertEqual(got.data, [1, 2, 3])
+        yield got.atLeast(5)
+        self.assertEqual(got.data, [1, 2, 3, 4])
         self.assertEqual(client.session, session.id)
         self.assertGreaterEqual(self.tokensIssued, 3)
 
