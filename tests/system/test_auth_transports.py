@@ -284,8 +284,10 @@ class AuthTransportMixin(AuthServerMixin):
         """
         if self.transport == "poll":
             return
-        await self.startAuthServer(tokenGrace=0.1)
-        expires = reactor.seconds() + 0.5
+        # Time enough to refresh on a busy machine; the wait below still
+        # outlasts the first token's expiry plus grace.
+        await self.startAuthServer(tokenGrace=0.5)
+        expires = reactor.seconds() + 3.0
         code, reply = await self.control({"op": "join"}, token=self.token(exp=expires))
         self.assertEqual(reply["expires"], expires)
         session = reply["session"]
@@ -303,7 +305,7 @@ class AuthTransportMixin(AuthServerMixin):
         else:
             code, answer = await self.control({"op": "refresh", "session": session, "token": fresh})
             self.assertEqual(code, 200, answer)
-        await until(lambda: reactor.seconds() > expires + 0.3)
+        await until(lambda: reactor.seconds() > expires + 1.0)
         self.assertIn(session, self.comet.hub.sessions)
         await publish(self.portNumber, "news", b"2")
         self.assertEqual([e["data"] for e in await reader.receive(2)], [1, 2])
