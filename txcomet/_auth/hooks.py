@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txcomet._model.errors import CometError
 
@@ -115,7 +116,7 @@ class BackendHooks:
             if timer.active():
                 timer.cancel()
             waiters = self._inFlight.pop(key, [])
-            if hasattr(result, "getErrorMessage"):
+            if isinstance(result, Failure):
                 log.warn(
                     "The {kind} hook failed ({why}); refusing",
                     kind=kind,

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txcomet._model.errors import CometError
 
@@ -228,7 +229,7 @@ class JWKSCache:
             if timer.active():
                 timer.cancel()
             waiters, self._inFlight = self._inFlight or [], None
-            if result is not None and hasattr(result, "getErrorMessage"):
+            if isinstance(result, Failure):
                 log.warn(
                     "Fetching the key set {url} failed: {why}",
                     url=self.url,
