@@ -567,8 +567,9 @@ class ServiceTests(BayeuxTestCase):
         A publish to a service channel goes to the hook, not the bus; its
         answer comes back in the publish's reply to that client only.
         """
-        [reply] = self.client.send({"channel": "/service/echo", "data": [1], "id": "s1"})
-        self.assertEqual(reply, {"channel": "/service/echo", "successful": True, "id": "s1", "data": {"echo": [1]}})
+        answer, reply = self.client.send({"channel": "/service/echo", "data": [1], "id": "s1"})
+        self.assertEqual(answer, {"channel": "/service/echo", "successful": True, "id": "s1", "data": {"echo": [1]}})
+        self.assertEqual(reply, {"channel": "/service/echo", "successful": True, "id": "s1"})
         self.assertEqual(self.calls, [(self.client.clientId, "/service/echo", [1])])
         self.assertEqual(self.successResultOf(self.comet.hub.bus.position()).split("-")[1], "0")
 
@@ -578,8 +579,8 @@ class ServiceTests(BayeuxTestCase):
         """
         [quiet] = self.client.send({"channel": "/service/quiet", "data": 1})
         self.assertNotIn("data", quiet)
-        [later] = self.client.send({"channel": "/service/later", "data": 2})
-        self.assertEqual(later["data"], 4)
+        later, reply = self.client.send({"channel": "/service/later", "data": 2})
+        self.assertEqual((later["data"], reply["successful"]), (4, True))
 
     def test_unknownService(self):
         """
@@ -593,8 +594,8 @@ class ServiceTests(BayeuxTestCase):
         /service/** takes what has no hook of its own.
         """
         self.comet.addBayeuxService("/service/**", lambda session, channel, data: channel)
-        [reply] = self.client.send({"channel": "/service/any/where", "data": 1})
-        self.assertEqual(reply["data"], "/service/any/where")
+        answer, reply = self.client.send({"channel": "/service/any/where", "data": 1})
+        self.assertEqual(answer["data"], "/service/any/where")
 
     def test_notAServiceChannel(self):
         """

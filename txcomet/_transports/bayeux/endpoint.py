@@ -214,6 +214,9 @@ class BayeuxEndpoint:
                     raise BayeuxError(403, channel[:80], "Nothing may be published to /meta channels")
                 else:
                     reply = yield self._publish(message, channel)
+                    if isinstance(reply, list):
+                        replies.extend(reply)
+                        continue
             except BayeuxError as error:
                 reply = self.failure(message, error)
             except CometError as error:
@@ -427,12 +430,15 @@ class BayeuxEndpoint:
                 raise BayeuxError(404, channel[:80], "No service at this channel")
             self.hub.checkSize(data)
             answer = yield maybeDeferred(handler, session, channel, data)
-            if answer is not None:
-                # As CometD answers a remote call: the reply carries the
-                # answer, to this client only.
-                self.hub.checkSize(answer)
-                reply["data"] = answer
-            return reply
+            if answer is None:
+                return reply
+            self.hub.checkSize(answer)
+            # The answer, to this client only, as a message with the
+            # publish's id and data (what CometD's remoteCall waits for;
+            # for a plain publish, a delivery on the service channel),
+            # then the publish's own reply without data (what a publish
+            # callback waits for).
+            return [dict(reply, data=answer), reply]
         topic = toTopic(channel, wildcards=False)
         yield session.publish(topic, data)
         return reply
