@@ -204,7 +204,7 @@ class CometResource(JSONResource):
         self.addTransport("ws", ws, ws.service)
         #: The Bayeux endpoint (CometD and Faye clients), at <mount>/bayeux.
         self.bayeux = makeBayeux(hub)
-        self.addTransport("bayeux", self.bayeux)
+        self.addTransport("bayeux", self.bayeux, self.bayeux.service)
 
     def addTransport(self, name: str, resource: Resource, service: Optional[IService] = None) -> None:
         """

@@ -8,7 +8,8 @@
 //           {"op": "publish", "channel": C, "data": D}
 //           {"op": "call", "target": T, "data": D} (CometD's remoteCall)
 //           {"op": "disconnect"}  {"op": "exit"}
-// Output:   {"handshake": clientId}   {"subscribed": C}   {"unsubscribed": C}
+// Output:   {"handshake": clientId}   {"connected": connection type}
+//           {"subscribed": C}   {"unsubscribed": C}
 //           {"message": {"channel", "data"}, "subscription": C}
 //           {"published": C, "successful": bool}
 //           {"called": T, "successful": bool, "data": the answer}
@@ -38,6 +39,7 @@ function fayeClient() {
                 if (message.channel === "/meta/handshake") emit({ handshake: message.clientId, transport: client._dispatcher.connectionType });
                 if (message.channel === "/meta/subscribe") emit({ subscribed: message.subscription });
                 if (message.channel === "/meta/unsubscribe") emit({ unsubscribed: message.subscription });
+                if (message.channel === "/meta/connect") emit({ connected: client._dispatcher.connectionType });
             } else if (message.error) {
                 emit({ failure: message.error, channel: message.channel });
             }
@@ -103,7 +105,8 @@ async function cometdClient() {
         }
     });
     cometd.addListener("/meta/connect", (message) => {
-        if (!message.successful && message.error) emit({ failure: message.error, channel: message.channel });
+        if (message.successful) emit({ connected: cometd.getTransport().type });
+        else if (message.error) emit({ failure: message.error, channel: message.channel });
     });
     cometd.handshake();
     return {

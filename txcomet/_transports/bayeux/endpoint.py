@@ -181,20 +181,24 @@ class BayeuxEndpoint:
 
     # a batch
 
-    def process(self, messages: List[dict], types: Sequence[str], origin: Optional[str] = None) -> Deferred:
+    def process(
+        self, messages: List[dict], types: Sequence[str], origin: Optional[str] = None, acks: bool = True
+    ) -> Deferred:
         """
         Run C{messages} in order.
 
         @param types: the connection types the carrying transport accepts
             in a connect.
         @param origin: the request's C{Origin}, for the authorizer.
+        @param acks: whether the carrying transport numbers its connect
+            replies for the acknowledgement extension.
         @return: a L{Deferred} firing with C{(replies, connect)}: the reply
             dicts, in order, and the batch's L{ConnectRequest} or C{None}.
         """
-        return self._process(messages, types, origin)
+        return self._process(messages, types, origin, acks)
 
     @inlineCallbacks
-    def _process(self, messages: List[dict], types: Sequence[str], origin: Optional[str]):
+    def _process(self, messages: List[dict], types: Sequence[str], origin: Optional[str], acks: bool):
         replies: List[dict] = []
         connect: Optional[ConnectRequest] = None
         for message in messages:
@@ -205,11 +209,11 @@ class BayeuxEndpoint:
                 if channel == CONNECT:
                     if connect is not None:
                         raise BayeuxError(400, "", "One /meta/connect per request")
-                    connect = yield self._connect(message, types)
+                    connect = yield self._connect(message, types, acks)
                     continue
                 handler = self._meta.get(channel)
                 if handler is not None:
-                    reply = yield handler(message, origin)
+                    reply = yield handler(message, origin, acks)
                 elif isMeta(channel):
                     raise BayeuxError(403, channel[:80], "Nothing may be published to /meta channels")
                 else:
@@ -250,7 +254,7 @@ class BayeuxEndpoint:
     # the meta messages
 
     @inlineCallbacks
-    def _handshake(self, message: dict, origin: Optional[str]):
+    def _handshake(self, message: dict, origin: Optional[str], acks: bool):
         version = message.get("version")
         if not isinstance(version, str):
             raise missingField("version")
@@ -284,7 +288,7 @@ class BayeuxEndpoint:
             if error.code == "forbidden":
                 raise BayeuxError(403, "", "Handshake denied", reconnect=NONE)
             raise
-        state = self._clients[session] = ClientState(session.resumePoint, ack=ext.get("ack") is True)
+        state = self._clients[session] = ClientState(session.resumePoint, ack=acks and ext.get("ack") is True)
         reply = _reply(
             message,
             HANDSHAKE,
@@ -300,7 +304,7 @@ class BayeuxEndpoint:
         return reply
 
     @inlineCallbacks
-    def _connect(self, message: dict, types: Sequence[str]):
+    def _connect(self, message: dict, types: Sequence[str], acks: bool):
         connectionType = message.get("connectionType")
         if not isinstance(connectionType, str):
             raise missingField("connectionType")
@@ -314,7 +318,7 @@ class BayeuxEndpoint:
         session.checkOpen()
         state = self.stateOf(session)
         ext = message.get("ext")
-        last = state.resumeFrom(ext.get("ack")) if isinstance(ext, dict) else None
+        last = state.resumeFrom(ext.get("ack")) if acks and isinstance(ext, dict) else None
         asked = message.get("advice")
         hold = not (isinstance(asked, dict) and asked.get("timeout") == 0)
         return ConnectRequest(session, state, message, last, hold)
@@ -360,7 +364,7 @@ class BayeuxEndpoint:
         return self.failure(connect.message, error)
 
     @inlineCallbacks
-    def _subscribe(self, message: dict, origin: Optional[str]):
+    def _subscribe(self, message: dict, origin: Optional[str], acks: bool):
         session = yield self._session(message)
         names = self._subscription(message)
         for name in names:
@@ -380,7 +384,7 @@ class BayeuxEndpoint:
         )
 
     @inlineCallbacks
-    def _unsubscribe(self, message: dict, origin: Optional[str]):
+    def _unsubscribe(self, message: dict, origin: Optional[str], acks: bool):
         session = yield self._session(message)
         names = self._subscription(message)
         for name in names:
@@ -408,7 +412,7 @@ class BayeuxEndpoint:
         raise BayeuxError(400, "subscription", "A subscription is a channel name or an array of them")
 
     @inlineCallbacks
-    def _disconnect(self, message: dict, origin: Optional[str]):
+    def _disconnect(self, message: dict, origin: Optional[str], acks: bool):
         session = yield self._session(message)
         reply = _reply(message, DISCONNECT, clientId=session.id, successful=True)
         session.close("left")

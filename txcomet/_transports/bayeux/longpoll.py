@@ -27,6 +27,7 @@ from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.protocol import (
     CALLBACK_POLLING,
     LONG_POLLING,
+    WEBSOCKET,
     deliveries,
     fromCometError,
 )
@@ -127,12 +128,25 @@ class BayeuxResource(JSONResource):
 
     isLeaf = True
 
-    def __init__(self, hub: Hub, endpoint: BayeuxEndpoint) -> None:
+    def __init__(self, hub: Hub, endpoint: BayeuxEndpoint, factory: Any = None) -> None:
         super().__init__()
         self.hub = hub
         self.config = hub.config
         self.endpoint = endpoint
         self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
+        #: The WebSocket connections' factory, or C{None} for none.
+        self.factory = factory
+        #: The resource that takes WebSocket upgrades, if any.
+        self.upgrade: Any = None
+        #: The service whose life is the WebSocket connections', if any.
+        self.service: Any = None
+        if factory is not None:
+            from autobahn.twisted.resource import WebSocketResource
+
+            from txcomet._transports.websocket import WebSocketService
+
+            self.upgrade = WebSocketResource(factory)
+            self.service = WebSocketService(factory)
 
     @property
     def limit(self) -> int:
@@ -164,6 +178,11 @@ class BayeuxResource(JSONResource):
 
     def render_GET(self, request: Request) -> Any:
         self._checkPath(request)
+        upgrade = request.getHeader("Upgrade") or ""
+        if self.upgrade is not None and "websocket" in [t.strip().lower() for t in upgrade.split(",")]:
+            if self.factory.stopped:
+                raise CometError("unavailable", "The server is shutting down.")
+            return self.upgrade.render(request)
         applyCORS(request, self.config)
         args = queryArgs(request)
         callback = singleArg(args, "jsonp")
@@ -219,11 +238,17 @@ class BayeuxResource(JSONResource):
         tracker.finish(writeError(request, asCometError(failure, "a Bayeux request"), callback))
 
 
-def makeBayeux(hub: Hub, types: Sequence[str] = (LONG_POLLING, CALLBACK_POLLING)) -> BayeuxResource:
+def makeBayeux(hub: Hub, types: Sequence[str] = (WEBSOCKET, LONG_POLLING, CALLBACK_POLLING)) -> BayeuxResource:
     """
-    The Bayeux endpoint of C{hub}, offering C{types}.
+    The Bayeux endpoint of C{hub}, offering C{types} (with C{websocket},
+    WebSocket upgrades on the same URL, and a service to stop them with).
     """
-    return BayeuxResource(hub, BayeuxEndpoint(hub, types))
+    endpoint = BayeuxEndpoint(hub, types)
+    if WEBSOCKET not in types:
+        return BayeuxResource(hub, endpoint)
+    from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
+
+    return BayeuxResource(hub, endpoint, BayeuxWebSocketFactory(hub, endpoint))
 
 
 __all__ = ["BayeuxResource", "BayeuxConnectChannel", "makeBayeux", "parseMessages"]
