@@ -27,6 +27,7 @@ class ClientScenario(RealServerMixin):
     timeout = 90
     lib = ""
     transport = "long-polling"
+    env: dict = {}
 
     def setUp(self):
         ensureNodeModules()
@@ -59,8 +60,9 @@ class ClientScenario(RealServerMixin):
             return {"echo": data}
 
         self.comet.addBayeuxService("/service/echo", echo)
-        driver = NodeDriver(self.lib, self.url + "/bayeux", self.transport)
+        driver = NodeDriver(self.lib, self.url + "/bayeux", self.transport, self.env)
         self.addCleanup(driver.stop)
+        self.driver = driver
         yield driver.waitFor(lambda r: "ready" in r)
 
         driver.send(op="subscribe", channel="/chat/room")
@@ -122,6 +124,8 @@ class ClientScenario(RealServerMixin):
         yield driver.waitFor(lambda r: "disconnected" in r)
         yield deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(self.comet.hub.sessions, {})
+        received = [(r["subscription"], repr(r["message"]["data"])) for r in driver.messages()]
+        self.assertEqual(len(received), len(set(received)), received)
 
 
 class FayeLongPollingTests(ClientScenario, TestCase):
@@ -140,3 +144,23 @@ class FayeWebSocketTests(ClientScenario, TestCase):
 class CometDWebSocketTests(ClientScenario, TestCase):
     lib = "cometd"
     transport = "websocket"
+
+
+class CometDAckLongPollingTests(ClientScenario, TestCase):
+    """
+    CometD with its acknowledgement extension: the server agrees to it and
+    the scenario runs the same, nothing received twice.
+    """
+
+    lib = "cometd"
+    env = {"BAYEUX_ACK": "1"}
+
+    @inlineCallbacks
+    def test_scenario(self):
+        """
+        The scenario with acknowledgements on: the handshake reply agrees
+        to them, and nothing arrives twice.
+        """
+        yield ClientScenario.test_scenario(self)
+        handshakes = [r for r in self.driver.seen if "handshake" in r]
+        self.assertEqual([r["ext"] for r in handshakes], [{"ack": True}] * len(handshakes))

@@ -97,7 +97,7 @@ async function cometdClient() {
     }
     cometd.addListener("/meta/handshake", (message) => {
         if (message.successful) {
-            emit({ handshake: message.clientId, transport: cometd.getTransport().type });
+            emit({ handshake: message.clientId, transport: cometd.getTransport().type, ext: message.ext || null });
             // The documented way: (re)subscribe whenever a handshake succeeds.
             cometd.batch(() => wanted.forEach(subscribe));
         } else {

@@ -33,9 +33,12 @@ from txcomet.interfaces import IDataChannel
 
 log = Logger()
 
-#: The close code for a frame that is not a Bayeux message array.
+#: RFC 6455's close codes: a frame that is not a Bayeux message array, a
+#: binary frame, the server stopping, and a failure on the server.
 INVALID_PAYLOAD = 1007
 UNSUPPORTED_DATA = 1003
+GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
 
 
 @implementer(IDataChannel)
@@ -96,7 +99,7 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         closed with C{shutdown}, which advises a new handshake) and close.
         """
         if self.state == self.STATE_OPEN:
-            self.sendClose(1001, "shutdown")
+            self.sendCloseFrame(GOING_AWAY, b"shutdown")
         elif self.state == self.STATE_CONNECTING:
             self.dropConnection(abort=True)
 
@@ -106,12 +109,12 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return
         if isBinary:
-            self.sendClose(UNSUPPORTED_DATA, "Bayeux frames are JSON text")
+            self.sendCloseFrame(UNSUPPORTED_DATA, b"Bayeux frames are JSON text")
             return
         try:
             messages = parseMessages(decodeJSON(payload))
         except CometError as error:
-            self.sendClose(INVALID_PAYLOAD, error.message[:100])
+            self.sendCloseFrame(INVALID_PAYLOAD, error.message.encode("utf-8")[:120])
             return
         endpoint: BayeuxEndpoint = self.factory.endpoint
         d = endpoint.process(messages, (WEBSOCKET,), self._origin, acks=False)
@@ -157,7 +160,7 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
     def _failed(self, failure: Failure) -> None:
         log.failure("A Bayeux WebSocket batch failed", failure)
         if not self._lost:
-            self.sendClose(1011, "internal error")
+            self.sendCloseFrame(INTERNAL_ERROR, b"internal error")
 
     def _cancelHold(self) -> None:
         if self._hold is not None:

@@ -1,0 +1,185 @@
+"""
+Bayeux's websocket connection type in memory (L{twisted.test.iosim}, an
+injected clock): the upgrade on the Bayeux URL, batches in frames, deliveries
+as they arrive, the held connect reply, the one-connect rule, and bad frames.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from txcomet._transports.bayeux.websocket import BayeuxWebSocketProtocol
+from txcomet.interfaces import IDataChannel
+from txcomet.testing import MemoryCometClient
+
+from tests.test_bayeux import BayeuxClient
+from tests.wssupport import CLOSE, TEXT, connectWebSocket
+
+HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"], "id": "1"}
+
+
+class BayeuxWebSocketTests(SynchronousTestCase):
+    def setUp(self):
+        self.ws = connectWebSocket("/comet/bayeux")
+        self.comet, self.clock = self.ws.comet, self.ws.clock
+        self.assertEqual(self.ws.client.status, 101)
+
+    def send(self, *messages):
+        """
+        Send C{messages} in one frame; the arrays that arrived since.
+        """
+        before = len(self.ws.client.frames)
+        self.ws.client.sendText(list(messages))
+        self.ws.flush()
+        return [f.json() for f in self.ws.client.frames[before:] if f.opcode == TEXT]
+
+    def handshake(self):
+        [[reply]] = self.send(HANDSHAKE)
+        self.assertTrue(reply["successful"], reply)
+        self.clientId = reply["clientId"]
+        return reply
+
+    def connect(self, **fields):
+        message = {"channel": "/meta/connect", "clientId": self.clientId, "connectionType": "websocket"}
+        message.update(fields)
+        return message
+
+    def test_handshakeOffersWebSocket(self):
+        """
+        A handshake over the socket is answered in a frame; websocket is
+        among the connection types, and the ack extension is not offered.
+        """
+        [[reply]] = self.send(dict(HANDSHAKE, ext={"ack": True}))
+        self.assertEqual(reply["supportedConnectionTypes"][0], "websocket")
+        self.assertNotIn("ext", reply)
+        self.assertIn(reply["clientId"], self.comet.hub.sessions)
+
+    def test_deliveriesAsTheyArrive(self):
+        """
+        Once connected, each event arrives in a frame of its own while the
+        connect reply is held; the reply comes after the heartbeat interval.
+        """
+        self.handshake()
+        self.send({"channel": "/meta/subscribe", "clientId": self.clientId, "subscription": "/a/**"})
+        self.assertEqual(self.send(self.connect(id="c")), [])
+        session = self.comet.hub.sessions[self.clientId]
+        self.assertIsInstance(session.dataChannel, BayeuxWebSocketProtocol)
+        self.assertTrue(verifyObject(IDataChannel, session.dataChannel))
+        before = len(self.ws.client.frames)
+        self.comet.publish("a/b", 1)
+        self.comet.publish("a/c", 2)
+        self.ws.flush()
+        frames = [f.json() for f in self.ws.client.frames[before:]]
+        self.assertEqual(
+            [[(m["channel"], m["data"]) for m in frame] for frame in frames], [[("/a/b", 1)], [("/a/c", 2)]]
+        )
+        self.clock.advance(26)
+        self.ws.flush()
+        [reply] = self.ws.client.frames[-1].json()
+        self.assertEqual((reply["channel"], reply["id"], reply["successful"]), ("/meta/connect", "c", True))
+
+    def test_pendingThenReply(self):
+        """
+        Events queued before the connect arrive before its reply; a connect
+        with advice timeout 0 is answered at once.
+        """
+        self.handshake()
+        self.send({"channel": "/meta/subscribe", "clientId": self.clientId, "subscription": "/a"})
+        self.comet.publish("a", "queued")
+        frames = self.send(self.connect(advice={"timeout": 0}))
+        self.assertEqual([m.get("data") for m in frames[0]], ["queued"])
+        self.assertEqual(frames[1][0]["channel"], "/meta/connect")
+
+    def test_secondConnectAnswersFirst(self):
+        """
+        A second connect answers the held one at once.
+        """
+        self.handshake()
+        self.send(self.connect(id="first"))
+        [[reply]] = self.send(self.connect(id="second"))
+        self.assertEqual(reply["id"], "first")
+
+    def test_disconnect(self):
+        """
+        A disconnect answers the held connect (advising no reconnect) and is
+        answered; the session is gone.
+        """
+        self.handshake()
+        self.send(self.connect(id="held"))
+        frames = self.send({"channel": "/meta/disconnect", "clientId": self.clientId, "id": "d"})
+        replies = [m for frame in frames for m in frame]
+        self.assertEqual([(m["channel"], m["id"]) for m in replies], [("/meta/connect", "held"), ("/meta/disconnect", "d")])
+        self.assertEqual(replies[0]["advice"]["reconnect"], "none")
+        self.assertEqual(self.comet.hub.sessions, {})
+
+    def test_sessionExpires(self):
+        """
+        A client that handshakes and never connects is disconnected after
+        the session timeout: its connect then gets 402::session_unknown.
+        """
+        self.handshake()
+        self.clock.advance(61)
+        self.ws.flush()
+        [[reply]] = self.send(self.connect())
+        self.assertEqual((reply["error"], reply["advice"]["reconnect"]), ("402::session_unknown", "handshake"))
+
+    def test_closedSession(self):
+        """
+        A session closed by the server answers the held connect with
+        session_unknown.
+        """
+        self.handshake()
+        self.send(self.connect())
+        self.comet.hub.closeAll("expired")
+        self.ws.flush()
+        [reply] = self.ws.client.frames[-1].json()
+        self.assertEqual(reply["error"], "402::session_unknown")
+
+    def test_longPollingConnectOverWebSocket(self):
+        """
+        A connect over the socket must say websocket.
+        """
+        self.handshake()
+        [[reply]] = self.send(self.connect(connectionType="long-polling"))
+        self.assertTrue(reply["error"].startswith("400:long-polling:"), reply)
+
+    def test_malformedFrame(self):
+        """
+        A frame that is not a JSON array of objects closes the connection
+        with 1007.
+        """
+        self.ws.client.sendText(b"[{")
+        self.ws.flush()
+        [close] = [f for f in self.ws.client.frames if f.opcode == CLOSE]
+        self.assertEqual(close.closeCode, 1007)
+
+    def test_primitiveFrame(self):
+        """
+        A JSON primitive is not a batch either: 1007.
+        """
+        self.ws.client.sendText(b"42")
+        self.ws.flush()
+        [close] = [f for f in self.ws.client.frames if f.opcode == CLOSE]
+        self.assertEqual(close.closeCode, 1007)
+
+    def test_switchFromLongPolling(self):
+        """
+        A client that handshook over HTTP may connect over the socket (as
+        Faye does); the socket becomes its data channel.
+        """
+        http = BayeuxClient(MemoryCometClient(self.comet))
+        http.handshake()
+        http.subscribe("/x")
+        self.clientId = http.clientId
+        self.send(self.connect())
+        before = len(self.ws.client.frames)
+        self.comet.publish("x", "hello")
+        self.ws.flush()
+        self.assertEqual(self.ws.client.frames[before].json()[0]["data"], "hello")
+
+    def test_plainGetStillHTTP(self):
+        """
+        Without an upgrade, GET on the Bayeux URL is the callback-polling
+        endpoint (a 400 without jsonp=).
+        """
+        response = MemoryCometClient(self.comet).request("GET", "bayeux")
+        self.assertEqual(response.code, 400)
