@@ -4,6 +4,8 @@ injected clock): the upgrade on the Bayeux URL, batches in frames, deliveries
 as they arrive, the held connect reply, the one-connect rule, and bad frames.
 """
 
+import json
+
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -11,8 +13,9 @@ from txcomet._transports.bayeux.websocket import BayeuxWebSocketProtocol
 from txcomet.interfaces import IDataChannel
 from txcomet.testing import MemoryCometClient
 
+from tests.memoryhttp import MemoryHTTP
 from tests.test_bayeux import BayeuxClient
-from tests.wssupport import CLOSE, TEXT, connectWebSocket
+from tests.wssupport import CLOSE, TEXT, MemoryWebSocket, connectWebSocket, makeSite
 
 HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"], "id": "1"}
 
@@ -183,3 +186,102 @@ class BayeuxWebSocketTests(SynchronousTestCase):
         """
         response = MemoryCometClient(self.comet).request("GET", "bayeux")
         self.assertEqual(response.code, 400)
+
+
+class InteropTests(SynchronousTestCase):
+    """
+    Bayeux subscribers (long-polling and WebSocket) and an EventSource
+    subscriber on one channel see the same events in the same order,
+    whoever published them.
+    """
+
+    def test_everyPublisher(self):
+        """
+        Events published by a Bayeux long-polling client, a Bayeux
+        WebSocket client, a txcomet WebSocket, the publish API and the
+        control channel, interleaved, arrive at the SSE stream, the Bayeux
+        long-poller and the Bayeux WebSocket in one order, with one id
+        each.
+        """
+        site = makeSite()
+        comet, clock, theSite = site
+        http = MemoryCometClient(comet)
+        poller = BayeuxClient(http)
+        poller.handshake()
+        poller.subscribe("/room")
+        sse = MemoryHTTP(comet.resource).open("sse", channel="room")
+        sse.read()
+
+        bayeuxWS = MemoryWebSocket(comet, clock, theSite).open("/comet/bayeux")
+        bayeuxWS.client.sendText([HANDSHAKE])
+        bayeuxWS.flush()
+        clientId = bayeuxWS.client.frames[-1].json()[0]["clientId"]
+        bayeuxWS.client.sendText(
+            [
+                {"channel": "/meta/subscribe", "clientId": clientId, "subscription": "/room"},
+                {"channel": "/meta/connect", "clientId": clientId, "connectionType": "websocket"},
+            ]
+        )
+        bayeuxWS.flush()
+        start = len(bayeuxWS.client.frames)
+
+        cometWS = MemoryWebSocket(comet, clock, theSite).open("/comet/ws")
+        cometWS.client.sendText({"op": "join"})
+        cometWS.flush()
+        session = http.join()
+        for n in range(2):
+            poller.send({"channel": "/room", "data": ["bayeux-poll", n]})
+            bayeuxWS.client.sendText([{"channel": "/room", "clientId": clientId, "data": ["bayeux-ws", n]}])
+            bayeuxWS.flush()
+            cometWS.client.sendText({"op": "publish", "channel": "room", "data": ["ws", n]})
+            cometWS.flush()
+            http.publish("room", ["api", n])
+            http.publish("room", ["control", n], session=session)
+        bayeuxWS.flush()
+
+        seen = [json.loads(line[5:]) for line in sse.read().decode("utf-8").splitlines() if line.startswith("data:")]
+        viaSSE = [(e["id"], e["data"]) for e in seen if e.get("type") == "event"]
+        answer = poller.send(poller.connect())
+        viaPoll = [(m["id"], m["data"]) for m in answer if "data" in m]
+        viaWS = [
+            (m["id"], m["data"])
+            for f in bayeuxWS.client.frames[start:]
+            if f.opcode == TEXT
+            for m in f.json()
+            if "data" in m and m.get("channel") == "/room"
+        ]
+        self.assertEqual(len(viaSSE), 10)
+        self.assertEqual({tuple(d)[0] for _, d in viaSSE}, {"bayeux-poll", "bayeux-ws", "ws", "api", "control"})
+        self.assertEqual(viaPoll, viaSSE)
+        self.assertEqual(viaWS, viaSSE)
+        self.assertEqual(len({i for i, _ in viaSSE}), 10)
+
+
+class ConnectionRulesTests(SynchronousTestCase):
+    def test_foreignOriginRefused(self):
+        """
+        A browser handshake from another origin is refused (403) unless the
+        origin is allowed, as on <mount>/ws.
+        """
+        ws = connectWebSocket("/comet/bayeux", {"Origin": "http://evil.test"})
+        self.assertEqual(ws.client.status, 403)
+        ws = connectWebSocket("/comet/bayeux", {"Origin": "http://app.test"}, allowedOrigins=["http://app.test"])
+        self.assertEqual(ws.client.status, 101)
+
+    def test_shutdownClosesConnections(self):
+        """
+        Stopping the server closes its Bayeux WebSockets (1001) and closes
+        their sessions.
+        """
+        ws = connectWebSocket("/comet/bayeux")
+        comet = ws.comet
+        comet.startService()
+        ws.client.sendText([HANDSHAKE])
+        ws.flush()
+        d = comet.stopService()
+        ws.flush()
+        self.assertEqual([f.closeCode for f in ws.client.frames if f.opcode == CLOSE], [1001])
+        self.assertEqual(comet.hub.sessions, {})
+        ws.clock.advance(30)
+        ws.flush()
+        self.successResultOf(d)

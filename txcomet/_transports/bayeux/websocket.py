@@ -28,7 +28,7 @@ from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.longpoll import encodeArray, parseMessages
 from txcomet._transports.bayeux.protocol import WEBSOCKET, deliveries, fromCometError
 from txcomet._transports.http import decodeJSON
-from txcomet._transports.websocket import MESSAGE_ALLOWANCE, originAllowed
+from txcomet._transports.websocket import MESSAGE_ALLOWANCE, _ClockTimer, originAllowed
 from txcomet.interfaces import IDataChannel
 
 log = Logger()
@@ -220,6 +220,9 @@ class BayeuxWebSocketFactory(WebSocketServerFactory):
         self.endpoint = endpoint
         self.connections: "set[BayeuxWebSocketProtocol]" = set()
         self.stopped = False
+        # Autobahn's own timers (pings, the close handshake) on the hub's
+        # clock too.
+        self._batched_timer = _ClockTimer(hub.clock)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
         self.setProtocolOptions(
