@@ -285,3 +285,55 @@ class ConnectionRulesTests(SynchronousTestCase):
         ws.clock.advance(30)
         ws.flush()
         self.successResultOf(d)
+
+
+class FlowControlTests(SynchronousTestCase):
+    def setUp(self):
+        self.ws = connectWebSocket("/comet/bayeux", queueMessages=5)
+        self.comet = self.ws.comet
+        self.ws.client.sendText([HANDSHAKE])
+        self.ws.flush()
+        self.clientId = self.ws.client.frames[-1].json()[0]["clientId"]
+        self.ws.client.sendText([{"channel": "/meta/subscribe", "clientId": self.clientId, "subscription": "/a"}])
+        self.ws.client.sendText(
+            [{"channel": "/meta/connect", "clientId": self.clientId, "connectionType": "websocket", "id": "c"}]
+        )
+        self.ws.flush()
+        self.protocol = self.ws.protocol
+        self.session = self.comet.hub.sessions[self.clientId]
+        self.assertIs(self.session.dataChannel, self.protocol)
+
+    def test_pausedConnectionQueuesInSession(self):
+        """
+        While the connection's send buffer is full (the transport pauses
+        it), events wait in the session; when it drains they follow, in
+        order.
+        """
+        self.protocol.pauseProducing()
+        self.assertIsNone(self.session.dataChannel)
+        before = len(self.ws.client.frames)
+        for n in range(3):
+            self.comet.publish("a", n)
+        self.ws.flush()
+        self.assertEqual(len(self.ws.client.frames), before)
+        self.protocol.resumeProducing()
+        self.ws.flush()
+        data = [m["data"] for f in self.ws.client.frames[before:] for m in f.json() if "data" in m]
+        self.assertEqual(data, [0, 1, 2])
+        self.assertIs(self.session.dataChannel, self.protocol)
+
+    def test_slowConsumer(self):
+        """
+        A connection that stays paused past the session's queue limit
+        costs the server no more: the session is closed as a slow consumer,
+        and the held connect is answered with session_unknown and advice
+        to handshake when the connection drains.
+        """
+        self.protocol.pauseProducing()
+        for n in range(10):
+            self.comet.publish("a", n)
+        self.assertEqual(self.session.closeReason, "slow_consumer")
+        self.protocol.resumeProducing()
+        self.ws.flush()
+        [reply] = self.ws.client.frames[-1].json()
+        self.assertEqual((reply["id"], reply["error"], reply["advice"]["reconnect"]), ("c", "402::session_unknown", "handshake"))

@@ -17,6 +17,7 @@ from typing import Any, List, Optional, Sequence
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,7 +42,7 @@ GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
 
 
-@implementer(IDataChannel)
+@implementer(IDataChannel, IPushProducer)
 class BayeuxWebSocketProtocol(WebSocketServerProtocol):
     """
     One Bayeux WebSocket connection; see the module docstring.
@@ -59,7 +60,48 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         self._hold: Any = None
         self._origin: Optional[str] = None
         self._lost = False
+        self._paused = False
         self._closeWaiters: List[Deferred] = []
+
+    def connectionMade(self) -> None:
+        WebSocketServerProtocol.connectionMade(self)
+        # twisted.web's channel registered itself as the transport's
+        # producer; the connection is ours now, and so is its flow control.
+        transport = self.transport
+        try:
+            transport.unregisterProducer()
+            transport.registerProducer(self, True)
+        except Exception:
+            log.failure("Taking over flow control of {transport!r} failed", transport=transport)
+
+    # flow control: a connection whose send buffer is full lets go of its
+    # session, which queues what arrives within its limits (and closes as a
+    # slow consumer past them) until the buffer drains.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        session = self.session
+        if session is not None and session.dataChannel is self:
+            session.detach(self)
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        session = self.session
+        if session is None or self._lost or session.dataChannel is self:
+            return
+        try:
+            session.attach(self, None)
+        except CometError:
+            # Closed meanwhile (a slow consumer, say): the held connect says so.
+            self.session = None
+            connect = self.connect
+            if connect is not None:
+                reason = session.closeReason or "expired"
+                reply = self.factory.endpoint.closedReply(connect, reason, reason != "kicked")
+                self._answerConnect(reply)
+
+    def stopProducing(self) -> None:
+        self._paused = True
 
     def onConnect(self, request: Any) -> Any:
         factory = self.factory
@@ -144,7 +186,10 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         if session.dataChannel is not self:
             self.session = session
             try:
-                session.attach(self, None)
+                if self._paused:
+                    session.checkOpen()  # resumeProducing attaches it
+                else:
+                    session.attach(self, None)
             except CometError as error:
                 self.session = None
                 self.connect = None
