@@ -6,6 +6,7 @@ as they arrive, the held connect reply, the one-connect rule, and bad frames.
 
 import json
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -67,6 +68,7 @@ class BayeuxWebSocketTests(SynchronousTestCase):
         session = self.comet.hub.sessions[self.clientId]
         self.assertIsInstance(session.dataChannel, BayeuxWebSocketProtocol)
         self.assertTrue(verifyObject(IDataChannel, session.dataChannel))
+        self.assertTrue(verifyObject(IPushProducer, session.dataChannel))
         before = len(self.ws.client.frames)
         self.comet.publish("a/b", 1)
         self.comet.publish("a/c", 2)
