@@ -710,6 +710,17 @@ class HTTPErrorTests(BayeuxTestCase):
             response = self.http.request("POST", "bayeux", body, headers=JSON)
             self.assertHTTPError(response, 400, "invalid_request")
 
+    def test_tooManyMessages(self):
+        """
+        More than 100 messages in one request is HTTP 400, and nothing of
+        it is run.
+        """
+        body = json.dumps([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}] * 101)
+        self.assertHTTPError(self.http.request("POST", "bayeux", body.encode("ascii"), headers=JSON), 400, "invalid_request")
+        self.assertEqual(self.comet.hub.sessions, {})
+        body = json.dumps([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}] * 100)
+        self.assertEqual(len(self.http.request("POST", "bayeux", body.encode("ascii"), headers=JSON).json()), 100)
+
     def test_oversize(self):
         """
         A body larger than the message limit plus the batch allowance is

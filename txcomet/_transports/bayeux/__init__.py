@@ -6,6 +6,7 @@ the Bayeux C{clientId}), subscriptions and publishes go through the session
 as the control channel's do, and each C{/meta/connect} is a data channel
 attached to the session with a Bayeux framing.  L{protocol} holds the wire
 rules (channel mapping, errors, advice), L{endpoint} runs the meta messages
-whatever carries them, and L{http} serves long-polling and callback-polling
-at C{<mount>/bayeux}.  C{docs/bayeux.md} is the user's guide.
+whatever carries them, L{longpoll} serves long-polling and callback-polling
+at C{<mount>/bayeux}, and L{websocket} the upgrades on the same URL.
+C{docs/bayeux.md} is the user's guide.
 """

@@ -55,23 +55,31 @@ BATCH_ALLOWANCE = 16 * 1024
 #: The sub-paths CometD's client may append to the URL.
 SUBPATHS = frozenset([b"", b"handshake", b"connect", b"subscribe", b"unsubscribe", b"disconnect"])
 
-JSON_TYPE = b"application/json; charset=utf-8"
+#: The most messages one request (or WebSocket frame) may carry.
+MAX_BATCH = 100
+
 SCRIPT_TYPE = b"application/javascript; charset=utf-8"
 
 
 def parseMessages(value: Any) -> List[dict]:
     """
     The messages of a decoded request body: an array of objects (or one
-    object); anything else is an C{invalid_request}.
+    object); anything else, or more than L{MAX_BATCH} messages, is an
+    C{invalid_request}.
     """
     if isinstance(value, dict):
         return [value]
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        if len(value) > MAX_BATCH:
+            raise CometError("invalid_request", "A Bayeux request holds at most %d messages." % (MAX_BATCH,))
         return value
     raise CometError("invalid_request", "A Bayeux request is a JSON array of message objects.")
 
 
 def encodeArray(items: Sequence[bytes]) -> bytes:
+    """
+    A JSON array of already encoded values.
+    """
     return b"[" + b",".join(items) + b"]"
 
 
