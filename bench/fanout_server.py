@@ -7,13 +7,15 @@ whose streams write in one of three ways, to compare them.
 MODE is
     direct     txcomet as shipped: shared pre-framed bytes straight to idle
                sockets (the direct path)
-    transport  the same shared bytes, but every write of a stream's
-               DirectWriter goes through transport.write (and so no stream
-               ever finds its socket idle)
+    transport  the same shared bytes, but every write of a stream goes
+               through transport.write (and so no stream ever finds its
+               socket idle)
     request    no direct path: streams write through twisted.web's
                Request.write, as on a connection that is not plain HTTP/1.x
                over TCP (the session's buffered path, Request framing every
                chunk)
+
+(setStreamWriteMode in txcomet/_fastpath/writer.py is the seam.)
 """
 
 import sys
@@ -23,37 +25,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txcomet import Comet, CometConfig, CometRequest
-from txcomet._fastpath import writer as _fastpath
-
-
-def useMode(mode: str) -> None:
-    if mode == "direct":
-        return
-    if mode == "transport":
-
-        def throughTransport(self, data):
-            self.transport.write(data)
-            self.spilled = True
-            return True
-
-        _fastpath.DirectWriter.write = throughTransport
-        return
-    if mode == "request":
-        original = _fastpath.StreamWriter.__init__
-
-        def throughRequest(self, request):
-            original(self, request)
-            self.transport = None
-            self.direct = None
-
-        _fastpath.StreamWriter.__init__ = throughRequest
-        return
-    raise SystemExit("unknown mode %r" % (mode,))
+from txcomet._fastpath.writer import setStreamWriteMode
 
 
 def main() -> None:
     port, mode = int(sys.argv[1]), sys.argv[2]
-    useMode(mode)
+    try:
+        setStreamWriteMode(mode)
+    except ValueError as e:
+        raise SystemExit(str(e))
     comet = Comet(config=CometConfig(heartbeat=3600, queueBytes=64 * 1024 * 1024, maxSubscriptions=10))
     root = Resource()
     root.putChild(b"comet", comet.resource)

@@ -248,8 +248,13 @@ def main() -> None:
             print("%-30s %9.2f %9.2f" % (name, p50, p99))
         else:
             print("%-30s %9.2f %9.2f %12.2f %14.0f %14.0f" % (
-                name, p50, p99, c["nodeCPU"], c["deliveries"] / c["nodeCPU"],
-                c["deliveries"] / (c["nodeCPU"] + c["redisCPU"])))
+                name, p50, p99, c["nodeCPU"], _per(c["deliveries"], c["nodeCPU"]),
+                _per(c["deliveries"], c["nodeCPU"] + c["redisCPU"])))
+
+
+def _per(count, seconds):
+    # A run too short for /proc's clock ticks measures no CPU at all.
+    return count / seconds if seconds else float("nan")
 
 
 if __name__ == "__main__":

@@ -11,21 +11,17 @@ import sys
 import tempfile
 from typing import Any, List
 
-from twisted.internet.defer import Deferred, maybeDeferred
-
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from twisted.web.static import File
 
-from txcomet._model.config import CometConfig
-from txcomet._transports.http import CometRequest
-from txcomet._server.lean import LeanSite
 from txcomet._demo.chart import CounterService
 from txcomet._demo.page import IndexPage
-from txcomet._server.service import Comet
+from txcomet._model.config import CometConfig
+from txcomet._node.site import WhenReadyEndpoint, leanRoutes, makeComet, makeRoot, makeSite, warnOpenPublish
 
 
 def _positiveFloat(value: str) -> float:
@@ -88,8 +84,12 @@ class Options(usage.Options):
         ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
          "CPU per connection: a compressed connection cannot share the frame built once per event)."],
         ["no-access-log", None, "Do not log every HTTP request (at thousands of long-polls a second, "
-         "formatting the access log is a fifth of the server's work); with one process, plain HTTP/1.1 "
-         "control, long-poll and poll requests then take a lean path past twisted.web's per-request work."],
+         "formatting the access log is a fifth of the server's work); turns on --lean-http unless "
+         "--no-lean-http is given."],
+        ["lean-http", None, "With one process, plain HTTP/1.1 control, long-poll and poll requests take a "
+         "lean path past twisted.web's per-request work (same answers; they are not logged, so this needs "
+         "--no-access-log). Default: on with --no-access-log, else off."],
+        ["no-lean-http", None, "Every request goes through twisted.web, even with --no-access-log."],
     ]
 
     def __init__(self) -> None:
@@ -155,6 +155,12 @@ class Options(usage.Options):
                 strports.service(endpoint, Site(Resource()))
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError("--listen %s is not a valid endpoint: %s" % (endpoint, e))
+        if self["lean-http"] and self["no-lean-http"]:
+            raise usage.UsageError("--lean-http and --no-lean-http contradict each other")
+        if self["lean-http"] and not self["no-access-log"]:
+            raise usage.UsageError("--lean-http needs --no-access-log: requests on the lean path are not logged")
+        # The lean path serves one process only; with --workers it is unused.
+        self["leanHTTP"] = bool(self["no-access-log"] and not self["no-lean-http"])
         if self["workers"] < 1:
             raise usage.UsageError("--workers is 1 or more")
         if self["workers"] > 1 or self["worker-hub"] is not None:
@@ -165,148 +171,11 @@ class Options(usage.Options):
                     )
 
 
-class _NodeComet(Comet):
-    """
-    The stand-alone server's L{Comet}: a bus that cannot start (Redis gone
-    between the check in L{makeService} and the start) stops the server
-    with a clear message instead of leaving it half alive.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        Comet.__init__(self, *args, **kwargs)
-        self.ready: Any = None
-
-    def startService(self) -> Any:
-        from twisted.internet.defer import Deferred
-
-        self.ready = Deferred()
-        d = Comet.startService(self)
-
-        def started(result: Any) -> Any:
-            self.ready.callback(None)
-            return result
-
-        def failed(failure: Any) -> None:
-            from twisted.internet import reactor
-            from twisted.logger import Logger
-
-            Logger().critical("txcomet cannot start: {why}", why=failure.getErrorMessage())
-            reactor.stop()
-
-        return d.addCallbacks(started, failed)
-
-
-class _ListenWhenReady(MultiService):
-    """
-    Starts its children (the listening ports) once the comet service's bus
-    is ready, so a node takes no request before it is connected to the
-    other nodes.
-    """
-
-    def __init__(self, comet: _NodeComet) -> None:
-        MultiService.__init__(self)
-        self.comet = comet
-
-    def startService(self) -> None:
-        from twisted.application.service import Service
-
-        Service.startService(self)
-        ready = self.comet.ready
-        if ready is not None:
-            ready.addCallback(lambda _: self.running and self._startChildren())
-
-    def _startChildren(self) -> None:
-        for child in self:
-            if not child.running:
-                child.startService()
-
-    def stopService(self) -> Any:
-        from twisted.application.service import Service
-        from twisted.internet.defer import DeferredList
-
-        Service.stopService(self)
-        return DeferredList([maybeDeferred(child.stopService) for child in reversed(list(self)) if child.running])
-
-
-def makeComet(options: Options, bus: Any = None) -> Comet:
-    """
-    The L{Comet} service for C{options}: on C{bus} if given, else on the
-    Redis bus of C{--redis} (stopping the server if it cannot start), else
-    on an in-memory bus.
-    """
-    if bus is not None:
-        return Comet(bus=bus, config=options["config"])
-    bus = options.get("bus")
-    if bus is None:
-        return Comet(config=options["config"])
-    return _NodeComet(bus=bus, config=options["config"])
-
-
-def makeRoot(options: Options, comet: Comet) -> Resource:
-    """
-    The root resource: the static directory or the demo page, with the
-    comet resource mounted at the prefix.
-    """
-    segments = options["prefixSegments"]
-    root: Resource
-    if options["static"] is not None:
-        root = File(options["static"])
-    else:
-        root = IndexPage("/" + "/".join(s.decode("utf-8") for s in segments), comet)
-    parent = root
-    for segment in segments[:-1]:
-        child = Resource()
-        parent.putChild(segment, child)
-        parent = child
-    parent.putChild(segments[-1], comet.resource)
-    return root
-
-
-class _UnloggedSite(LeanSite):
-    """
-    A site that keeps no access log; its long-poll and poll requests may
-    take the lean path (see L{txcomet._server.lean}) when L{makeSite} gives it
-    their routes.
-    """
-
-    def log(self, request: Any) -> None:
-        pass
-
-
-def makeSite(options: Options, comet: Comet, root: Any = None) -> Site:
-    """
-    The L{Site} serving C{root} (by default L{makeRoot}), with or without
-    an access log.
-    """
-    factory = _UnloggedSite if options["no-access-log"] else Site
-    if root is None:
-        root = makeRoot(options, comet)
-    site = factory(root, requestFactory=CometRequest)
-    site.displayTracebacks = False
-    return site
-
-
-def leanRoutes(options: Options, comet: Comet) -> dict:
-    """
-    The request paths of the control channel and the polling transports
-    (long-polling and short polling) and their resources, for a
-    L{LeanSite}.  Only the one-process server uses them: with workers, a
-    request may be for another worker's session, which the worker router
-    in front of the resources forwards.
-    """
-    prefix = b"/" + b"/".join(options["prefixSegments"])
-    children = comet.resource.children
-    return {
-        prefix + b"/" + name: children[name]
-        for name in (b"control", b"longpoll", b"poll")
-        if name in children
-    }
-
-
 def makeService(options: Options) -> MultiService:
     """
     The txcomet server: the L{Comet} service, then one listening service per
-    C{--listen} endpoint, all serving one site.
+    C{--listen} endpoint, all serving one site; the ports open once the
+    comet service is ready (L{Comet.whenReady}).
     """
     if options.get("bus") is not None:
         from txcomet._bus.resp import RedisUnavailable, probe
@@ -317,6 +186,9 @@ def makeService(options: Options) -> MultiService:
             raise SystemExit("txcomet: %s" % (e,))
     if options["workers"] > 1 or options["worker-hub"] is not None:
         return _makeWorkerService(options)
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
     service = MultiService()
     comet = makeComet(options)
     comet.setServiceParent(service)
@@ -325,25 +197,13 @@ def makeService(options: Options) -> MultiService:
         # The demo's chart counts every event on the bus.
         CounterService(comet.bus, root.counter).setServiceParent(service)
     site = makeSite(options, comet, root)
-    if isinstance(site, LeanSite):
+    if options["leanHTTP"]:
         site.leanRoutes = leanRoutes(options, comet)
-    listeners = _ListenWhenReady(comet) if isinstance(comet, _NodeComet) else service
-    if listeners is not service:
-        listeners.setServiceParent(service)
-    for endpoint in options["listen"]:
-        strports.service(endpoint, site).setServiceParent(listeners)
-    _warnOpenPublish(options)
+    for description in options["listen"]:
+        endpoint = WhenReadyEndpoint(serverFromString(reactor, description), comet.whenReady)
+        StreamServerEndpointService(endpoint, site).setServiceParent(service)
+    warnOpenPublish(options)
     return service
-
-
-def _warnOpenPublish(options: Options) -> None:
-    if options["config"].publisherSecret is None:
-        from twisted.logger import Logger
-
-        Logger().warn(
-            "No publisher secret: anyone who reaches this server can POST to its publish API."
-            " Set --publisher-secret or TXCOMET_PUBLISHER_SECRET."
-        )
 
 
 class _RemoveDirectory(Service):
@@ -395,10 +255,7 @@ def _makeWorkerService(options: Options) -> MultiService:
     if redisBus is not None:
         # Every worker is a node of the Redis bus; no hub is needed.
         comet = makeComet(options)
-        def after() -> Any:
-            d: Any = Deferred()
-            comet.ready.addCallback(lambda result: (d.callback(None), result)[1])
-            return d
+        after = comet.whenReady
 
     elif options["worker-hub"] is None:
         hub = BusHub(config.historyLength)
@@ -443,5 +300,5 @@ def _makeWorkerService(options: Options) -> MultiService:
             endpoints,
             env,
         ).setServiceParent(service)
-        _warnOpenPublish(options)
+        warnOpenPublish(options)
     return service

@@ -116,12 +116,6 @@ class InMemoryBus:
         self._local.removeAll(subscriber)
         return succeed(None)
 
-    def subscriberCount(self, channel: str) -> int:
-        """
-        How many subscribers an event on C{channel} would reach now.
-        """
-        return len(self._local.subscribersOf([channel]))
-
     # history
 
     def position(self) -> Deferred:

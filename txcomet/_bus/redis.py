@@ -789,12 +789,6 @@ class RedisBus:
         self._local.removeAll(subscriber)
         return succeed(None)
 
-    def subscriberCount(self, channel: str) -> int:
-        """
-        How many local subscribers an event on C{channel} would reach now.
-        """
-        return len(self._subscribersOf([channel]))
-
     # history
 
     def _localPosition(self) -> str:

@@ -129,6 +129,42 @@ class DirectWriter:
         return False
 
 
+class _TransportWriter(DirectWriter):
+    """
+    A L{DirectWriter} that never writes to the socket itself: everything
+    goes through C{transport.write}, so its stream never finds its socket
+    idle (the C{"transport"} write mode of L{setStreamWriteMode}).
+    """
+
+    def write(self, data: bytes) -> bool:
+        self.transport.write(data)
+        self.spilled = True
+        return True
+
+
+#: The ways a L{StreamWriter} can write a stream's body; see
+#: L{setStreamWriteMode}.
+STREAM_WRITE_MODES = ("direct", "transport", "request")
+
+
+def setStreamWriteMode(mode: str) -> None:
+    """
+    Choose how the streams opened from now on write their bodies, for
+    benchmarks that compare the ways (C{bench/fanout_server.py}); a server
+    keeps the default.
+
+    @param mode: C{"direct"} (the default: shared, pre-framed bytes
+        straight to an idle socket), C{"transport"} (the same bytes, always
+        through C{transport.write}) or C{"request"} (no direct path: through
+        twisted.web's C{Request.write}, as on a connection that is not plain
+        HTTP/1.x over TCP).
+    @raise ValueError: for another mode.
+    """
+    if mode not in STREAM_WRITE_MODES:
+        raise ValueError("unknown stream write mode %r (one of %s)" % (mode, ", ".join(STREAM_WRITE_MODES)))
+    StreamWriter.writeMode = mode
+
+
 def writeThrough(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport}: through its socket when it is a plain
@@ -219,19 +255,28 @@ class StreamWriter:
 
     __slots__ = ("request", "chunked", "transport", "direct")
 
+    #: How streams write (see L{setStreamWriteMode}): C{"direct"}.
+    writeMode = "direct"
+
     def __init__(self, request: Request) -> None:
         self.request = request
         self.chunked = bool(request.chunked)
         self.transport = None
         self.direct: Optional[DirectWriter] = None
         channel = request.channel
-        if isinstance(channel, HTTPChannel) and request.startedWriting and request.method != b"HEAD":
+        mode = self.writeMode
+        if (
+            isinstance(channel, HTTPChannel)
+            and request.startedWriting
+            and request.method != b"HEAD"
+            and mode != "request"
+        ):
             transport = channel.transport
             self.transport = transport
             direct = directTransport(transport)
             if direct is not None:
                 # The response body is all that is written from now on.
-                self.direct = DirectWriter(direct, exclusive=True)
+                self.direct = (DirectWriter if mode == "direct" else _TransportWriter)(direct, exclusive=True)
 
     def write(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """

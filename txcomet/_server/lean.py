@@ -168,12 +168,6 @@ class LeanRequest:
     def setResponseCode(self, code: int) -> None:
         self.code = code
 
-    def getResponseHeader(self, name: bytes) -> Optional[bytes]:
-        """
-        A response header set so far (for tests).
-        """
-        return self._responseHeaders.get(name)
-
     # answering
 
     def write(self, data: bytes) -> None:

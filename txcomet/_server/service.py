@@ -2,10 +2,11 @@
 L{Comet}: the service an application adds, holding the hub and the resource.
 """
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.python.failure import Failure
 
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
@@ -39,6 +40,9 @@ class Comet(Service):
     ) -> None:
         self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
         self.resource = CometResource(self.hub)
+        self._ready = False
+        self._startFailure: Optional[Failure] = None
+        self._waiting: List[Deferred] = []
 
     @property
     def bus(self) -> IEventBus:
@@ -49,9 +53,44 @@ class Comet(Service):
         return self.hub.config
 
     def startService(self) -> Deferred:
+        """
+        Start the bus, then the transports' services; then fire every
+        L{whenReady}.  If the start fails, the failure goes to those
+        waiting on L{whenReady} (and, with nobody waiting, stays on the
+        L{Deferred} returned here).
+        """
         Service.startService(self)
+        self._startFailure = None
         d = self.hub.start()
         d.addCallback(lambda _: self.resource.transportServices.startService())
+        d.addBoth(self._settleReady)
+        return d
+
+    def _settleReady(self, result: Any) -> Any:
+        waiting, self._waiting = self._waiting, []
+        if isinstance(result, Failure):
+            self._startFailure = result
+            for d in waiting:
+                d.errback(result)
+            return None if waiting else result
+        self._ready = True
+        for d in waiting:
+            d.callback(None)
+        return result
+
+    def whenReady(self) -> Deferred:
+        """
+        A L{Deferred} that fires (with C{None}) once this service has
+        started and its bus is connected, or at once if it has; it fails
+        with the reason if the start failed.  Cancelling it stops only
+        this wait.  A node listens for requests only once it fires.
+        """
+        if self._startFailure is not None:
+            return fail(self._startFailure)
+        if self._ready:
+            return succeed(None)
+        d: Deferred = Deferred(self._waiting.remove)
+        self._waiting.append(d)
         return d
 
     def stopService(self) -> Deferred:
@@ -61,10 +100,12 @@ class Comet(Service):
         never joined), then the bus.
         """
         Service.stopService(self)
+        self._ready = False
         self.hub.closeAll("shutdown")
         transports = self.resource.transportServices
         d = maybeDeferred(transports.stopService) if transports.running else succeed(None)
-        d.addCallback(lambda _: self.hub.stop())
+        # The sessions are closed already: stop only the bus.
+        d.addCallback(lambda _: self.hub.bus.stop())
         return d
 
     def publish(self, channel: str, data: Any) -> Deferred:

@@ -57,9 +57,6 @@ CLOSE_REASONS = {
 #: buffer this many at a time (it keeps replayLength to replayLength + this).
 _TRIM_BATCH = 32
 
-#: The close reasons after which the session is still open.
-CHANNEL_REASONS = frozenset(["recycle", "replaced"])
-
 
 @implementer(IAuthorizer)
 class AllowAll:
@@ -182,13 +179,6 @@ class Session:
         return self._base + len(self._buffer) - self._sent
 
     @property
-    def pendingBytes(self) -> int:
-        """
-        The size (JSON envelopes) of the events counted by L{pending}.
-        """
-        return self._pendingBytes
-
-    @property
     def resumePoint(self) -> str:
         """
         The C{last} with which a client that has received everything written
@@ -299,9 +289,11 @@ class Session:
             del buffer[:excess]
             self._base += excess
         if channel.oneShot:
+            # Settle first: writing the answer can render the next long-poll
+            # pipelined on the same connection, which attaches at once.
             self._channel = None
-            channel.writeEvents(events)
             self._detached()
+            channel.writeEvents(events)
         else:
             channel.writeEvents(events)
             self._updateSink()

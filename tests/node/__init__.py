@@ -1,0 +1,3 @@
+"""
+Tests of txcomet's node layer.
+"""

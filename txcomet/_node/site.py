@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.node.test_site,tests.test_tap,tests.test_lean,tests.test_redistap -*-
+"""
+The stand-alone node's site: the comet service, root resource and site built from the plugin's options.
+"""
+
+from typing import Any, Callable, Dict
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import File
+from zope.interface import implementer
+
+from txcomet._demo.page import IndexPage
+from txcomet._server.lean import LeanSite
+from txcomet._server.service import Comet
+from txcomet._transports.http import CometRequest
+
+log = Logger()
+
+
+def makeComet(options: Any, bus: Any = None, stop: Any = None) -> Comet:
+    """
+    The L{Comet} service for C{options}: on C{bus} if given, else on the
+    Redis bus of C{--redis}, else on an in-memory bus.
+
+    On the Redis bus of C{--redis}, a bus that cannot start (Redis gone
+    between the check in C{makeService} and the start) stops the server
+    with a clear message instead of leaving it half alive.
+
+    @param stop: called with no arguments to stop the server in that
+        case (default: the global reactor's C{stop}).
+    """
+    if bus is not None:
+        return Comet(bus=bus, config=options["config"])
+    bus = options.get("bus")
+    comet = Comet(bus=bus, config=options["config"])
+    if bus is not None:
+        if stop is None:
+            from twisted.internet import reactor
+
+            stop = reactor.stop
+
+        def cannotStart(failure: Any) -> None:
+            log.critical("txcomet cannot start: {why}", why=failure.getErrorMessage())
+            stop()
+
+        comet.whenReady().addErrback(cannotStart)
+    return comet
+
+
+def makeRoot(options: Any, comet: Comet) -> Resource:
+    """
+    The root resource: the static directory or the demo page, with the
+    comet resource mounted at the prefix.
+    """
+    segments = options["prefixSegments"]
+    root: Resource
+    if options["static"] is not None:
+        root = File(options["static"])
+    else:
+        root = IndexPage("/" + "/".join(s.decode("utf-8") for s in segments), comet)
+    parent = root
+    for segment in segments[:-1]:
+        child = Resource()
+        parent.putChild(segment, child)
+        parent = child
+    parent.putChild(segments[-1], comet.resource)
+    return root
+
+
+class _UnloggedSite(LeanSite):
+    """
+    A site that keeps no access log; its long-poll and poll requests may
+    take the lean path (see L{txcomet._server.lean}) when L{makeSite} gives it
+    their routes.
+    """
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+def makeSite(options: Any, comet: Comet, root: Any = None) -> Site:
+    """
+    The L{Site} serving C{root} (by default L{makeRoot}), with or without
+    an access log.  It takes no lean route yet: L{leanRoutes} gives them.
+    """
+    factory = _UnloggedSite if options["no-access-log"] else Site
+    if root is None:
+        root = makeRoot(options, comet)
+    site = factory(root, requestFactory=CometRequest)
+    site.displayTracebacks = False
+    return site
+
+
+def leanRoutes(options: Any, comet: Comet) -> Dict[bytes, Resource]:
+    """
+    The request paths of the control channel and the polling transports
+    (long-polling and short polling) and their resources, for a
+    L{LeanSite}.  Only the one-process server uses them: with workers, a
+    request may be for another worker's session, which the worker router
+    in front of the resources forwards.
+    """
+    prefix = b"/" + b"/".join(options["prefixSegments"])
+    children = comet.resource.children
+    return {prefix + b"/" + name: children[name] for name in (b"control", b"longpoll", b"poll") if name in children}
+
+
+@implementer(IStreamServerEndpoint)
+class WhenReadyEndpoint:
+    """
+    A server endpoint that starts listening only once C{ready()} fires, so
+    a node takes no request before its bus is connected to the other
+    nodes.  Stopping the listening service before then cancels the wait
+    (and only the wait).
+
+    @ivar endpoint: the endpoint listened on once ready.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, ready: Callable[[], Deferred]) -> None:
+        self.endpoint = endpoint
+        self._ready = ready
+
+    def listen(self, protocolFactory: Any) -> Deferred:
+        waiting = self._ready()
+        d: Deferred = Deferred(lambda _: waiting.cancel())
+        waiting.addCallback(lambda _: self.endpoint.listen(protocolFactory))
+        waiting.chainDeferred(d)
+        return d
+
+
+def warnOpenPublish(options: Any) -> None:
+    """
+    Log a warning when the publish API is open (no publisher secret).
+    """
+    if options["config"].publisherSecret is None:
+        log.warn(
+            "No publisher secret: anyone who reaches this server can POST to its publish API."
+            " Set --publisher-secret or TXCOMET_PUBLISHER_SECRET."
+        )
