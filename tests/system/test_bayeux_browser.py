@@ -13,7 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import File
 
-from tests.browser import BrowserTestMixin, browserMissing, waitUntil
+from tests.support.browser import BrowserTestMixin, browserMissing, waitUntil
 from tests.system.nodeclients import NODE_DIR, ensureNodeModules
 
 PAGE = """<!doctype html>

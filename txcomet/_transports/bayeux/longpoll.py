@@ -24,12 +24,15 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.session import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
+from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
 from txcomet._transports.bayeux.protocol import (
     CALLBACK_POLLING,
     LONG_POLLING,
     WEBSOCKET,
     deliveries,
+    encodeArray,
     fromCometError,
+    parseMessages,
 )
 from txcomet._transports.datachannel import HeartbeatTimer, HTTPDataChannel
 from txcomet._transports.http import (
@@ -55,32 +58,7 @@ BATCH_ALLOWANCE = 16 * 1024
 #: The sub-paths CometD's client may append to the URL.
 SUBPATHS = frozenset([b"", b"handshake", b"connect", b"subscribe", b"unsubscribe", b"disconnect"])
 
-#: The most messages one request (or WebSocket frame) may carry.
-MAX_BATCH = 100
-
 SCRIPT_TYPE = b"application/javascript; charset=utf-8"
-
-
-def parseMessages(value: Any) -> List[dict]:
-    """
-    The messages of a decoded request body: an array of objects (or one
-    object); anything else, or more than L{MAX_BATCH} messages, is an
-    C{invalid_request}.
-    """
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-        if len(value) > MAX_BATCH:
-            raise CometError("invalid_request", "A Bayeux request holds at most %d messages." % (MAX_BATCH,))
-        return value
-    raise CometError("invalid_request", "A Bayeux request is a JSON array of message objects.")
-
-
-def encodeArray(items: Sequence[bytes]) -> bytes:
-    """
-    A JSON array of already encoded values.
-    """
-    return b"[" + b",".join(items) + b"]"
 
 
 class BayeuxConnectChannel(HTTPDataChannel):
@@ -254,9 +232,7 @@ def makeBayeux(hub: Hub, types: Sequence[str] = (WEBSOCKET, LONG_POLLING, CALLBA
     endpoint = BayeuxEndpoint(hub, types)
     if WEBSOCKET not in types:
         return BayeuxResource(hub, endpoint)
-    from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
-
     return BayeuxResource(hub, endpoint, BayeuxWebSocketFactory(hub, endpoint))
 
 
-__all__ = ["BayeuxResource", "BayeuxConnectChannel", "makeBayeux", "parseMessages"]
+__all__ = ["BayeuxResource", "BayeuxConnectChannel", "makeBayeux"]

@@ -11,7 +11,7 @@ own and C{/service/**} is for messages to the server only; neither is a
 txcomet channel.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from zope.interface import implementer
 
@@ -39,6 +39,9 @@ WEBSOCKET = "websocket"
 RETRY = "retry"
 REHANDSHAKE = "handshake"
 NONE = "none"
+
+#: The most messages one request (or WebSocket frame) may carry.
+MAX_BATCH = 100
 
 #: The error text of an unknown or expired client (the args are empty: the
 #: client id is not echoed in errors).
@@ -187,3 +190,25 @@ def deliveries(events: Any) -> list:
     """
     framed = [e.framed(BAYEUX) for e in events]
     return [f for f in framed if f]
+
+
+def parseMessages(value: Any) -> List[dict]:
+    """
+    The messages of a decoded request body: an array of objects (or one
+    object); anything else, or more than L{MAX_BATCH} messages, is an
+    C{invalid_request}.
+    """
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        if len(value) > MAX_BATCH:
+            raise CometError("invalid_request", "A Bayeux request holds at most %d messages." % (MAX_BATCH,))
+        return value
+    raise CometError("invalid_request", "A Bayeux request is a JSON array of message objects.")
+
+
+def encodeArray(items: Sequence[bytes]) -> bytes:
+    """
+    A JSON array of already encoded values.
+    """
+    return b"[" + b",".join(items) + b"]"

@@ -26,8 +26,7 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.session import Hub, Session
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
-from txcomet._transports.bayeux.longpoll import encodeArray, parseMessages
-from txcomet._transports.bayeux.protocol import WEBSOCKET, deliveries, fromCometError
+from txcomet._transports.bayeux.protocol import WEBSOCKET, deliveries, encodeArray, fromCometError, parseMessages
 from txcomet._transports.http import decodeJSON
 from txcomet._transports.websocket import MESSAGE_ALLOWANCE, _ClockTimer, originAllowed
 from txcomet.interfaces import IDataChannel

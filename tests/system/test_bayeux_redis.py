@@ -12,9 +12,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from .redisserver import RedisServer
-from .test_redisbus import waitUntil
-from .test_redisroute import Node
+from tests.support.redisserver import RedisServer
+from tests.system.test_redisbus import waitUntil
+from tests.system.test_redisroute import Node
 
 HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}
 

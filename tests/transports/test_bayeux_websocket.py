@@ -14,9 +14,9 @@ from txcomet._transports.bayeux.websocket import BayeuxWebSocketProtocol
 from txcomet.interfaces import IDataChannel
 from txcomet.testing import MemoryCometClient
 
-from tests.memoryhttp import MemoryHTTP
-from tests.test_bayeux import BayeuxClient
-from tests.wssupport import CLOSE, TEXT, MemoryWebSocket, connectWebSocket, makeSite
+from tests.support.memoryhttp import MemoryHTTP
+from tests.transports.test_bayeux import BayeuxClient
+from tests.support.wssupport import CLOSE, TEXT, MemoryWebSocket, connectWebSocket, makeSite
 
 HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"], "id": "1"}
 

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tests.memoryhttp import MemoryHTTP
+from tests.support.memoryhttp import MemoryHTTP
 from txcomet._model.event import Event
 from txcomet._transports.bayeux.longpoll import BayeuxConnectChannel
 from txcomet._transports.bayeux.protocol import BAYEUX

@@ -1,53 +1,24 @@
 """
 Bayeux with several workers: a long-polling or callback-polling request
 for another worker's client is forwarded to that worker, as txcomet's own
-requests are (L{WorkerRouter}), over real sockets.
+requests are (L{WorkerRouter}), over real sockets.  (Reading the client id
+from a request: tests/bus/test_workers_bayeux.py.)
 """
 
 import json
 import shutil
-from io import BytesIO
 import tempfile
-from urllib.parse import urlencode
 
 import treq
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from twisted.web.test.requesthelper import DummyRequest
 
 from txcomet import Comet, CometConfig, CometRequest, InMemoryBus
-from txcomet._bus.workers import WorkerRouter, bayeuxClientId, workerSocket
-
-
-class ClientIdTests(SynchronousTestCase):
-    def request(self, method, body=b"", args=None):
-        request = DummyRequest([b"bayeux"])
-        request.method = method
-        request.args = args or {}
-        request.content = BytesIO(body)
-        return request
-
-    def test_sources(self):
-        """
-        The client id is read from a JSON body, a form body and a GET's
-        message parameter; the first message naming one wins.
-        """
-        messages = [{"channel": "/meta/handshake"}, {"channel": "/a", "clientId": "1.x"}]
-        text = json.dumps(messages).encode("utf-8")
-        self.assertEqual(bayeuxClientId(self.request(b"POST", text)), "1.x")
-        self.assertEqual(bayeuxClientId(self.request(b"POST", urlencode({"message": text}).encode("ascii"))), "1.x")
-        self.assertEqual(bayeuxClientId(self.request(b"GET", args={b"message": [text]})), "1.x")
-
-    def test_none(self):
-        """
-        Bodies that name no client, or are not JSON, name no worker.
-        """
-        for body in [b"", b"[{", b"7", b'[{"channel": "/meta/handshake"}]', b'{"clientId": 3}']:
-            self.assertIsNone(bayeuxClientId(self.request(b"POST", body)), body)
+from txcomet._bus.workers import WorkerRouter, workerSocket
 
 
 class ForwardTests(TestCase):
