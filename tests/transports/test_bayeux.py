@@ -17,6 +17,7 @@ from zope.interface.verify import verifyObject
 
 from tests.support.memoryhttp import MemoryHTTP
 from txcomet._model.event import Event
+from txcomet._transports.bayeux import longpoll
 from txcomet._transports.bayeux.longpoll import BayeuxConnectChannel
 from txcomet._transports.bayeux.protocol import BAYEUX
 from txcomet.interfaces import IAuthorizer, IDataChannel, IFraming
@@ -730,6 +731,40 @@ class HTTPErrorTests(BayeuxTestCase):
         http = MemoryCometClient(self.comet)
         body = json.dumps([{"channel": "/a", "data": "x" * 20000}]).encode("ascii")
         self.assertHTTPError(http.request("POST", "bayeux", body, headers=JSON), 413, "too_large")
+
+    def test_oversizeMessageParameter(self):
+        """
+        A message= parameter larger than the limit is too_large (as a
+        script call, since the callback was valid).
+        """
+        # (With the default allowance the request line would be past
+        # twisted.web's own limit first.)
+        self.patch(longpoll, "BATCH_ALLOWANCE", 100)
+        self.comet, self.clock = makeComet(maxMessageSize=1000)
+        http = MemoryCometClient(self.comet)
+        message = json.dumps([{"channel": "/a", "data": "x" * 2000}])
+        response = http.request("GET", "bayeux", message=message, jsonp="cb")
+        self.assertTrue(response.body.startswith(b"/**/cb("), response.body)
+        self.assertIn(b'"error":"too_large"', response.body)
+
+    def test_corsPreflight(self):
+        """
+        A cross-origin long-polling client (CometD in a page from another
+        origin) gets its preflight answered for an allowed origin, and the
+        POST carries Access-Control-Allow-Origin; other origins get no
+        grant.
+        """
+        self.comet, self.clock = makeComet(allowedOrigins=["http://app.test"])
+        http = MemoryCometClient(self.comet)
+        response = http.request("OPTIONS", "bayeux", headers={"Origin": ["http://app.test"]})
+        self.assertEqual(response.code, 204)
+        self.assertEqual(response.header("Access-Control-Allow-Origin"), "http://app.test")
+        self.assertIn("Content-Type", response.header("Access-Control-Allow-Headers"))
+        body = json.dumps([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}])
+        response = http.request("POST", "bayeux", body.encode("ascii"), headers=dict(JSON, Origin=["http://app.test"]))
+        self.assertEqual(response.header("Access-Control-Allow-Origin"), "http://app.test")
+        response = http.request("POST", "bayeux", body.encode("ascii"), headers=dict(JSON, Origin=["http://evil.test"]))
+        self.assertIsNone(response.header("Access-Control-Allow-Origin"))
 
     def test_getWithoutCallback(self):
         """
