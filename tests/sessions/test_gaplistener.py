@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 from txcomet.interfaces import IGapListener
 from txcomet.testing import RecordingDataChannel, makeComet
 
-from .support import subscriberCount
+from tests.support import subscriberCount
 
 
 class SessionGapTests(SynchronousTestCase):

@@ -11,7 +11,7 @@ from txcomet import AllowAll, CometConfig, CometError, InMemoryBus
 from txcomet._sessions.session import Hub
 from txcomet.interfaces import IAuthorizer, IDataChannel, ISubscriber
 from txcomet.testing import RecordingDataChannel
-from .support import subscriberCount
+from tests.support import subscriberCount
 
 
 def makeHub(**config):

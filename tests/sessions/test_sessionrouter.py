@@ -14,7 +14,7 @@ from txcomet.testing import MemoryCometClient, RecordingDataChannel, makeComet
 from txcomet._server.service import Comet
 from txcomet._model.config import CometConfig
 from twisted.internet.task import Clock
-from .support import subscriberCount
+from tests.support import subscriberCount
 
 
 @implementer(ISessionRouter)
