@@ -35,9 +35,8 @@ def ensureNodeModules() -> str:
     npm = shutil.which("npm")
     if node is None or npm is None:
         raise SkipTest("node and npm are needed to run the npm Bayeux clients (.ci/run installs them)")
-    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "faye")) or not os.path.isdir(
-        os.path.join(NODE_DIR, "node_modules", "cometd-nodejs-client")
-    ):
+    packages = ("faye", "cometd", "cometd-nodejs-client")
+    if not all(os.path.isdir(os.path.join(NODE_DIR, "node_modules", name)) for name in packages):
         subprocess.run(
             [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=NODE_DIR,

@@ -164,3 +164,26 @@ class CometDAckLongPollingTests(ClientScenario, TestCase):
         yield ClientScenario.test_scenario(self)
         handshakes = [r for r in self.driver.seen if "handshake" in r]
         self.assertEqual([r["ext"] for r in handshakes], [{"ack": True}] * len(handshakes))
+
+
+class CometDAckWebSocketTests(ClientScenario, TestCase):
+    """
+    CometD with its acknowledgement extension over WebSocket, where the
+    server does not offer acknowledgements: the handshake reply says so
+    and the scenario runs the same.
+    """
+
+    lib = "cometd"
+    transport = "websocket"
+    env = {"BAYEUX_ACK": "1"}
+
+    @inlineCallbacks
+    def test_scenario(self):
+        """
+        The scenario with the extension registered over WebSocket: no
+        handshake reply agrees to acknowledgements, and nothing arrives
+        twice.
+        """
+        yield ClientScenario.test_scenario(self)
+        handshakes = [r for r in self.driver.seen if "handshake" in r]
+        self.assertEqual([r["ext"] for r in handshakes], [None] * len(handshakes))
