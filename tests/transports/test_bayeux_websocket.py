@@ -339,3 +339,22 @@ class FlowControlTests(SynchronousTestCase):
         self.ws.flush()
         [reply] = self.ws.client.frames[-1].json()
         self.assertEqual((reply["id"], reply["error"], reply["advice"]["reconnect"]), ("c", "402::session_unknown", "handshake"))
+
+    def test_otherChannelWhilePaused(self):
+        """
+        A client that connects over long-polling while its WebSocket is
+        paused keeps the long-poll: the WebSocket draining does not take
+        the session back.
+        """
+        self.protocol.pauseProducing()
+        http = MemoryCometClient(self.comet)
+        message = {"channel": "/meta/connect", "clientId": self.clientId, "connectionType": "long-polling"}
+        held = http.start("POST", "bayeux", json.dumps([message]).encode("utf-8"))
+        self.assertNoResult(held)
+        channel = self.session.dataChannel
+        self.assertIsNotNone(channel)
+        self.protocol.resumeProducing()
+        self.assertIs(self.session.dataChannel, channel)
+        self.comet.publish("a", "to the long-poll")
+        http.flush()
+        self.assertEqual(self.successResultOf(held).json()[0]["data"], "to the long-poll")

@@ -88,6 +88,10 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         session = self.session
         if session is None or self._lost or session.dataChannel is self:
             return
+        if session.dataChannel is not None:
+            # The client connected another way meanwhile: that one has it.
+            self.session = None
+            return
         try:
             session.attach(self, None)
         except CometError:
