@@ -693,6 +693,16 @@ class BatchTests(BayeuxTestCase):
         response = self.http.request("POST", "bayeux", body.encode("ascii"), headers={"Content-Type": ["text/plain"]})
         self.assertTrue(response.json()[0]["successful"])
 
+    def test_anyContentType(self):
+        """
+        A JSON body is read as JSON whatever its content type says (curl -d
+        labels it a form).
+        """
+        body = json.dumps([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}])
+        for contentType in ["application/x-www-form-urlencoded", "text/plain", "application/json; charset=utf-8"]:
+            response = self.http.request("POST", "bayeux", body.encode("ascii"), headers={"Content-Type": [contentType]})
+            self.assertTrue(response.json()[0]["successful"], contentType)
+
 
 class HTTPErrorTests(BayeuxTestCase):
     def test_malformed(self):

@@ -149,8 +149,9 @@ class BayeuxResource(JSONResource):
         self._checkPath(request)
         applyCORS(request, self.config)
         body = readBody(request, self.limit)
-        contentType = (request.getHeader("Content-Type") or "").split(";")[0].strip().lower()
-        if contentType == "application/x-www-form-urlencoded" or body.startswith(b"message="):
+        # A form (Faye's cross-origin transport) is told by its field, not
+        # its content type: curl -d sends JSON as a form too.
+        if body.startswith(b"message="):
             try:
                 form = parse_qs(body.decode("utf-8"), errors="strict")
             except (UnicodeDecodeError, ValueError):
