@@ -24,6 +24,7 @@ WebSocket connections and the publish API are served where they land.
 
 import json
 import os
+from urllib.parse import parse_qs
 from io import BytesIO
 import socket
 import sys
@@ -517,6 +518,34 @@ def sessionOwner(sessionId: object, workers: int) -> Optional[int]:
     return index if index < workers else None
 
 
+def bayeuxClientId(request: Any) -> Optional[str]:
+    """
+    The first C{clientId} in a Bayeux request's messages (a C{POST} body,
+    JSON or a C{message=} form, or a C{GET}'s C{message=}), if any.
+    """
+    values = (request.args or {}).get(b"message")
+    if values:
+        raw = values[0]
+    elif request.method == b"POST" and request.content is not None:
+        raw = request.content.read(64 * 1024)
+        request.content.seek(0)
+        if raw.startswith(b"message="):
+            raw = parse_qs(raw).get(b"message", [b""])[0]
+    else:
+        return None
+    try:
+        messages = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(messages, dict):
+        messages = [messages]
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict) and isinstance(message.get("clientId"), str):
+                return message["clientId"]
+    return None
+
+
 class WorkerRouter(Resource):
     """
     The root of a worker's public site: a request for another worker's
@@ -534,6 +563,8 @@ class WorkerRouter(Resource):
         self.workers = workers
         self.directory = directory
         self.controlPath = controlPath
+        #: The Bayeux endpoint's path, beside the control channel's.
+        self.bayeuxPath = controlPath.rpartition(b"/")[0] + b"/bayeux"
         self.reactor = reactor
 
     def ownerOf(self, request: Any) -> Optional[int]:
@@ -552,6 +583,8 @@ class WorkerRouter(Resource):
                 return None
             if isinstance(message, dict):
                 return sessionOwner(message.get("session"), self.workers)
+        if request.path == self.bayeuxPath or request.path.startswith(self.bayeuxPath + b"/"):
+            return sessionOwner(bayeuxClientId(request), self.workers)
         return None
 
     def getChildWithDefault(self, path: bytes, request: Any) -> Resource:

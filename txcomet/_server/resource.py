@@ -39,6 +39,7 @@ from txcomet._transports.streaming import (
     XHRStreamResource,
 )
 from txcomet._transports.websocket import WebSocketTransport
+from txcomet._transports.bayeux.longpoll import makeBayeux
 
 #: Room for the envelope around a message in a control body.
 _ENVELOPE_ALLOWANCE = 4096
@@ -208,6 +209,9 @@ class CometResource(JSONResource):
         self.addTransport("multipart", MultipartResource(hub))
         ws = WebSocketTransport(hub, self.dispatcher)
         self.addTransport("ws", ws, ws.service)
+        #: The Bayeux endpoint (CometD and Faye clients), at <mount>/bayeux.
+        self.bayeux = makeBayeux(hub)
+        self.addTransport("bayeux", self.bayeux, self.bayeux.service)
 
     def addTransport(self, name: str, resource: Resource, service: Optional[IService] = None) -> None:
         """

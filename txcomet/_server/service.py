@@ -148,6 +148,16 @@ class Comet(Service):
         """
         return self.revocations.unsubscribe(user, channel)
 
+    def addBayeuxService(self, channel: str, handler: Any) -> None:
+        """
+        Hand what Bayeux clients publish on C{channel} (C{/service/...},
+        or C{/service/**} for every service channel without a handler of
+        its own) to C{handler(session, channel, data)} instead of the bus.
+        Its answer (a JSON value, C{None} for none, or a L{Deferred} of
+        one) goes back to that client only, in the publish's reply.
+        """
+        self.resource.bayeux.endpoint.addService(channel, handler)
+
     def presence(self, channel: str) -> Deferred:
         """
         Who is on C{channel}: a L{Deferred} firing with a list of member
