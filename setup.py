@@ -20,6 +20,10 @@ setup(
         "autobahn>=23.1",
         "zope.interface>=5",
         "treq>=23.11",
+        # connection and channel tokens (RS*/ES*/EdDSA need the crypto extra)
+        "pyjwt[crypto]>=2.8",
+        # the channel rules file (tomllib is in the standard library from 3.11)
+        "tomli; python_version<'3.11'",
     ],
     extras_require={
         "test": [

@@ -35,3 +35,8 @@ def readUntil(sock: socket.socket, marker: bytes, buffer: bytes = b"") -> bytes:
             raise RuntimeError("connection closed after %r" % (buffer[-300:],))
         buffer += data
     return buffer
+
+
+#: The connection token secret of the fan-out benchmark's auth mode
+#: (fanout_server.py checks tokens with it; fanout.py signs them).
+BENCH_SECRET = "txcomet-bench-secret-" + "x" * 43

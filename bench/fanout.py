@@ -61,6 +61,16 @@ def run(mode: str, subscribers: int, messages: int, size: int) -> dict:
         assert server.stdout.readline().strip() == b"ready"
         selector = selectors.DefaultSelector()
         subs = []
+        if mode == "auth":
+            import jwt
+
+            from benchutil import BENCH_SECRET
+
+            # One token per subscriber, as real clients would have.
+            tokens = [
+                jwt.encode({"sub": "user%d" % i, "exp": time.time() + 3600}, BENCH_SECRET, algorithm="HS256")
+                for i in range(subscribers)
+            ]
         request = b"GET /comet/sse?channel=bench HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
         def pump(until, limit=60.0):
@@ -82,7 +92,10 @@ def run(mode: str, subscribers: int, messages: int, size: int) -> dict:
             batch = []
             for i in range(start, min(start + 500, subscribers)):
                 sock = socket.create_connection(("127.0.0.1", port))
-                sock.sendall(request)
+                if mode == "auth":
+                    sock.sendall(b"GET /comet/sse?channel=bench&token=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % (tokens[i].encode(),))
+                else:
+                    sock.sendall(request)
                 sock.setblocking(False)
                 sub = Subscriber(sock)
                 selector.register(sock, selectors.EVENT_READ, sub)

@@ -14,11 +14,17 @@ MODE is
                Request.write, as on a connection that is not plain HTTP/1.x
                over TCP (the session's buffered path, Request framing every
                chunk)
+    auth       as direct, with connection tokens and a channel rules file
+               in use (subscribers join with ?token=; see docs/auth.md):
+               authorization is decided at join, so fan-out should cost
+               the same as direct
 
 (setStreamWriteMode in txcomet/_fastpath/writer.py is the seam.)
 """
 
+import os
 import sys
+import tempfile
 
 from twisted.internet import reactor
 from twisted.web.resource import Resource
@@ -27,14 +33,30 @@ from twisted.web.server import Site
 from txcomet import Comet, CometConfig, CometRequest
 from txcomet._fastpath.writer import setStreamWriteMode
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import BENCH_SECRET  # noqa: E402
+
+BENCH_RULES = """
+[[channel]]
+pattern = "bench"
+subscribe = "authenticated"
+"""
+
 
 def main() -> None:
     port, mode = int(sys.argv[1]), sys.argv[2]
+    settings = {}
+    if mode == "auth":
+        rules = os.path.join(tempfile.mkdtemp(prefix="txcomet-bench-"), "rules.toml")
+        with open(rules, "w") as f:
+            f.write(BENCH_RULES)
+        settings = dict(tokenSecret=BENCH_SECRET, rulesPath=rules)
+        mode = "direct"
     try:
         setStreamWriteMode(mode)
     except ValueError as e:
         raise SystemExit(str(e))
-    comet = Comet(config=CometConfig(heartbeat=3600, queueBytes=64 * 1024 * 1024, maxSubscriptions=10))
+    comet = Comet(config=CometConfig(heartbeat=3600, queueBytes=64 * 1024 * 1024, maxSubscriptions=10, **settings))
     root = Resource()
     root.putChild(b"comet", comet.resource)
     site = Site(root, requestFactory=CometRequest)

@@ -17,6 +17,7 @@ class ExportTests(SynchronousTestCase):
         expected = {
             "AllowAll", "Comet", "CometClient", "CometConfig", "CometError", "CometRequest",
             "CometResource", "Event", "InMemoryBus", "__version__",
+            "CometAuthorizer", "authorizerFromConfig", "redactedLogFormatter",
         }
         self.assertTrue(expected <= set(txcomet.__all__), set(txcomet.__all__) ^ expected)
         for name in txcomet.__all__:

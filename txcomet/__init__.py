@@ -7,11 +7,12 @@ an underscore is private.  Fakes for tests are in L{txcomet.testing}, the
 interfaces in L{txcomet.interfaces}.
 """
 
+from txcomet._auth.authorizer import CometAuthorizer, authorizerFromConfig
 from txcomet._client.client import CometClient
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event
-from txcomet._transports.http import CometRequest
+from txcomet._transports.http import CometRequest, redactedLogFormatter
 from txcomet._bus.memory import InMemoryBus
 from txcomet._bus.redis import RedisBus
 from txcomet._server.resource import CometResource
@@ -23,6 +24,7 @@ from txcomet._version import __version__
 __all__ = [
     "AllowAll",
     "Comet",
+    "CometAuthorizer",
     "CometClient",
     "CometConfig",
     "CometError",
@@ -32,4 +34,6 @@ __all__ = [
     "InMemoryBus",
     "RedisBus",
     "__version__",
+    "authorizerFromConfig",
+    "redactedLogFormatter",
 ]

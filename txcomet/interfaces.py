@@ -30,6 +30,8 @@ __all__ = [
     "IHistory",
     "IPresence",
     "IAuthorizer",
+    "IGrant",
+    "ITokenAuthorizer",
     "IFraming",
     "IDataChannel",
 ]
@@ -248,13 +250,22 @@ class IAuthorizer(Interface):
     """
     Decides who may join, subscribe and publish.  Each method returns a
     L{bool} or a L{Deferred} that fires with one; C{False} is answered with
-    HTTP 403 C{forbidden} (or an error frame over WebSocket).
+    HTTP 403 C{forbidden} (or an error frame over WebSocket).  A method may
+    instead raise (or fail with) a L{txcomet.CometError} to answer with its
+    code and message: C{invalid_token}, C{forbidden} naming the rule that
+    refused, C{unavailable}.
     """
 
-    def authorizeJoin(credentials: dict) -> "bool | Deferred[bool]":
+    def authorizeJoin(credentials: dict) -> "bool | IGrant | Deferred[bool | IGrant]":
         """
         May a client join?  C{credentials} holds what the join request
-        carried: C{user}, C{info}, C{auth} (an opaque token) and C{origin}.
+        carried: C{user}, C{info}, C{auth} (a token, from the join's
+        C{auth} field, an C{Authorization: Bearer} header or a C{token=}
+        query parameter), C{origin}, and where known C{transport} and
+        C{headers} (the request's headers, lower-case names).
+
+        Instead of C{True}, an authorizer may answer an L{IGrant}: the
+        identity the session gets, which wins over what the client said.
         """
 
     def authorizeSubscribe(session: Any, pattern: str) -> "bool | Deferred[bool]":
@@ -267,6 +278,78 @@ class IAuthorizer(Interface):
         """
         May C{session} publish on C{channel}?  (The HTTP publish API is
         guarded by the publisher secret instead.)
+        """
+
+
+class IGrant(Interface):
+    """
+    What an L{IAuthorizer} grants a joining client, when it knows more
+    than yes: who the client is (from a verified token or a backend), the
+    channels the server subscribes it to, and until when.
+    """
+
+    user = Attribute("The user (L{str}), or C{None} for anonymous: the presence identity.")
+    info = Attribute("What presence shows about the user (a dict), or C{None}.")
+    channels = Attribute("Channels (L{list} of L{str}) the session is subscribed to on join.")
+    expires = Attribute("When the grant ends (seconds since the epoch), or C{None}.")
+
+    def bind(session: Any) -> None:
+        """
+        The session made with this grant (start any expiry timer).
+        """
+
+    def release() -> None:
+        """
+        The session has closed (stop any timer).
+        """
+
+    def export() -> dict:
+        """
+        The grant as JSON-safe data, for the node a session moves to
+        (L{ITokenAuthorizer.restoreGrant} there).
+        """
+
+
+class ITokenAuthorizer(IAuthorizer):
+    """
+    An authorizer that also takes tokens after joining and decides the
+    rest of what a channel allows: the built-in one
+    (L{txcomet._auth.authorizer.CometAuthorizer}) and wrappers of it.
+    """
+
+    def authorizeChannelToken(session: Any, channel: str, token: str) -> "bool | Deferred[bool]":
+        """
+        May C{session} subscribe to C{channel} with the channel token
+        C{token} (passed with C{subscribe})?
+        """
+
+    def authorizePresence(session: Any, channel: str) -> "bool | Deferred[bool]":
+        """
+        May C{session} see who is on C{channel}?
+        """
+
+    def authorizeHistory(session: Any, channel: str) -> "bool | Deferred[bool]":
+        """
+        May C{session} read C{channel}'s retained events (C{since} on
+        subscribe)?
+        """
+
+    def notices(channel: str) -> bool:
+        """
+        Whether join/leave notices are published on C{channel}.
+        """
+
+    def restoreGrant(exported: dict) -> IGrant:
+        """
+        The grant of a session moved here from another node, from its
+        L{IGrant.export}.
+        """
+
+    def refresh(session: Any, token: str) -> "Deferred[dict]":
+        """
+        Replace C{session}'s connection token with C{token} before it
+        expires: fire with the answer's fields (C{expires}), or fail with
+        L{txcomet.CometError} (C{invalid_token}, C{token_expired}).
         """
 
 

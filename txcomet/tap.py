@@ -24,6 +24,26 @@ from txcomet._model.config import CometConfig
 from txcomet._node.site import WhenReadyEndpoint, leanRoutes, makeComet, makeRoot, makeSite, warnOpenPublish
 
 
+def _timestamp(value: str) -> float:
+    """
+    Seconds since the epoch, from a number or an ISO 8601 time with an
+    offset.
+    """
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise usage.UsageError("%r is neither seconds since the epoch nor an ISO 8601 time" % (value,))
+    if moment.tzinfo is None:
+        raise usage.UsageError("%r has no UTC offset (add +00:00)" % (value,))
+    return moment.timestamp()
+
+
 def _positiveFloat(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -76,11 +96,34 @@ class Options(usage.Options):
          "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
          "through worker 0 (one per core).", _count],
+        ["token-secret", None, None, "The shared secret of HS256/384/512 connection tokens "
+         "(default: $TXCOMET_TOKEN_SECRET; prefer the environment: a command line is visible to other users)."],
+        ["token-public-key", None, None, "A PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens."],
+        ["token-jwks", None, None, "The URL of a JWKS key set for tokens (fetched, cached, refetched on an unknown kid)."],
+        ["token-previous-secret", None, None, "During a key rotation: the previous secret, accepted until "
+         "--token-previous-until (default: $TXCOMET_TOKEN_PREVIOUS_SECRET)."],
+        ["token-previous-public-key", None, None, "During a key rotation: the previous PEM public key."],
+        ["token-previous-until", None, None, "When the previous key stops being accepted: seconds since the "
+         "epoch or an ISO 8601 time with its offset (2026-01-31T12:00:00+00:00)."],
+        ["token-audience", None, None, "The aud claim tokens must carry."],
+        ["token-issuer", None, None, "The iss claim tokens must carry."],
+        ["token-leeway", None, 5.0, "Seconds of clock skew allowed on exp, nbf and iat.", float],
+        ["token-grace", None, 30.0, "Seconds a session outlives its token's exp without a refresh "
+         "before it is closed (token_expired).", float],
+        ["connect-hook", None, None, "A backend URL asked (JSON POST) whether a client may connect."],
+        ["subscribe-hook", None, None, "A backend URL asked whether a session may subscribe."],
+        ["publish-hook", None, None, "A backend URL asked whether a session may publish."],
+        ["hook-timeout", None, 1.0, "Seconds a hook has to answer; then the request is refused (503 unavailable).",
+         _positiveFloat],
+        ["hook-headers", None, "cookie,authorization", "The request headers forwarded to hooks, comma-separated."],
         ["worker-hub", None, None, "(Internal: set by worker 0 for the workers it starts.) The UNIX socket of the bus hub."],
         ["worker-index", None, 0, "(Internal.) This worker's number.", _count],
     ]
     optFlags = [
         ["no-client-publish", None, "Sessions may not publish through the control channel."],
+        ["token-required", None, "Joining needs a connection token (else clients without one join anonymously "
+         "and the rules decide what they may do)."],
+        ["token-require-sub", None, "A connection token must name its user (sub)."],
         ["ws-compression", None, "Let WebSocket clients negotiate permessage-deflate (costs "
          "CPU per connection: a compressed connection cannot share the frame built once per event)."],
         ["no-access-log", None, "Do not log every HTTP request (at thousands of long-polls a second, "
@@ -96,6 +139,7 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["allowedOrigins"] = []
+        self["rulesPath"] = None
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -104,6 +148,14 @@ class Options(usage.Options):
         unix:/run/txcomet.sock.
         """
         self["listen"].append(endpoint)
+
+    def opt_config(self, path: str) -> None:
+        """
+        The channel rules file (TOML): who may subscribe, publish, see
+        presence and history on which channels (docs/auth.md).  Without it
+        (and without tokens or hooks) the server is open.
+        """
+        self["rulesPath"] = os.path.abspath(path)
 
     def opt_allow_origin(self, origin: str) -> None:
         """
@@ -123,6 +175,20 @@ class Options(usage.Options):
             raise usage.UsageError("--static %s is not a directory" % (self["static"],))
         if self["publisher-secret"] is None:
             self["publisher-secret"] = os.environ.get("TXCOMET_PUBLISHER_SECRET") or None
+        if self["token-secret"] is None:
+            self["token-secret"] = os.environ.get("TXCOMET_TOKEN_SECRET") or None
+        if self["token-previous-secret"] is None:
+            self["token-previous-secret"] = os.environ.get("TXCOMET_TOKEN_PREVIOUS_SECRET") or None
+        previousKey: Any = self["token-previous-secret"]
+        if self["token-previous-public-key"] is not None:
+            try:
+                with open(self["token-previous-public-key"], "rb") as f:
+                    previousKey = f.read()
+            except OSError as e:
+                raise usage.UsageError("--token-previous-public-key: %s" % (e.strerror,))
+        previousUntil = None
+        if self["token-previous-until"] is not None:
+            previousUntil = _timestamp(self["token-previous-until"])
         try:
             self["config"] = CometConfig(
                 heartbeat=self["heartbeat"],
@@ -137,9 +203,37 @@ class Options(usage.Options):
                 recycleBytes=self["recycle-bytes"],
                 webSocketPingTimeout=self["ws-ping-timeout"],
                 webSocketCompression=bool(self["ws-compression"]),
+                tokenSecret=self["token-secret"],
+                tokenPublicKey=self["token-public-key"],
+                tokenJWKS=self["token-jwks"],
+                tokenPreviousKey=previousKey,
+                tokenPreviousUntil=previousUntil,
+                tokenAudience=self["token-audience"],
+                tokenIssuer=self["token-issuer"],
+                tokenLeeway=self["token-leeway"],
+                tokenGrace=self["token-grace"],
+                tokenRequired=bool(self["token-required"]),
+                tokenRequireSub=bool(self["token-require-sub"]),
+                rulesPath=self["rulesPath"],
+                connectHook=self["connect-hook"],
+                subscribeHook=self["subscribe-hook"],
+                publishHook=self["publish-hook"],
+                hookTimeout=self["hook-timeout"],
+                hookHeaders=[h.strip() for h in self["hook-headers"].split(",") if h.strip()],
             )
         except ValueError as e:
             raise usage.UsageError(str(e))
+        if not self["config"].isOpen:
+            # Read the keys and the rules file now: a mistake is a usage
+            # error, not a server that refuses everyone.
+            from twisted.internet.task import Clock
+
+            from txcomet._auth.authorizer import authorizerFromConfig
+
+            try:
+                authorizerFromConfig(self["config"], Clock())
+            except ValueError as e:
+                raise usage.UsageError(str(e))
         if self["redis"] is None:
             self["redis"] = os.environ.get("TXCOMET_REDIS") or None
         self["bus"] = None
@@ -291,6 +385,10 @@ def _makeWorkerService(options: Options) -> MultiService:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         if config.publisherSecret is not None:
             env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
+        if config.tokenSecret is not None:
+            env["TXCOMET_TOKEN_SECRET"] = config.tokenSecret
+        if options["token-previous-secret"] is not None:
+            env["TXCOMET_TOKEN_PREVIOUS_SECRET"] = options["token-previous-secret"]
         if options["redis"] is not None:
             env["TXCOMET_REDIS"] = options["redis"]
         WorkerPool(

@@ -8,6 +8,7 @@ The rules, as docs/architecture.md states them:
 
   - C{_model} imports nothing of the package but C{interfaces};
   - C{_fastpath} imports only the model (and C{interfaces});
+  - C{_auth} imports only the model (and C{interfaces});
   - a bus (C{_bus}) imports nothing from sessions, transports, the server,
     the node, the demo or the client;
   - sessions (C{_sessions}) import nothing from transports, the server, the
@@ -29,6 +30,7 @@ from typing import Dict, List, Optional, Set
 ALLOWED: Dict[str, Optional[Set[str]]] = {
     "_model": {"interfaces"},
     "_fastpath": {"_model", "interfaces"},
+    "_auth": {"_model", "interfaces"},
 }
 
 #: For each layer, the layers it must not import.

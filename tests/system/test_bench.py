@@ -45,6 +45,15 @@ class BenchSmokeTests(SynchronousTestCase):
         self.assertEqual([row["mode"] for row in rows], ["direct", "transport", "request"])
         self.assertEqual({row["deliveries"] for row in rows}, {8})
 
+    def test_fanoutAuth(self):
+        """
+        bench/fanout.py's auth mode: subscribers join with tokens against a
+        server with a rules file, and every event reaches them.
+        """
+        out = runBench("fanout", "--subscribers", "4", "--messages", "2", "--modes", "auth")
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        self.assertEqual([(row["mode"], row["deliveries"]) for row in rows], [("auth", 8)])
+
     def test_fanoutServerRejectsUnknownMode(self):
         """
         bench/fanout_server.py refuses a write mode it does not know.

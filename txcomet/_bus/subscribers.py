@@ -7,7 +7,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from txcomet._model.channels import Pattern, isPattern
+from txcomet._model.channels import RESERVED, Pattern, isPattern
+
+_RESERVED_PREFIX = RESERVED + "/"
 from txcomet._model.event import Event
 from txcomet._fastpath.writer import Roster
 from txcomet.interfaces import ISubscriber
@@ -124,7 +126,8 @@ class LocalSubscribers:
             for roster in list(group.byFraming.values()):
                 if roster.members:
                     roster.deliver(event)
-        if not self.patterns:
+        if not self.patterns or event.channel.startswith(_RESERVED_PREFIX):
+            # txcomet's own channels reach exact subscribers only.
             if loose:
                 self._deliverAll(event, loose)
             return

@@ -811,7 +811,8 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
     argv = [sys.executable, "-m", "twisted", "txcomet"]
     for listen in listens:
         argv += ["--listen", listen]
-    skip = {"publisher-secret", "redis", "worker-hub", "worker-index"}
+    # Secrets travel in the environment, not on a command line.
+    skip = {"publisher-secret", "token-secret", "token-previous-secret", "redis", "worker-hub", "worker-index"}
     for parameter in options.optParameters:
         name = parameter[0]
         if name not in skip and options[name] is not None:
@@ -821,5 +822,7 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
             argv.append("--" + flag[0])
     for origin in options["allowedOrigins"]:
         argv += ["--allow-origin", origin]
+    if options.get("rulesPath") is not None:
+        argv += ["--config", options["rulesPath"]]
     argv += ["--worker-hub", hubPath, "--worker-index", str(index)]
     return argv

@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--count", "-n", type=_positive, default=None, help="exit after this many events")
     sub.add_argument("--since", default=None, help="start after this event id, or 'oldest' for the retained history")
     sub.add_argument("--user", default=None, help="a user name, shown in presence")
+    sub.add_argument(
+        "--token",
+        default=os.environ.get("TXCOMET_TOKEN"),
+        help="a connection token (JWT) to join with (default: $TXCOMET_TOKEN)",
+    )
     common(sub)
     return top
 
@@ -99,7 +104,9 @@ async def publish(reactor: Any, options: argparse.Namespace) -> int:
 
 async def subscribe(reactor: Any, options: argparse.Namespace, out: Any = None) -> int:
     out = out if out is not None else sys.stdout
-    client = CometClient(options.url, transport=options.transport, user=options.user, reactor=reactor)
+    client = CometClient(
+        options.url, transport=options.transport, user=options.user, auth=options.token, reactor=reactor
+    )
     done: Deferred = Deferred()
     count = [0]
     limit: Optional[int] = options.count

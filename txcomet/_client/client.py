@@ -26,6 +26,7 @@ from twisted.internet.defer import (
     CancelledError,
     Deferred,
     inlineCallbacks,
+    maybeDeferred,
     succeed,
 )
 from twisted.internet.protocol import Protocol, connectionDone
@@ -114,6 +115,14 @@ class CometClient:
     @ivar transport: the data channel transport in use.
     @ivar session: the session id, once joined.
     @ivar clientId: the public id others see in presence.
+    @ivar expires: when the connection token expires (seconds since the
+        epoch), as the join reply or the last refresh said; or C{None}.
+
+    With C{getToken} (a callable returning a token, or a L{Deferred} of
+    one), the client asks for a token before every join and, before the
+    token expires, for a new one that it sends with a C{refresh}; if the
+    session was closed for C{token_expired} anyway, it joins again with a
+    fresh token and resumes each channel where it was.
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class CometClient:
         pollInterval: float = 1.0,
         backoff: tuple = (0.25, 15.0),
         http: Any = None,
+        getToken: Optional[Callable[[], Any]] = None,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError("Unknown transport %r; the transports are %s" % (transport, ", ".join(TRANSPORTS)))
@@ -142,6 +152,9 @@ class CometClient:
         self.user = user
         self.info = info
         self.auth = auth
+        self.getToken = getToken
+        self.expires: Optional[float] = None
+        self._refreshCall: Any = None
         self.secret = secret
         self.reactor = reactor
         self.pollInterval = pollInterval
@@ -236,6 +249,8 @@ class CometClient:
     @inlineCallbacks
     def _doJoin(self):
         fields: Dict[str, Any] = {}
+        if self.getToken is not None:
+            self.auth = yield maybeDeferred(self.getToken)
         for name in ("user", "info", "auth"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
@@ -244,6 +259,7 @@ class CometClient:
         self.session = reply["session"]
         self.clientId = reply["client"]
         self.heartbeat = float(reply.get("heartbeat", 25))
+        self._tokenExpires(reply.get("expires"))
         # Before any event, the data channel resumes from the session's
         # start marker: what a connection that died early carried comes again.
         self._last = reply.get("last")
@@ -270,6 +286,35 @@ class CometClient:
 
         d.addBoth(done)
         return d
+
+    def _tokenExpires(self, expires: Optional[float]) -> None:
+        """
+        The token lasts until C{expires}: with C{getToken}, refresh it
+        before then (halfway through what is left, at most 30 s early).
+        """
+        self.expires = expires
+        if self._refreshCall is not None and self._refreshCall.active():
+            self._refreshCall.cancel()
+        self._refreshCall = None
+        if expires is None or self.getToken is None:
+            return
+        left = expires - self.reactor.seconds()
+        self._refreshCall = self.reactor.callLater(max(0.0, left - min(30.0, left / 2)), self._refresh)
+
+    @inlineCallbacks
+    def _refresh(self):
+        self._refreshCall = None
+        session = self.session
+        if session is None or self.getToken is None:
+            return
+        try:
+            token = yield maybeDeferred(self.getToken)
+            self.auth = token
+            reply = yield self.control("refresh", session=session, token=token)
+        except Exception:
+            log.failure("Refreshing the connection token failed; the session ends when it expires")
+            return
+        self._tokenExpires(reply.get("expires"))
 
     def _since(self, pattern: str) -> Optional[str]:
         if "*" in pattern:
@@ -363,6 +408,7 @@ class CometClient:
         """
         self._running = False
         self._stopChannel()
+        self._tokenExpires(None)
         session, self.session = self.session, None
         self._setState(None)
         try:

@@ -16,6 +16,16 @@ from txcomet._transports.http import NotFound
 
 _TEMPLATE_CACHE: dict = {}
 
+_ACCESS_OPEN = (
+    "<strong>This server is open:</strong> with no channel rules, tokens or hooks configured,"
+    " anyone who reaches it may subscribe to any channel (<code>**</code> reads them all) and"
+    " publish. See <code>--config</code> and <code>--token-secret</code> in docs/auth.md."
+)
+_ACCESS_CLOSED = (
+    "Access is controlled: tokens, channel rules or hooks decide who may subscribe and publish;"
+    " what no rule allows is refused."
+)
+
 
 def _template() -> str:
     path = os.path.join(STATIC, "index.html")
@@ -86,6 +96,7 @@ class IndexPage(Resource):
             ("@TIMEOUT@", "%g" % (config.sessionTimeout,)),
             ("@TRANSPORTS@", transports),
             ("@ORIGIN@", origin),
+            ("@ACCESS@", _ACCESS_OPEN if config.isOpen else _ACCESS_CLOSED),
         ]:
             page = page.replace(key, value)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")

@@ -16,6 +16,14 @@ from typing import List, Optional, Sequence
 from txcomet._model.errors import CometError
 
 MAX_NAME_LENGTH = 255
+
+#: The first segment of the channels txcomet keeps for itself: no client
+#: subscribes to or publishes on them, and no wildcard pattern receives
+#: their events.
+RESERVED = "~txcomet"
+
+#: Where revocation orders travel between nodes.
+REVOCATION_CHANNEL = RESERVED + "/revoke"
 MAX_SEGMENTS = 16
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-.~:@=+]{1,64}\Z")
@@ -63,6 +71,14 @@ def validatePattern(pattern: object) -> str:
     """
     _segments(pattern, True)
     return pattern  # type: ignore[return-value]
+
+
+def isReserved(name: str) -> bool:
+    """
+    Whether C{name} (a channel or pattern) is one of txcomet's own
+    channels (see L{RESERVED}).
+    """
+    return name == RESERVED or name.startswith(RESERVED + "/")
 
 
 def isPattern(pattern: str) -> bool:

@@ -2,7 +2,7 @@
 The settings a txcomet server runs with.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 
 class CometConfig:
@@ -38,6 +38,31 @@ class CometConfig:
     @ivar webSocketCompression: whether WebSocket connections may
         negotiate permessage-deflate.  Off by default: a compressed
         connection cannot share the one frame built per event.
+
+    Who may do what (C{docs/auth.md}); with none of these set, the server
+    is open:
+
+    @ivar tokenSecret: the shared secret of HS256/384/512 tokens, or C{None}.
+    @ivar tokenPublicKey: the public key of RS*/PS*/ES*/EdDSA tokens: the
+        path of a PEM file, or the PEM text as L{bytes}; or C{None}.
+    @ivar tokenJWKS: the URL of a JWKS key set, or C{None}.
+    @ivar tokenPreviousKey: during a key rotation, the previous secret (or
+        PEM public key as L{bytes}), accepted until C{tokenPreviousUntil}
+        (seconds since the epoch).
+    @ivar tokenAudience: the C{aud} tokens must carry, or C{None}.
+    @ivar tokenIssuer: the C{iss} tokens must carry, or C{None}.
+    @ivar tokenLeeway: seconds of clock skew allowed on C{exp}/C{nbf}/C{iat}.
+    @ivar tokenGrace: seconds a session outlives its token without a refresh.
+    @ivar tokenRequired: whether joining needs a token (else anonymous
+        sessions join and the rules decide what they may do).
+    @ivar tokenRequireSub: whether a token must name a user (C{sub}).
+    @ivar rulesPath: the channel rules file (TOML), or C{None}.
+    @ivar connectHook: the URL asked whether a client may connect.
+    @ivar subscribeHook: the URL asked whether a session may subscribe.
+    @ivar publishHook: the URL asked whether a session may publish.
+    @ivar hookTimeout: seconds a hook has to answer before the request is
+        refused (C{unavailable}).
+    @ivar hookHeaders: the request headers forwarded to hooks.
     """
 
     def __init__(
@@ -56,17 +81,37 @@ class CometConfig:
         recycleBytes: int = 1024 * 1024,
         webSocketPingTimeout: float = 10.0,
         webSocketCompression: bool = False,
+        tokenSecret: Optional[str] = None,
+        tokenPublicKey: Union[str, bytes, None] = None,
+        tokenJWKS: Optional[str] = None,
+        tokenPreviousKey: Union[str, bytes, None] = None,
+        tokenPreviousUntil: Optional[float] = None,
+        tokenAudience: Optional[str] = None,
+        tokenIssuer: Optional[str] = None,
+        tokenLeeway: float = 5.0,
+        tokenGrace: float = 30.0,
+        tokenRequired: bool = False,
+        tokenRequireSub: bool = False,
+        rulesPath: Optional[str] = None,
+        connectHook: Optional[str] = None,
+        subscribeHook: Optional[str] = None,
+        publishHook: Optional[str] = None,
+        hookTimeout: float = 1.0,
+        hookHeaders: Sequence[str] = ("cookie", "authorization"),
     ) -> None:
         for name, value in [
             ("heartbeat", heartbeat),
             ("sessionTimeout", sessionTimeout),
             ("webSocketPingTimeout", webSocketPingTimeout),
+            ("hookTimeout", hookTimeout),
         ]:
             if not value > 0:
                 raise ValueError("%s must be more than 0, not %r" % (name, value))
         for name, value in [
             ("historyLength", historyLength),
             ("recycleBytes", recycleBytes),
+            ("tokenLeeway", tokenLeeway),
+            ("tokenGrace", tokenGrace),
         ]:
             if value < 0:
                 raise ValueError("%s must be 0 or more, not %r" % (name, value))
@@ -93,6 +138,39 @@ class CometConfig:
         self.recycleBytes = recycleBytes
         self.webSocketPingTimeout = float(webSocketPingTimeout)
         self.webSocketCompression = webSocketCompression
+        self.tokenSecret = tokenSecret
+        self.tokenPublicKey = tokenPublicKey
+        self.tokenJWKS = tokenJWKS
+        self.tokenPreviousKey = tokenPreviousKey
+        self.tokenPreviousUntil = tokenPreviousUntil
+        self.tokenAudience = tokenAudience
+        self.tokenIssuer = tokenIssuer
+        self.tokenLeeway = float(tokenLeeway)
+        self.tokenGrace = float(tokenGrace)
+        self.tokenRequired = tokenRequired
+        self.tokenRequireSub = tokenRequireSub
+        self.rulesPath = rulesPath
+        self.connectHook = connectHook
+        self.subscribeHook = subscribeHook
+        self.publishHook = publishHook
+        self.hookTimeout = float(hookTimeout)
+        self.hookHeaders = tuple(h.lower() for h in hookHeaders)
+
+    @property
+    def isOpen(self) -> bool:
+        """
+        Whether no token, rules file or hook is configured: anyone who
+        reaches the server may subscribe to and publish on any channel.
+        """
+        return not (
+            self.tokenSecret
+            or self.tokenPublicKey
+            or self.tokenJWKS
+            or self.rulesPath
+            or self.connectHook
+            or self.subscribeHook
+            or self.publishHook
+        )
 
     def originAllowed(self, origin: Optional[str]) -> bool:
         """

@@ -11,18 +11,20 @@ from typing import Dict, Optional
 ERRORS: Dict[str, tuple] = {
     "malformed_json": (400, "The body is not valid JSON."),
     "invalid_request": (400, "The request is missing a field or has one of the wrong type."),
-    "unknown_op": (400, "The op is not one of join, subscribe, unsubscribe, publish, presence, leave."),
+    "unknown_op": (400, "The op is not one of join, subscribe, unsubscribe, publish, presence, leave, refresh."),
     "invalid_channel": (400, "The channel name is not valid."),
     "invalid_callback": (400, "The callback name is not valid."),
     "invalid_position": (400, "The position is not a valid event id."),
     "too_many_subscriptions": (400, "The session holds as many subscriptions as it may."),
+    "invalid_token": (401, "The token is not valid: bad signature, claims, audience, issuer or format."),
+    "token_expired": (401, "The token has expired; fetch a new one and join again (or refresh)."),
     "unknown_session": (404, "The session does not exist or has expired."),
     "not_found": (404, "There is nothing at this address."),
     "forbidden": (403, "Not allowed."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "too_large": (413, "The body or message is larger than allowed."),
     "unsupported_encoding": (415, "The body is not UTF-8."),
-    "unavailable": (503, "The bus is not available right now."),
+    "unavailable": (503, "The bus, a key set or an authorization backend is not available right now."),
     "internal_error": (500, "Something went wrong on the server; it has been logged."),
 }
 

@@ -16,7 +16,7 @@ from zope.interface import implementer
 from txcomet._demo.page import IndexPage
 from txcomet._server.lean import LeanSite
 from txcomet._server.service import Comet
-from txcomet._transports.http import CometRequest
+from txcomet._transports.http import CometRequest, redactedLogFormatter
 
 log = Logger()
 
@@ -90,7 +90,8 @@ def makeSite(options: Any, comet: Comet, root: Any = None) -> Site:
     factory = _UnloggedSite if options["no-access-log"] else Site
     if root is None:
         root = makeRoot(options, comet)
-    site = factory(root, requestFactory=CometRequest)
+    # A token in a URL (token=, auth=) never reaches the access log.
+    site = factory(root, requestFactory=CometRequest, logFormatter=redactedLogFormatter)
     site.displayTracebacks = False
     return site
 
@@ -133,8 +134,16 @@ class WhenReadyEndpoint:
 
 def warnOpenPublish(options: Any) -> None:
     """
-    Log a warning when the publish API is open (no publisher secret).
+    Log a warning when the server is open (no channel rules, tokens or
+    hooks: anyone may subscribe to anything) and when the publish API is
+    open (no publisher secret).
     """
+    if options["config"].isOpen:
+        log.warn(
+            "No channel rules, tokens or hooks: this server is OPEN. Anyone who reaches it may subscribe"
+            " to any channel (** reads them all) and publish. Set --config, --token-secret or a hook"
+            " (docs/auth.md)."
+        )
     if options["config"].publisherSecret is None:
         log.warn(
             "No publisher secret: anyone who reaches this server can POST to its publish API."

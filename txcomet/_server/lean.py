@@ -36,7 +36,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site, version as serverVersion
 
 from txcomet._model.errors import CometError
-from txcomet._transports.http import finishWhole, writeError
+from txcomet._transports.http import finishWhole, redactURI, writeError
 
 log = Logger()
 
@@ -148,7 +148,7 @@ class LeanRequest:
         self._notifications: List[Deferred] = []
 
     def __repr__(self) -> str:
-        return "<LeanRequest %s %r>" % (self.method.decode("ascii"), self.uri)
+        return "<LeanRequest %s %r>" % (self.method.decode("ascii"), redactURI(self.uri))
 
     # what a resource asks
 
@@ -309,7 +309,7 @@ class LeanHTTPProtocol(Protocol, TimeoutMixin):
         try:
             body = resource.render(request)
         except Exception:
-            log.failure("Rendering {uri} failed", uri=request.uri)
+            log.failure("Rendering {uri} failed", uri=redactURI(request.uri))
             if request.startedWriting:
                 self.transport.loseConnection()
                 return

@@ -11,6 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from txcomet._model.channels import validateChannel
+from txcomet._auth.tokens import bearerToken
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._transports.datachannel import LongPollResource, PollResource
 from txcomet._server.static import staticFile
@@ -20,6 +21,7 @@ from txcomet._transports.http import (
     NotFound,
     applyCORS,
     decodeJSON,
+    forwardedHeaders,
     queryArgs,
     readBody,
     respondLater,
@@ -62,7 +64,12 @@ class ControlResource(JSONResource):
         self.dispatcher = dispatcher
 
     def _context(self, request: Request) -> dict:
-        return {"origin": request.getHeader("Origin")}
+        return {
+            "origin": request.getHeader("Origin"),
+            "token": bearerToken(request.getHeader("Authorization")),
+            "transport": "control",
+            "headers": forwardedHeaders(request, self.config),
+        }
 
     def render_POST(self, request: Request) -> Any:
         applyCORS(request, self.config)
@@ -79,7 +86,7 @@ class ControlResource(JSONResource):
             validateCallback(callback)
             request.cometCallback = callback  # errors from here on are script calls
         message: Dict[str, Any] = {}
-        for name in ("op", "session", "channel", "since", "user", "auth"):
+        for name in ("op", "session", "channel", "since", "user", "auth", "token"):
             value = singleArg(args, name)
             if value is not None:
                 message[name] = value
@@ -215,6 +222,8 @@ class CometResource(JSONResource):
             joins L{transportServices}.
         """
         self.transports.append(name)
+        if hasattr(resource, "transportName"):
+            resource.transportName = name
         self.putChild(name.encode("ascii"), resource)
         if service is not None:
             service.setServiceParent(self.transportServices)
@@ -238,5 +247,8 @@ class CometResource(JSONResource):
                 "transports": self.transports,
                 "heartbeat": self.config.heartbeat,
                 "timeout": self.config.sessionTimeout,
+                # Whether anyone may subscribe to anything (no rules,
+                # tokens or hooks): see docs/auth.md.
+                "open": self.config.isOpen,
             },
         )

@@ -10,6 +10,7 @@ from twisted.python.failure import Failure
 
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
+from txcomet._sessions.revocation import Revocations
 from txcomet._sessions.session import Hub
 from txcomet.interfaces import IAuthorizer, IEventBus
 
@@ -38,8 +39,15 @@ class Comet(Service):
         clock: Any = None,
         authorizer: Optional[IAuthorizer] = None,
     ) -> None:
+        if authorizer is None and config is not None and not config.isOpen:
+            from txcomet._auth.authorizer import authorizerFromConfig
+
+            if clock is None:
+                from twisted.internet import reactor as clock
+            authorizer = authorizerFromConfig(config, clock)
         self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
         self.resource = CometResource(self.hub)
+        self.revocations = Revocations(self.hub)
         self._ready = False
         self._startFailure: Optional[Failure] = None
         self._waiting: List[Deferred] = []
@@ -62,6 +70,7 @@ class Comet(Service):
         Service.startService(self)
         self._startFailure = None
         d = self.hub.start()
+        d.addCallback(lambda _: self.revocations.start())
         d.addCallback(lambda _: self.resource.transportServices.startService())
         d.addBoth(self._settleReady)
         return d
@@ -106,6 +115,10 @@ class Comet(Service):
         d = maybeDeferred(transports.stopService) if transports.running else succeed(None)
         # The sessions are closed already: stop only the bus.
         d.addCallback(lambda _: self.hub.bus.stop())
+        stop = getattr(self.hub.authorizer, "stop", None)
+        if stop is not None:
+            # The hooks' and key set's connections.
+            d.addCallback(lambda _: stop())
         return d
 
     def publish(self, channel: str, data: Any) -> Deferred:
@@ -115,6 +128,25 @@ class Comet(Service):
         @return: a L{Deferred} firing with the published L{IEvent}.
         """
         return self.hub.publish(channel, data)
+
+    def disconnect(self, user: str, reason: str = "kicked") -> Deferred:
+        """
+        Close every session of C{user} (the C{sub} of its token) on every
+        node sharing the bus, at once, with close reason C{reason}
+        (C{kicked} by default); clients are told not to reconnect.
+
+        @return: a L{Deferred} firing once the order is on the bus.
+        """
+        return self.revocations.disconnect(user, reason)
+
+    def unsubscribe(self, user: str, channel: str) -> Deferred:
+        """
+        End C{user}'s subscription to C{channel} (and any wildcard one
+        matching it) on every node sharing the bus.
+
+        @return: a L{Deferred} firing once the order is on the bus.
+        """
+        return self.revocations.unsubscribe(user, channel)
 
     def addBayeuxService(self, channel: str, handler: Any) -> None:
         """

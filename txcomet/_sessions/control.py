@@ -15,7 +15,7 @@ from txcomet._model.channels import validateChannel
 from txcomet._model.errors import CometError
 from txcomet._sessions.session import Hub, Session
 
-OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave")
+OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave", "refresh")
 
 _MISSING = object()
 
@@ -51,6 +51,7 @@ class ControlDispatcher:
             "publish": self._publish,
             "presence": self._presence,
             "leave": self._leave,
+            "refresh": self._refresh,
         }
 
     def dispatch(self, message: object, context: Optional[dict] = None) -> Deferred:
@@ -59,7 +60,10 @@ class ControlDispatcher:
 
         @param message: the decoded JSON request, which must be an object
             with an C{op} field.
-        @param context: what the transport knows of the client: C{origin}.
+        @param context: what the transport knows of the client: C{origin},
+            and where known C{token} (from C{Authorization: Bearer} or
+            C{token=}: a join without C{auth} uses it), C{transport} and
+            C{headers}.
         @return: a L{Deferred} firing with the answer (a dict with
             C{"ok": True}, C{op} and, if the request had one, its C{ref}),
             or failing with L{CometError}.
@@ -108,13 +112,18 @@ class ControlDispatcher:
         info = _field(message, "info", dict)
         if info is not None:
             self.hub.checkSize(info)
-        auth = _field(message, "auth", str)
+        auth = _field(message, "auth", str) or context.get("token")
         presence = _field(message, "presence", bool)
         channels = _field(message, "channels", list) or []
         for channel in channels:
             if not isinstance(channel, str):
                 raise CometError("invalid_request", "The 'channels' field is an array of strings.")
-        credentials = {"auth": auth, "origin": context.get("origin")}
+        credentials = {
+            "auth": auth,
+            "origin": context.get("origin"),
+            "transport": context.get("transport"),
+            "headers": context.get("headers") or {},
+        }
         session = yield self.hub.join(user=user, info=info, credentials=credentials, presence=presence)
         subscriptions = []
         try:
@@ -136,13 +145,17 @@ class ControlDispatcher:
         }
         if channels:
             result["subscriptions"] = subscriptions
+        expires = getattr(session.grant, "expires", None)
+        if expires is not None:
+            result["expires"] = expires
         return result
 
     def _subscribe(self, message: dict, context: dict) -> Deferred:
         session = self._session(message)
         channel = _field(message, "channel", str, required=True)
         since = _field(message, "since", str)
-        return session.subscribe(channel, since)
+        token = _field(message, "token", str)
+        return session.subscribe(channel, since, token)
 
     def _unsubscribe(self, message: dict, context: dict) -> Deferred:
         session = self._session(message)
@@ -160,11 +173,14 @@ class ControlDispatcher:
     def _presence(self, message: dict, context: dict):
         session = self._session(message)
         channel = validateChannel(_field(message, "channel", str, required=True))
-        allowed = yield maybeDeferred(self.hub.authorizer.authorizeSubscribe, session, channel)
-        if not allowed:
-            raise CometError("forbidden", "Seeing who is on %r is not allowed." % (channel,))
+        yield self.hub.authorizePresence(session, channel)
         members = yield self.hub.bus.members(channel)
         return {"channel": channel, "members": list(members)}
+
+    def _refresh(self, message: dict, context: dict) -> Deferred:
+        session = self._session(message)
+        token = _field(message, "token", str, required=True)
+        return self.hub.refresh(session, token)
 
     def _leave(self, message: dict, context: dict) -> Deferred:
         session = self._session(message)

@@ -26,13 +26,21 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferre
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from txcomet._model.channels import isPattern, validateChannel, validatePattern
+from txcomet._model.channels import isPattern, isReserved, validateChannel, validatePattern
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON, formatId, parsePosition
 from txcomet._fastpath.writer import Turn
 from txcomet._bus.memory import InMemoryBus
-from txcomet.interfaces import IAuthorizer, IDataChannel, IEventBus, IGapListener, ISessionRouter
+from txcomet.interfaces import (
+    IAuthorizer,
+    IDataChannel,
+    IEventBus,
+    IGapListener,
+    IGrant,
+    ISessionRouter,
+    ITokenAuthorizer,
+)
 
 JOINED = "joined"
 LISTENING = "listening"
@@ -51,6 +59,10 @@ CLOSE_REASONS = {
     "shutdown": True,
     "kicked": False,
     "recycle": True,
+    # the connection token ran out (plus grace): fetch a new one and resume
+    "token_expired": True,
+    # a refresh brought an invalid token: final
+    "invalid_token": False,
 }
 
 #: The direct path drops delivered events from the front of the replay
@@ -108,6 +120,7 @@ class Session:
         "_rosterMark",
         "_replayLength",
         "keepsReplay",
+        "grant",
         "__weakref__",
     )
 
@@ -154,6 +167,8 @@ class Session:
         #: a session nothing can attach to again nor resume (an HTTP
         #: join-listen stream's) does without.
         self.keepsReplay = True
+        #: The authorizer's L{IGrant} this session joined with, or C{None}.
+        self.grant: Any = None
 
     def __repr__(self) -> str:
         return "<Session client=%s %s subscriptions=%r>" % (
@@ -486,6 +501,7 @@ class Session:
             "user": self.user,
             "info": self.info,
             "presence": self.presence,
+            "grant": self.grant.export() if self.grant is not None else None,
             "subscriptions": list(self.subscriptions),
             "events": [e.json.decode("utf-8") for e in self._buffer],
             "sent": self._sent - self._base,
@@ -519,17 +535,21 @@ class Session:
     # control operations
 
     @inlineCallbacks
-    def subscribe(self, pattern: str, since: Optional[str] = None):
+    def subscribe(self, pattern: str, since: Optional[str] = None, token: Optional[str] = None):
         """
         Subscribe to C{pattern}.  With C{since} (an event id, or L{OLDEST})
         on a plain channel, first queue the channel's retained events after
         that position, and say in the answer whether that was all of them.
+        With C{token}, a channel token grants the subscription (see
+        L{ITokenAuthorizer.authorizeChannelToken}).
 
         @return: a L{Deferred} firing with the acknowledgement dict:
             C{channel}, C{position} and, with C{since}, C{recovered}.
         """
         self.checkOpen()
         validatePattern(pattern)
+        if isReserved(pattern):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         hub = self.hub
         if since is not None:
             if isPattern(pattern):
@@ -541,9 +561,7 @@ class Session:
         new = pattern not in self.subscriptions
         if new and len(self.subscriptions) >= hub.config.maxSubscriptions:
             raise CometError("too_many_subscriptions")
-        allowed = yield maybeDeferred(hub.authorizer.authorizeSubscribe, self, pattern)
-        if not allowed:
-            raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
+        yield hub.authorizeSubscribe(self, pattern, since, token)
         self.checkOpen()
         ack: Dict[str, Any] = {"channel": pattern}
         start = None
@@ -590,7 +608,7 @@ class Session:
                 ack["position"] = start
         if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
             added = yield hub.bus.addMember(pattern, self.clientId, self._memberInfo())
-            if added:
+            if added and hub.notices(pattern):
                 yield hub.bus.publish(pattern, self.member(), kind="join", store=False)
         return ack
 
@@ -622,6 +640,8 @@ class Session:
         """
         self.checkOpen()
         validateChannel(channel)
+        if isReserved(channel):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         hub = self.hub
         if not hub.config.clientPublish:
             raise CometError("forbidden", "Clients may not publish on this server.")
@@ -667,6 +687,8 @@ class Hub:
         self.bus = bus if bus is not None else InMemoryBus(self.config.historyLength)
         self.clock = clock
         self.authorizer = authorizer if authorizer is not None else AllowAll()
+        #: The authorizer as an L{ITokenAuthorizer}, or C{None}.
+        self.policy: Optional[ITokenAuthorizer] = ITokenAuthorizer(self.authorizer, None)
         self.sessions: Dict[str, Session] = {}
         self.turn = Turn(self.clock)
         #: The bus's L{txcomet._bus.subscribers.LocalSubscribers}, whose
@@ -743,11 +765,80 @@ class Hub:
         allowed = yield maybeDeferred(self.authorizer.authorizeJoin, credentials)
         if not allowed:
             raise CometError("forbidden", "Joining is not allowed.")
+        grant = IGrant(allowed, None)
+        if grant is not None:
+            # Who the authorizer says the client is wins over what it said.
+            user, info = grant.user, grant.info
         session = Session(self, user=user, info=info, ephemeral=ephemeral, presence=presence)
         self.sessions[session.id] = session
         if not ephemeral:
             session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
+        if grant is not None:
+            session.grant = grant
+            grant.bind(session)
+            try:
+                for channel in grant.channels:
+                    yield session.subscribe(channel)
+            except BaseException:
+                session.close(None)
+                raise
         return session
+
+    @inlineCallbacks
+    def authorizeSubscribe(self, session: Session, pattern: str, since: Optional[str], token: Optional[str]):
+        """
+        Ask the authorizer whether C{session} may subscribe to C{pattern}
+        (with a channel C{token}, and reading history from C{since});
+        L{CometError} C{forbidden} if not.
+        """
+        policy = self.policy
+        if token is not None:
+            if policy is None:
+                raise CometError("invalid_request", "This server takes no channel tokens.")
+            allowed = yield maybeDeferred(policy.authorizeChannelToken, session, pattern, token)
+        else:
+            allowed = yield maybeDeferred(self.authorizer.authorizeSubscribe, session, pattern)
+        if not allowed:
+            raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
+        if since is not None and policy is not None:
+            allowed = yield maybeDeferred(policy.authorizeHistory, session, pattern)
+            if not allowed:
+                raise CometError("forbidden", "Reading the history of %r is not allowed." % (pattern,))
+
+    @inlineCallbacks
+    def authorizePresence(self, session: Session, channel: str):
+        """
+        Ask the authorizer whether C{session} may see who is on C{channel}
+        (without an L{ITokenAuthorizer}: whether it may subscribe to it).
+        """
+        if self.policy is not None:
+            allowed = yield maybeDeferred(self.policy.authorizePresence, session, channel)
+        else:
+            allowed = yield maybeDeferred(self.authorizer.authorizeSubscribe, session, channel)
+        if not allowed:
+            raise CometError("forbidden", "Seeing who is on %r is not allowed." % (channel,))
+
+    def notices(self, channel: str) -> bool:
+        """
+        Whether join/leave notices go out on C{channel}.
+        """
+        return self.policy is None or self.policy.notices(channel)
+
+    def refresh(self, session: Session, token: str) -> Deferred:
+        """
+        Give C{session} a new connection token; an invalid one closes the
+        session (reason C{invalid_token}).
+        """
+        session.checkOpen()
+        if self.policy is None:
+            return fail(CometError("invalid_request", "This server takes no tokens."))
+
+        def failed(failure):
+            if failure.check(CometError) and failure.value.code == "invalid_token":
+                session.close("invalid_token")
+            return failure
+
+        return maybeDeferred(self.policy.refresh, session, token).addErrback(failed)
 
     def findSession(self, sessionId: object) -> Deferred:
         """
@@ -786,6 +877,11 @@ class Hub:
         session._pendingBytes = sum(len(e.json) for e in events[session._sent :])
         self.sessions[session.id] = session
         session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
+        exported = state.get("grant")
+        if exported is not None and self.policy is not None:
+            # Its token's expiry and what the hooks need go with it.
+            session.grant = self.policy.restoreGrant(exported)
+            session.grant.bind(session)
         return session
 
     def release(self, session: Session) -> None:
@@ -796,6 +892,8 @@ class Hub:
         if session.state == CLOSED:
             return
         session._cancelExpiry()
+        if session.grant is not None:
+            session.grant.release()
         session._dropSink()
         channel, session._channel = session._channel, None
         if channel is not None:
@@ -826,11 +924,15 @@ class Hub:
         @return: a L{Deferred} firing with the L{Event}.
         """
         validateChannel(channel)
+        if isReserved(channel):
+            raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         self.checkSize(data)
         return self.bus.publish(channel, data)
 
     def _sessionClosed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        if session.grant is not None:
+            session.grant.release()
         if self.router is not None:
             self.router.sessionClosed(session)
         patterns = list(session.subscriptions)
@@ -847,7 +949,7 @@ class Hub:
     @inlineCallbacks
     def _announceLeave(self, session: Session, channel: str):
         removed = yield self.bus.removeMember(channel, session.clientId)
-        if removed:
+        if removed and self.notices(channel):
             yield self.bus.publish(channel, session.member(), kind="leave", store=False)
 
 

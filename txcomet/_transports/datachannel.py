@@ -28,7 +28,9 @@ from txcomet._transports.http import (
     applyCORS,
     asCometError,
     finishWhole,
+    forwardedHeaders,
     queryArgs,
+    requestToken,
     setNoCache,
     singleArg,
     writeError,
@@ -363,7 +365,10 @@ class DataChannelResource(JSONResource):
     isLeaf = True
     channelClass = HTTPDataChannel
     #: The query parameters this endpoint takes (C{_} is for cache busters).
-    parameters: AbstractSet[str] = frozenset(["session", "channel", "last", "lastEventId", "_"])
+    parameters: AbstractSet[str] = frozenset(["session", "channel", "last", "lastEventId", "token", "_"])
+    #: The transport's name (its path under the mount point), set by
+    #: L{txcomet._server.resource.CometResource.addTransport}.
+    transportName: Optional[str] = None
     joinListenSince: Optional[str] = None
     answerAtOnce = False
 
@@ -431,7 +436,13 @@ class DataChannelResource(JSONResource):
     @inlineCallbacks
     def _joinListen(self, request: Request, params: DataChannelParams):
         origin = request.getHeader("Origin")
-        session = yield self.hub.join(ephemeral=True, credentials={"origin": origin, "auth": None})
+        credentials = {
+            "origin": origin,
+            "auth": requestToken(request, params.args),
+            "transport": self.transportName,
+            "headers": forwardedHeaders(request, self.config),
+        }
+        session = yield self.hub.join(ephemeral=True, credentials=credentials)
         # Nothing can attach to this session again or resume it (its id is
         # never given out): it needs no replay buffer.
         session.keepsReplay = False
@@ -451,6 +462,9 @@ class DataChannelResource(JSONResource):
             channel = self.channelClass(self, request, params)
             channel.setHeaders()
             channel.setPosition(position)
+            expires = getattr(session.grant, "expires", None)
+            if expires is not None:
+                request.setHeader(b"X-Comet-Token-Expires", b"%d" % (expires,))
             if params.last is not None:
                 # Resuming through history: say whether it was complete, so
                 # a gap is never silent.

@@ -10,9 +10,13 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.resource import Resource
+from zope.interface import provider
 from twisted.web.server import NOT_DONE_YET, Request
 
+from txcomet._auth.tokens import bearerToken
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
@@ -76,7 +80,8 @@ def applyCORS(request: Request, config: CometConfig, preflight: bool = False) ->
         return
     request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
     request.setHeader(
-        b"Access-Control-Expose-Headers", b"X-Comet-Position, X-Comet-Session, X-Comet-Recovered"
+        b"Access-Control-Expose-Headers",
+        b"X-Comet-Position, X-Comet-Session, X-Comet-Recovered, X-Comet-Token-Expires",
     )
     if preflight:
         request.setHeader(b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS")
@@ -260,6 +265,80 @@ def queryArgs(request: Request) -> Dict[str, List[str]]:
     return args
 
 
+_SECRET_PARAMETERS = re.compile(rb"(?<=[?&;])(token|auth)=[^&;#]*")
+
+
+def redactURI(uri: bytes) -> bytes:
+    """
+    C{uri} with the value of every C{token=} and C{auth=} query parameter
+    replaced by C{REDACTED}: what a log line may show of a request.
+    """
+    if b"=" not in uri:
+        return uri
+    return _SECRET_PARAMETERS.sub(lambda m: m.group(1) + b"=REDACTED", uri)
+
+
+class _Redacted:
+    """
+    A request as an access log formatter sees it, with secrets in its URI
+    and C{Referer} redacted (see L{redactURI}).
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.uri = redactURI(request.uri)
+
+    def getHeader(self, name: Any) -> Any:
+        value = self._request.getHeader(name)
+        if value is not None and name in (b"referer", "referer"):
+            if isinstance(value, bytes):
+                return redactURI(value)
+            return redactURI(value.encode("latin-1")).decode("latin-1")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+@provider(IAccessLogFormatter)
+def redactedLogFormatter(timestamp: str, request: Request) -> str:
+    """
+    twisted.web's combined access log format, with the values of C{token=}
+    and C{auth=} query parameters replaced by C{REDACTED}: a token in a URL
+    (EventSource, script tags, iframes and WebSocket cannot send headers)
+    never reaches a log.  Pass it as C{logFormatter} to the L{Site} that
+    serves txcomet.
+    """
+    return combinedLogFormatter(timestamp, _Redacted(request))
+
+
+def requestToken(request: Request, args: Dict[str, List[str]]) -> Optional[str]:
+    """
+    The connection token a request carries: its C{Authorization: Bearer}
+    header, else its C{token=} query parameter (for EventSource, script
+    tags, iframes and WebSocket, which cannot set headers); or C{None}.
+    """
+    token = bearerToken(request.getHeader("Authorization"))
+    if token is None:
+        token = singleArg(args, "token")
+    return token
+
+
+def forwardedHeaders(request: Request, config: CometConfig) -> Dict[str, str]:
+    """
+    The request headers backend hooks are given (C{config.hookHeaders}),
+    lower-case names; empty when no hook is configured.
+    """
+    if not (config.connectHook or config.subscribeHook or config.publishHook):
+        return {}
+    headers = {}
+    for name in config.hookHeaders:
+        value = request.getHeader(name)
+        if value is not None:
+            headers[name] = value
+    return headers
+
+
 def singleArg(args: Dict[str, List[str]], name: str) -> Optional[str]:
     """
     The one value of query parameter C{name}, or C{None}.  Given twice, it
@@ -357,7 +436,7 @@ class JSONResource(Resource):
         except CometError as error:
             return writeError(request, error, getattr(request, "cometCallback", None))
         except Exception:
-            log.failure("Rendering {uri} failed", uri=request.uri)
+            log.failure("Rendering {uri} failed", uri=redactURI(request.uri))
             return writeError(request, CometError("internal_error"))
 
     def render_OPTIONS(self, request: Request) -> bytes:

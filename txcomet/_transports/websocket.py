@@ -51,6 +51,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from txcomet._auth.tokens import bearerToken
 from txcomet._model.config import CometConfig
 from txcomet._sessions.control import OPS, ControlDispatcher
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource
@@ -75,13 +76,17 @@ CLOSE_CODES: Dict[str, int] = {
     "shutdown": 4005,
     "kicked": 4006,
     "recycle": 4007,
+    "token_expired": 4008,
+    "invalid_token": 4009,
 }
 
 #: The close code for a close reason not in L{CLOSE_CODES}.
 OTHER_REASON_CODE = 4099
 
 #: An error that ends a connection (an unknown session, a bad query) closes
-#: it with this plus the error's HTTP status: 4400, 4403, 4404, 4500, 4503.
+#: it with this plus the error's HTTP status: 4400, 4403, 4404, 4500, 4503;
+#: a token error with its close reason's code (4008 C{token_expired}, 4009
+#: C{invalid_token}).
 ERROR_CODE_BASE = 4000
 
 #: RFC 6455: a message of a type the endpoint cannot accept (binary here).
@@ -192,6 +197,15 @@ def connectParams(uri: str, headers: Dict[str, str], maxChannels: int) -> Option
             raise CometError("invalid_request", "last= resumes a session=ID or channel=NAME; give one.")
         return None
     return DataChannelParams.fromArgs(args, headers.get("last-event-id"), maxChannels)
+
+
+def _hookHeaders(config: CometConfig, headers: Dict[str, str]) -> Dict[str, str]:
+    """
+    The handshake headers backend hooks are given (lower-case names).
+    """
+    if not (config.connectHook or config.subscribeHook or config.publishHook):
+        return {}
+    return {name: headers[name] for name in config.hookHeaders if name in headers}
 
 
 def _ref(message: object) -> Any:
@@ -380,7 +394,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     """
 
     __slots__ = _AUTOBAHN_STATE + (
-        "session", "sink", "_params", "_error", "_origin", "_newSession", "_joining", "_lost",
+        "session", "sink", "_params", "_error", "_origin", "_auth", "_newSession", "_joining", "_lost",
         "_paused", "_backlog", "_backlogBytes", "_backlogCount", "_pending", "_pendingCount",
         "_pendingSize", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_turn",
     )
@@ -404,6 +418,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._params: Optional[DataChannelParams] = None
         self._error: Optional[CometError] = None
         self._origin: Optional[str] = None
+        # The handshake's token and forwarded headers, if it had either.
+        self._auth: Optional[Tuple[Optional[str], Dict[str, str]]] = None
         # A join-listen session made during the handshake, not yet attached.
         self._newSession: Optional[Session] = None
         self._joining = False
@@ -452,6 +468,12 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(403, "Origin not allowed")
         if factory.stopped:
             raise ConnectionDeny(503, "Shutting down")
+        token = bearerToken(request.headers.get("authorization"))
+        if token is None:
+            token = (request.params.get("token") or [None])[0]
+        headers = _hookHeaders(hub.config, request.headers)
+        if token is not None or headers:
+            self._auth = (token, headers)
         # A client may name the protocol it expects; txcomet's is "txcomet".
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
         try:
@@ -489,7 +511,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         session = None
         position = None
         try:
-            session = yield hub.join(ephemeral=True, credentials={"origin": self._origin, "auth": None})
+            credentials = self._context()
+            credentials["auth"] = credentials.pop("token")
+            session = yield hub.join(ephemeral=True, credentials=credentials)
             self._newSession = session
             for name in params.channels:
                 ack = yield session.subscribe(name, params.last)
@@ -505,7 +529,11 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self._newSession = None
             session.close(None)
             raise ConnectionDeny(400, "Gone")
-        return subprotocol, {"X-Comet-Position": position}
+        headers = {"X-Comet-Position": position}
+        expires = getattr(session.grant, "expires", None)
+        if expires is not None:
+            headers["X-Comet-Token-Expires"] = "%d" % (expires,)
+        return subprotocol, headers
 
     def onOpen(self) -> None:
         for name in _HANDSHAKE_LEFTOVERS:
@@ -584,7 +612,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     # control channel
 
     def _context(self) -> dict:
-        return {"origin": self._origin}
+        token, headers = self._auth or (None, {})
+        return {"origin": self._origin, "token": token, "transport": "ws", "headers": headers}
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.state != self.STATE_OPEN:
@@ -697,7 +726,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             return
         self._flushAll()
         self._sendNow(encodeJSON(self._errorMessage(error, None)))
-        self.sendClose(ERROR_CODE_BASE + error.status, error.code)
+        self.sendClose(CLOSE_CODES.get(error.code, ERROR_CODE_BASE + error.status), error.code)
 
     # IDataChannel
 

@@ -439,7 +439,12 @@
    *   transports    the transports to try, in order (default TxComet.ORDER);
    *                 give one to force it.
    *   user, info    who this client is, for presence (info: an object).
-   *   auth          an opaque token the server's authorizer checks.
+   *   auth          a connection token (JWT) the server checks.
+   *   getToken      a function returning a token (or a Promise of one):
+   *                 called before every join and before the token expires
+   *                 (the new one is sent with a refresh); after a
+   *                 token_expired close the client joins again with a
+   *                 fresh token and resumes, losing nothing.
    *   share         share one data channel between the tabs of this page
    *                 (default true where BroadcastChannel and Web Locks exist).
    *   control       "post" or "script" (GET with script tags, for a server
@@ -459,6 +464,7 @@
       user: options.user,
       info: options.info,
       auth: options.auth,
+      getToken: options.getToken,
       presence: options.presence,
       share: options.share !== undefined ? options.share
         : typeof BroadcastChannel !== 'undefined' && !!(global.navigator && navigator.locks),
@@ -491,6 +497,8 @@
     this._timer = null;
     this._openTimer = null;
     this._joining = null;     // Promise of the session while joining
+    this.expires = null;      // when the connection token expires (s since the epoch)
+    this._refreshTimer = null;
     this._refs = 0;
     this._pending = {};       // ref -> {resolve, reject} for WS and tab requests
     this._started = false;
@@ -622,6 +630,8 @@
 
   Client.prototype._teardown = function () {
     this._started = false;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     this.session = null;
     this.clientId = null;
     this._last = null;
@@ -757,7 +767,8 @@
     });
     this._joining.catch(function (error) {
       self._emit('error', error);
-      if (error.code === 'forbidden' || error.code === 'invalid_request') {
+      if (error.code === 'forbidden' || error.code === 'invalid_request' ||
+          (error.code === 'invalid_token' && !self.options.getToken)) {
         self._stop();
         self._setState('abort');
         return;
@@ -771,12 +782,16 @@
     var message = {op: 'join'};
     if (o.user) message.user = o.user;
     if (o.info) message.info = o.info;
-    if (o.auth) message.auth = o.auth;
     if (o.presence !== undefined) message.presence = o.presence;
     this._setState('ready');
-    return this._send(message).then(function (reply) {
+    var token = o.getToken ? Promise.resolve(o.getToken()) : Promise.resolve(o.auth);
+    return token.then(function (auth) {
+      if (auth) message.auth = auth;
+      return self._send(message);
+    }).then(function (reply) {
       if (!self._started) throw CometError('left', 'The client left.');
       self.session = reply.session;
+      self._tokenExpires(reply.expires);
       self.clientId = reply.client;
       self._heartbeat = (reply.heartbeat || 25) * 1000;
       // Where the data channel resumes before any event has come: the
@@ -799,6 +814,34 @@
           if (sub) self._acked(pattern, ack);
         });
       })).then(function () { return reply.session; });
+    });
+  };
+
+  // The connection token lasts until `expires` (seconds since the epoch):
+  // with getToken, refresh it halfway through what is left (at most 30 s
+  // early).
+  Client.prototype._tokenExpires = function (expires) {
+    var self = this;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    this.expires = expires || null;
+    if (!expires || !this.options.getToken) return;
+    var left = expires * 1000 - Date.now();
+    this._refreshTimer = setTimeout(function () { self._refresh(); }, Math.max(0, left - Math.min(30000, left / 2)));
+  };
+
+  Client.prototype._refresh = function () {
+    var self = this, session = this.session;
+    this._refreshTimer = null;
+    if (!session || !this._started) return;
+    Promise.resolve(this.options.getToken()).then(function (token) {
+      if (self.session !== session) return null;
+      return self._op({op: 'refresh', token: token});
+    }).then(function (reply) {
+      if (reply && self.session === session) self._tokenExpires(reply.expires);
+    }, function (error) {
+      // The session ends at expiry (token_expired) and is joined again.
+      self._emit('error', error);
     });
   };
 

@@ -1,0 +1,3 @@
+"""
+Tests of txcomet's authorization layer (txcomet/_auth): tokens, rules, hooks, the built-in authorizer.
+"""
