@@ -49,7 +49,12 @@
 /* ------------------------------------------------------------------ */
 /* options */
 
-enum { M_SSE, M_STREAM, M_WS, M_SIO, M_LONGPOLL, M_NCHAN_LP };
+enum { M_SSE, M_STREAM, M_WS, M_SIO, M_LONGPOLL, M_NCHAN_LP, M_BAYEUX_WS, M_BAYEUX_LP };
+
+/* Bayeux clients: the handshake's clientId, then subscribe to o_bayeux_channel
+   and keep one /meta/connect outstanding (re-sent when its reply arrives). */
+static const char *o_bayeux_channel = "/bench";
+#define IS_WS() (o_mode == M_WS || o_mode == M_SIO || o_mode == M_BAYEUX_WS)
 
 static const char *o_host = "127.0.0.1";
 static int o_port = 0;
@@ -234,8 +239,11 @@ typedef struct conn {
     int wsh_len;
     uint64_t ws_left;
     uint8_t ws_op;
-    uint8_t ws_ctrl_len;
-    char ws_ctrl[126];
+    uint16_t ws_ctrl_len;
+    char ws_ctrl[512];
+    /* Bayeux: how much of "/meta/connect" the current frame has matched,
+       and whether a connect reply was in it; subscribed yet */
+    uint8_t bx_match, bx_connect, bx_subscribed;
     /* stats */
     uint32_t got;
     uint64_t max_seq;
@@ -414,6 +422,8 @@ static void scan(conn *c, const uint8_t *p, size_t n, uint64_t now) {
 
 /* ---- requests ---- */
 
+static int bayeux_messages(conn *c, char *out, int outlen);
+
 static int src_counter = 0;
 
 static int open_socket(int rcvbuf) {
@@ -447,6 +457,7 @@ static void send_subscribe_request(conn *c) {
     switch (o_mode) {
     case M_WS:
     case M_SIO:
+    case M_BAYEUX_WS:
         n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -487,6 +498,24 @@ static void send_subscribe_request(conn *c) {
         /* a held poll is the subscription */
         if (c->handshaking && c->state != S_DEAD) handshake_finished(c, 1);
         return;
+    case M_BAYEUX_LP: {
+        char body[1024];
+        int bl = bayeux_messages(c, body, sizeof body);
+        n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n%s\r\n%s",
+                     o_path, o_host, o_port, bl, o_headers, body);
+        if (!c->session[0]) {
+            c->state = S_LP_JOIN;
+            send_str(c, req, n);
+            return;
+        }
+        c->state = S_LP_WAIT;
+        R.requests++;
+        send_str(c, req, n);
+        if (c->handshaking && c->state != S_DEAD) handshake_finished(c, 1);
+        return;
+    }
     case M_NCHAN_LP: {
         char cond[256] = "";
         if (c->lastmod[0])
@@ -632,13 +661,67 @@ static int last_json_string(const char *body, int len, const char *key, char *ou
 /* ---- WebSocket ---- */
 
 static void ws_send_text(conn *c, const char *text, int len, int opcode) {
-    uint8_t frame[140];
-    if (len > 125) return;
+    uint8_t frame[1024];
+    int h = 2;
+    if (len > (int)sizeof frame - 8) return;
     frame[0] = 0x80 | opcode;
-    frame[1] = 0x80 | len;
-    memset(frame + 2, 0, 4); /* a zero mask: the payload goes as it is */
-    memcpy(frame + 6, text, len);
-    send_str(c, (char *)frame, 6 + len);
+    if (len <= 125) {
+        frame[1] = 0x80 | len;
+    } else {
+        frame[1] = 0x80 | 126;
+        frame[2] = (uint8_t)(len >> 8);
+        frame[3] = (uint8_t)len;
+        h = 4;
+    }
+    memset(frame + h, 0, 4); /* a zero mask: the payload goes as it is */
+    memcpy(frame + h + 4, text, len);
+    send_str(c, (char *)frame, h + 4 + len);
+}
+
+/* ---- Bayeux ---- */
+
+static const char BX_CONNECT[] = "/meta/connect";
+
+/* a batch of Bayeux messages for this client: subscribe (first time) and connect */
+static int bayeux_messages(conn *c, char *out, int outlen) {
+    const char *type = o_mode == M_BAYEUX_WS ? "websocket" : "long-polling";
+    int n = 0;
+    if (!c->session[0]) {
+        return snprintf(out, outlen,
+                        "[{\"channel\":\"/meta/handshake\",\"version\":\"1.0\","
+                        "\"supportedConnectionTypes\":[\"%s\"]}]", type);
+    }
+    n += snprintf(out + n, outlen - n, "[");
+    if (!c->bx_subscribed) {
+        /* over WebSocket the subscribe goes alone: a server may answer a
+           batch only once all of it is done, and the connect is held */
+        int alone = o_mode == M_BAYEUX_WS;
+        n += snprintf(out + n, outlen - n,
+                      "{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\",\"subscription\":\"%s\"}%s",
+                      c->session, o_bayeux_channel, alone ? "]" : ",");
+        c->bx_subscribed = 1;
+        if (alone) return n;
+    }
+    n += snprintf(out + n, outlen - n,
+                  "{\"channel\":\"/meta/connect\",\"clientId\":\"%s\",\"connectionType\":\"%s\"}]",
+                  c->session, type);
+    return n;
+}
+
+/* look for "/meta/connect" across a frame's or a body's pieces */
+static void bayeux_scan(conn *c, const uint8_t *p, size_t n) {
+    uint8_t m = c->bx_match;
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] == (uint8_t)BX_CONNECT[m]) {
+            if (++m == sizeof BX_CONNECT - 1) {
+                c->bx_connect = 1;
+                m = 0;
+            }
+        } else {
+            m = p[k] == '/';
+        }
+    }
+    c->bx_match = m;
 }
 
 static void ws_control(conn *c, uint64_t now) {
@@ -647,6 +730,40 @@ static void ws_control(conn *c, uint64_t now) {
         ws_send_text(c, c->ws_ctrl, c->ws_ctrl_len, 0xA); /* pong */
     } else if (c->ws_op == 0x8) {
         conn_lost(c);
+    } else if (o_mode == M_BAYEUX_WS && c->ws_op == 0x1) {
+        char msg[1024];
+        int n;
+        c->ws_ctrl[c->ws_ctrl_len < sizeof c->ws_ctrl ? c->ws_ctrl_len : sizeof c->ws_ctrl - 1] = 0;
+        if (!c->session[0]) {
+            if (!strstr(c->ws_ctrl, "/meta/handshake") ||
+                !last_json_string(c->ws_ctrl, c->ws_ctrl_len, "clientId", c->session, sizeof c->session)) {
+                R.http_errors++;
+                if (R.http_errors <= 3) fprintf(stderr, "loadgen: handshake got %.*s\n", c->ws_ctrl_len, c->ws_ctrl);
+                c->state = S_DEAD;
+                handshake_finished(c, 0);
+                close_conn(c, 1);
+                return;
+            }
+            n = bayeux_messages(c, msg, sizeof msg);
+            ws_send_text(c, msg, n, 0x1);
+        } else if (c->state == S_WS_OPEN && strstr(c->ws_ctrl, "/meta/subscribe")) {
+            if (!strstr(c->ws_ctrl, "\"successful\":true")) {
+                R.http_errors++;
+                if (R.http_errors <= 3) fprintf(stderr, "loadgen: subscribe got %.*s\n", c->ws_ctrl_len, c->ws_ctrl);
+                c->state = S_DEAD;
+                handshake_finished(c, 0);
+                close_conn(c, 1);
+                return;
+            }
+            c->state = S_WS;
+            handshake_finished(c, 1);
+            c->bx_connect = 1; /* now the first connect */
+        }
+        if (c->bx_connect && c->session[0] && c->state != S_DEAD) {
+            c->bx_connect = 0;
+            n = bayeux_messages(c, msg, sizeof msg);
+            ws_send_text(c, msg, n, 0x1);
+        }
     } else if (o_mode == M_SIO && c->ws_op == 0x1) {
         /* Engine.IO / Socket.IO packets that fit in the control buffer */
         if (c->ws_ctrl_len >= 1 && c->ws_ctrl[0] == '0') {
@@ -694,14 +811,17 @@ static void ws_feed(conn *c, const uint8_t *p, size_t n, uint64_t now) {
             continue;
         }
         size_t take = n < c->ws_left ? n : (size_t)c->ws_left;
-        int small = c->ws_op >= 0x8 || (o_mode == M_SIO && c->ws_op == 0x1);
+        int small = c->ws_op >= 0x8 || ((o_mode == M_SIO || o_mode == M_BAYEUX_WS) && c->ws_op == 0x1);
         if (small) {
             size_t room = sizeof c->ws_ctrl - c->ws_ctrl_len;
             size_t k = take < room ? take : room;
             memcpy(c->ws_ctrl + c->ws_ctrl_len, p, k);
-            c->ws_ctrl_len += (uint8_t)k;
+            c->ws_ctrl_len += (uint16_t)k;
         }
-        if (c->ws_op < 0x8) scan(c, p, take, now);
+        if (c->ws_op < 0x8) {
+            scan(c, p, take, now);
+            if (o_mode == M_BAYEUX_WS) bayeux_scan(c, p, take);
+        }
         p += take;
         n -= take;
         c->ws_left -= take;
@@ -718,7 +838,7 @@ static void after_headers(conn *c, uint64_t now) {
     char *end = strstr(c->buf, "\r\n\r\n");
     int hlen = (int)(end - c->buf) + 4;
     int status = atoi(c->buf + 9);
-    int ws = o_mode == M_WS || o_mode == M_SIO;
+    int ws = IS_WS();
     if ((ws && status != 101) || (!ws && status != 200)) {
         R.http_errors++;
         if (R.http_errors <= 3) {
@@ -741,6 +861,11 @@ static void after_headers(conn *c, uint64_t now) {
             c->state = S_WS;
             handshake_finished(c, 1);
         }
+        if (o_mode == M_BAYEUX_WS) {
+            char msg[256];
+            int n = bayeux_messages(c, msg, sizeof msg);
+            ws_send_text(c, msg, n, 0x1);
+        }
         if (rest) ws_feed(c, (uint8_t *)tmp, rest, now);
     } else {
         c->state = S_STREAM;
@@ -761,8 +886,9 @@ static void lp_responses(conn *c, uint64_t now) {
             return;
         }
         if (c->state == S_LP_JOIN) {
-            if (status != 200 || !last_json_string(body, bodylen, "session", c->session,
-                                                   sizeof c->session)) {
+            if (status != 200 || !last_json_string(body, bodylen,
+                                                   o_mode == M_BAYEUX_LP ? "clientId" : "session",
+                                                   c->session, sizeof c->session)) {
                 R.http_errors++;
                 if (R.http_errors <= 3) fprintf(stderr, "loadgen: join got %d %.*s\n", status, bodylen, body);
                 c->state = S_DEAD;
@@ -775,6 +901,10 @@ static void lp_responses(conn *c, uint64_t now) {
             if (c->slow) return; /* a slow long-poller never polls */
             send_subscribe_request(c);
             continue;
+        }
+        if (o_mode == M_BAYEUX_LP && status == 200 && memmem(body, bodylen, "\"successful\":false", 19)) {
+            R.http_errors++;
+            if (R.http_errors <= 3) fprintf(stderr, "loadgen: bayeux got %.*s\n", bodylen > 300 ? 300 : bodylen, body);
         }
         if (status == 200) {
             scan(c, (uint8_t *)body, bodylen, now);
@@ -1051,7 +1181,8 @@ static void parse_pids(const char *s) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen --port P --mode sse|stream|ws|sio|longpoll|nchan-longpoll --path PATH\n"
+            "usage: loadgen --port P --mode sse|stream|ws|sio|longpoll|nchan-longpoll|bayeux-ws|bayeux-longpoll\n"
+            "  --path PATH [--bayeux-channel /CHANNEL]\n"
             "  [--subs N] [--pub-path PATH] [--rate R] [--warmup W] [--events E] [--size B]\n"
             "  [--drain S] [--slow K] [--hold S] [--procs P] [--pids p1,p2] [--header H]...\n"
             "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S]\n");
@@ -1066,7 +1197,7 @@ int main(int argc, char **argv) {
         {"drain", 1, 0, 'd'}, {"slow", 1, 0, 'S'}, {"hold", 1, 0, 'H'}, {"procs", 1, 0, 'j'},
         {"pids", 1, 0, 'i'}, {"header", 1, 0, 'x'}, {"join-path", 1, 0, 'J'},
         {"join-body", 1, 0, 'B'}, {"concurrency", 1, 0, 'c'}, {"settle", 1, 0, 'T'},
-        {"connect-timeout", 1, 0, 'C'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'},
+        {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1080,6 +1211,8 @@ int main(int argc, char **argv) {
             else if (!strcmp(optarg, "sio")) o_mode = M_SIO;
             else if (!strcmp(optarg, "longpoll")) o_mode = M_LONGPOLL;
             else if (!strcmp(optarg, "nchan-longpoll")) o_mode = M_NCHAN_LP;
+            else if (!strcmp(optarg, "bayeux-ws")) o_mode = M_BAYEUX_WS;
+            else if (!strcmp(optarg, "bayeux-longpoll")) o_mode = M_BAYEUX_LP;
             else usage();
             break;
         case 'P': o_path = optarg; break;
@@ -1107,6 +1240,7 @@ int main(int argc, char **argv) {
         case 'C': o_connect_timeout = atof(optarg); break;
         case 'I': o_src_ips = atoi(optarg); break;
         case 'R': o_slow_rcvbuf = atoi(optarg); break;
+        case 'b': o_bayeux_channel = optarg; break;
         default: usage();
         }
     }

@@ -94,3 +94,77 @@ class BenchSmokeTests(SynchronousTestCase):
         out = runBench("multinode", "--subscribers", "4", "--messages", "2", "--latency", "2")
         for row in ("1 node, in-memory bus", "2 nodes + Redis, same node", "2 nodes + Redis, cross-node"):
             self.assertIn(row, out)
+
+
+class LoadgenBayeuxTests(SynchronousTestCase):
+    """
+    bench/loadgen.c's Bayeux clients (what bench/run.py's Bayeux workload
+    measures with, against txcomet and Faye) handshake, subscribe, keep a
+    connect outstanding and count every event, against a real server.
+    """
+
+    def setUp(self):
+        if shutil.which("gcc") is None:
+            self.skipTest("needs gcc to build bench/loadgen.c")
+        import socket
+        import tempfile
+        import time
+
+        self.tmp = tempfile.mkdtemp(prefix="txcomet-loadgen-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.loadgen = os.path.join(self.tmp, "loadgen")
+        subprocess.check_call(["gcc", "-O2", "-o", self.loadgen, os.path.join(ROOT, "bench", "loadgen.c")])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
+             "--listen", "tcp:%d:interface=127.0.0.1" % (self.port,)],
+            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(self.server.wait)
+        self.addCleanup(self.server.terminate)
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline or self.server.poll() is not None:
+                    raise AssertionError("txcomet did not start")
+                time.sleep(0.1)
+
+    def drive(self, mode, path="/comet/bayeux"):
+        done = subprocess.run(
+            [self.loadgen, "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "50",
+             "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "10", "--warmup", "3",
+             "--drain", "3", "--pids", str(self.server.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        )
+        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+        self.assertTrue(lines, done.stderr.decode())
+        return json.loads(lines[-1])
+
+    def test_webSocket(self):
+        result = self.drive("bayeux-ws")
+        self.assertEqual((result["connected"], result["failed"]), (50, 0))
+        self.assertEqual(result["deliveries"], 50 * 10)
+        self.assertEqual((result["lost"], result["duplicates"], result["http_errors"]), (0, 0, 0))
+
+    def test_longPolling(self):
+        result = self.drive("bayeux-longpoll")
+        self.assertEqual((result["connected"], result["failed"]), (50, 0))
+        self.assertEqual(result["deliveries"], 50 * 10)
+        self.assertEqual((result["lost"], result["duplicates"], result["http_errors"]), (0, 0, 0))
+        # every event answered the outstanding connects, which came again
+        self.assertGreaterEqual(result["requests"], 50 * 10)
+
+    def test_refusedHandshakeCounts(self):
+        """
+        A server that is not Bayeux at that path fails every client: the
+        load generator does not count a subscriber it never had.
+        """
+        result = self.drive("bayeux-ws", path="/comet/ws?channel=bench")
+        self.assertEqual(result["connected"], 0)
+        self.assertEqual(result["failed"], 50)
