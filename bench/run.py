@@ -256,13 +256,15 @@ class Txcomet(Server):
     label = "txcomet"
     publishPath = "/comet/publish/" + CHANNEL
 
-    def __init__(self, workers=1, extra=()):
+    def __init__(self, workers=1, extra=(), token=None, name=None, label=None):
         super().__init__()
         self.workers = workers
         self.extra = list(extra)
         if workers > 1:
             self.name = "txcomet-%dw" % (workers,)
             self.label = "txcomet, %d workers" % (workers,)
+        if name:
+            self.name, self.label = name, label or name
         self.endpoints = {
             "sse": Endpoint("sse", "/comet/sse?channel=" + CHANNEL),
             "ws": Endpoint("ws", "/comet/ws?channel=" + CHANNEL),
@@ -273,7 +275,15 @@ class Txcomet(Server):
                 joinPath="/comet/control",
                 joinBody=json.dumps({"op": "join", "channels": [CHANNEL]}),
             ),
+            "bayeux-ws": Endpoint("bayeux-ws", "/comet/bayeux"),
+            "bayeux-lp": Endpoint("bayeux-longpoll", "/comet/bayeux"),
         }
+        if token:
+            # the token travels as ?token= (EventSource and WebSocket
+            # clients cannot set headers), in the join's auth otherwise
+            for name in ("sse", "ws", "stream"):
+                self.endpoints[name].path += "&token=" + token
+            self.endpoints["longpoll"].joinBody = json.dumps({"op": "join", "channels": [CHANNEL], "auth": token})
 
     def command(self, port):
         # No access log: nginx runs with access_log off too.
@@ -382,6 +392,86 @@ class Peer(Server):
         return {p: pipVersion(p) for p in self.packages}
 
 
+NODE_DIR = BENCH / "node"
+
+
+class NodePeer(Peer):
+    """
+    A Node peer in bench/peers/, started as C{node SCRIPT PORT} with the
+    packages of bench/node/package.json (installed by L{ensureNode}).
+    """
+
+    def command(self, port):
+        return ["node", str(PEERS / self.script), str(port)]
+
+    def env(self):
+        return dict(os.environ, NODE_PATH=str(NODE_DIR / "node_modules"))
+
+    def versions(self):
+        found = {}
+        for package in self.packages:
+            try:
+                found[package + " (Node)"] = json.loads(
+                    (NODE_DIR / "node_modules" / package / "package.json").read_text())["version"]
+            except (OSError, ValueError, KeyError):
+                found[package + " (Node)"] = "?"
+        return found
+
+
+def ensureNode(args):
+    """
+    Install bench/node's npm packages (Faye, Socket.IO) when missing; leave
+    the Node peers out when there is no node or npm.
+    """
+    if args.skip_node:
+        return False
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log("no node/npm here: the Node peers (Faye, Socket.IO) are left out")
+        return False
+    wanted = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    if all((NODE_DIR / "node_modules" / name / "package.json").exists() for name in wanted):
+        return True
+    log("installing %s into %s" % (", ".join(sorted(wanted)), NODE_DIR.relative_to(ROOT)))
+    subprocess.check_call(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=str(NODE_DIR))
+    return True
+
+
+def benchToken():
+    """
+    A connection token for the auth workload, and the secret it is signed
+    with (PyJWT: a dependency of txcomet).
+    """
+    import jwt
+
+    secret = "bench-secret-" + os.urandom(8).hex()
+    token = jwt.encode({"sub": "bench", "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
+    return secret, token
+
+
+AUTH_RULES = """\
+# the auth workload: a rule per channel, subscribers must be authenticated
+[[channel]]
+pattern = "bench"
+subscribe = "authenticated"
+publish = "anyone"
+"""
+
+
+def authServers():
+    """
+    The open server and one with a rules file and tokens, alike otherwise.
+    """
+    secret, token = benchToken()
+    rules = os.path.join(tempfile.mkdtemp(prefix="txcomet-bench-rules-"), "txcomet.toml")
+    with open(rules, "w") as f:
+        f.write(AUTH_RULES)
+    return [
+        Txcomet(name="txcomet", label="txcomet, open"),
+        Txcomet(extra=["--config", rules, "--token-secret", secret], token=token,
+                name="txcomet-auth", label="txcomet, rules + tokens"),
+    ]
+
+
 def allServers(args):
     servers = [Txcomet()]
     if not args.skip_nchan:
@@ -397,6 +487,16 @@ def allServers(args):
              {"ws": Endpoint("sio", "/socket.io/?EIO=4&transport=websocket")},
              packages=["python-socketio", "python-engineio"]),
     ]
+    if args.node:
+        servers += [
+            NodePeer("faye", "Faye (Node)", "faye_peer.js",
+                     {"bayeux-ws": Endpoint("bayeux-ws", "/bayeux"),
+                      "bayeux-lp": Endpoint("bayeux-longpoll", "/bayeux")},
+                     publishPath="/publish/" + CHANNEL, packages=["faye"]),
+            NodePeer("socketio-node", "Socket.IO (Node)", "socketio_node_peer.js",
+                     {"ws": Endpoint("sio", "/socket.io/?EIO=4&transport=websocket")},
+                     packages=["socket.io"]),
+        ]
     if args.only:
         wanted = set(args.only.split(","))
         servers = [s for s in servers if s.name in wanted]
@@ -474,13 +574,13 @@ class Runner:
 
     # workloads
 
-    def fanout(self, server, transport, subs, rep):
+    def fanout(self, server, transport, subs, rep, kind="fanout"):
         p = self.profile
 
         def go(server):
             r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["rate"],
                                 events=p["events"], warmup=p["warmup"], size=100, drain=p["drain"])
-            e = self.record("fanout", server, transport, subs, r, rep=rep, rate=p["rate"], size=100)
+            e = self.record(kind, server, transport, subs, r, rep=rep, rate=p["rate"], size=100)
             log("  %-12s %-6s %6d subs: %8s deliveries/CPU-s, p99 %s ms, lost %d, dup %d, server %.2f CPU-s, loadgen %.2f CPU-s, others %.2f CPU-s"
                 % (server.name, transport, subs, e["deliveries_per_cpu_s"], e["latency_us"]["p99"] / 1000.0,
                    e["lost"], e["duplicates"], e["server_cpu_s"], e["gen_cpu_s"],
@@ -504,13 +604,13 @@ class Runner:
 
         self.withServer(server, go)
 
-    def longpoll(self, server, subs):
+    def longpoll(self, server, subs, transport="longpoll", kind="longpoll"):
         p = self.profile
 
         def go(server):
-            r = self.loadgenRun(server, server.endpoints["longpoll"], subs, rate=p["lp_rate"],
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["lp_rate"],
                                 events=p["lp_events"], warmup=p["warmup"], size=100, drain=p["drain"])
-            e = self.record("longpoll", server, "longpoll", subs, r, rate=p["lp_rate"], size=100)
+            e = self.record(kind, server, transport, subs, r, rate=p["lp_rate"], size=100)
             log("  %-12s longpoll %5d clients: %s deliveries/CPU-s, %d requests, p99 %.1f ms, lost %d"
                 % (server.name, subs, e["deliveries_per_cpu_s"], e["requests"], e["latency_us"]["p99"] / 1000.0, e["lost"]))
 
@@ -575,14 +675,16 @@ PROFILES = {
     "quick": dict(sizes=[1000, 5000], rate=10, events=30, warmup=10, drain=8, repeat=1,
                   idle_subs=2000, lp_subs=1000, lp_rate=5, lp_events=20,
                   slow_subs=1000, slow_rate=40, slow_events=200, slow_size=8000, slow_transports=["sse"],
-                  many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000]),
+                  many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
+                  auth_sizes=[1000]),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
-                 many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000]),
+                 many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
+                 auth_sizes=[5000]),
 }
 
-WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers"]
+WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth"]
 
 
 def machineInfo():
@@ -613,6 +715,10 @@ def main():
     parser.add_argument("--rate", type=float, help="fan-out publish rate (events/s)")
     parser.add_argument("--repeat", type=int, help="repeat every fan-out run and every workers pair this many times")
     parser.add_argument("--skip-nchan", action="store_true", help="leave nginx+Nchan out")
+    parser.add_argument("--skip-node", action="store_true", help="leave the Node peers (Faye, Socket.IO) out")
+    parser.add_argument("--add-to", metavar="JSON",
+                        help="merge this run's results into saved ones (replacing the workloads run now) "
+                             "and render the report from the merged file")
     parser.add_argument("--results", help="where to write raw results (default docs/benchmarks.json; quick: bench/build/quick.json)")
     parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--report-only", metavar="JSON", help="only render docs/benchmarks.md from saved results")
@@ -627,6 +733,7 @@ def main():
 
     ensureSystem(args)
     ensurePython(args)
+    args.node = ensureNode(args)
     loadgen = buildLoadgen()
 
     profile = dict(PROFILES["quick" if args.quick else "full"])
@@ -703,16 +810,50 @@ def main():
             for server in (Txcomet(), Txcomet(workers=2)):
                 runner.workers(server, "sse", profile["sat_subs"], profile["sat_rate"], profile["sat_seconds"], rep)
 
+    if "bayeux" in workloads:
+        # Bayeux's WebSocket connection type fans out like the others; its
+        # long-polling is request-shaped, so it runs at the long-poll load
+        for rep in range(profile["repeat"]):
+            for subs in profile["sizes"]:
+                log("fan-out: Bayeux over WebSocket, %d subscribers (repeat %d)" % (subs, rep + 1))
+                for server in servers:
+                    if "bayeux-ws" in server.endpoints:
+                        runner.fanout(server, "bayeux-ws", subs, rep, kind="bayeux")
+        log("Bayeux long-polling: %d clients, %g events/s" % (profile["lp_subs"], profile["lp_rate"]))
+        for server in servers:
+            if "bayeux-lp" in server.endpoints:
+                runner.longpoll(server, profile["lp_subs"], transport="bayeux-lp", kind="bayeux")
+    if "auth" in workloads and "txcomet" in byName:
+        # open and with rules + tokens, alternating, so both see the same
+        # machine: authorization is at subscribe, never per delivery
+        for rep in range(max(profile["repeat"], 3)):
+            for transport in args.transports.split(","):
+                for subs in profile["auth_sizes"]:
+                    log("auth: %s, %d subscribers, open and with tokens (repeat %d)" % (transport, subs, rep + 1))
+                    for server in authServers():
+                        runner.fanout(server, transport, subs, rep, kind="auth")
+
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)
     runner.meta["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     runner.save()
     log("done in %.0f s; results in %s" % (time.time() - started, args.results))
+    if args.add_to:
+        merged = json.loads(Path(args.add_to).read_text())
+        kinds = {r["kind"] for r in runner.results}
+        merged["results"] = [r for r in merged["results"] if r["kind"] not in kinds] + runner.results
+        merged["meta"].setdefault("added", []).append(
+            {k: runner.meta[k] for k in ("command", "started", "finished", "elapsed_s", "settings", "versions")}
+            | {"kinds": sorted(kinds), "loadavg": [runner.meta["machine"]["loadavg_start"],
+                                                    runner.meta["machine"]["loadavg_end"]]})
+        Path(args.add_to).write_text(json.dumps(merged, indent=1))
+        args.results = args.add_to
+        log("merged into %s" % (args.add_to,))
     if not args.no_report:
         sys.path.insert(0, str(BENCH))
         from report import render
 
-        outDir = ROOT / "docs" if not args.quick else BUILD / "report"
+        outDir = ROOT / "docs" if (args.add_to or not args.quick) else BUILD / "report"
         render(Path(args.results), outDir)
         log("report: %s" % (outDir / "benchmarks.md",))
 
