@@ -26,10 +26,11 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.session import Hub, Session
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
-from txcomet._transports.bayeux.protocol import WEBSOCKET, deliveries, encodeArray, fromCometError, parseMessages
+from txcomet._fastpath.writer import writeThrough
+from txcomet._transports.bayeux.protocol import BAYEUX, WEBSOCKET, encodeArray, fromCometError, parseMessages
 from txcomet._transports.http import decodeJSON
-from txcomet._transports.websocket import MESSAGE_ALLOWANCE, _ClockTimer, originAllowed
-from txcomet.interfaces import IDataChannel
+from txcomet._transports.websocket import MESSAGE_ALLOWANCE, _ClockTimer, frameText, originAllowed
+from txcomet.interfaces import IDataChannel, IFraming
 
 log = Logger()
 
@@ -39,6 +40,24 @@ INVALID_PAYLOAD = 1007
 UNSUPPORTED_DATA = 1003
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
+
+
+@implementer(IFraming)
+class BayeuxWebSocketFraming:
+    """
+    A delivery as the complete WebSocket text frame of a one-message Bayeux
+    array: the same bytes for every client, built once per event (nothing
+    for a presence notice, which has no Bayeux form).
+    """
+
+    name = "bayeux-ws"
+
+    def frameEvent(self, event: Event) -> bytes:
+        delivery = event.framed(BAYEUX)
+        return frameText(b"[" + delivery + b"]") if delivery else b""
+
+
+FRAMING = BayeuxWebSocketFraming()
 
 
 @implementer(IDataChannel, IPushProducer)
@@ -235,9 +254,18 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
     # IDataChannel
 
     def writeEvents(self, events: Sequence[Event]) -> None:
-        framed = deliveries(events)
-        if framed:
-            self._send(framed)
+        # Once per subscriber per event: the frame is built once per event
+        # and written as it is (the factory offers no compression, so every
+        # client's frame is the same bytes); flow control detaches the
+        # session while the socket is full.
+        if self.state != self.STATE_OPEN:
+            return
+        if len(events) == 1:
+            frames = events[0].framed(FRAMING)
+        else:
+            frames = b"".join([e.framed(FRAMING) for e in events])
+        if frames:
+            writeThrough(self.transport, frames)
 
     def writeHeartbeat(self) -> None:
         self._answerConnect()
