@@ -16,7 +16,7 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
     package_data={"txcomet": ["py.typed", "static/*"]},
     install_requires=[
-        "twisted>=23.10",
+        "twisted>=24.7",
         "autobahn>=23.1",
         "zope.interface>=5",
         "treq>=23.11",

@@ -364,6 +364,16 @@ class CometRequest(Request):
     _bodyReceived = 0
     _finishWatcher: Optional[Callable[[Optional[Failure]], None]] = None
 
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        # txcomet's endpoints take JSON or text bodies (Bayeux's message=
+        # form is read by its endpoint), never twisted.web's parsed forms:
+        # parsing them would put body fields among the query parameters,
+        # answer a malformed multipart body with a bare 400, and parse
+        # every POST's Content-Type with the email package (a quarter of a
+        # Bayeux long-poll's CPU time).
+        kwargs["parsePOSTFormSubmission"] = False
+        Request.__init__(self, channel, *args, **kwargs)
+
     def watchFinish(self, watcher: Callable[[Optional[Failure]], None]) -> None:
         """
         What L{notifyFinish} tells, without a L{Deferred} per request (a
