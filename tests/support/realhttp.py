@@ -116,7 +116,7 @@ def rawRequest(
     """
     lines = [method + b" " + path.encode("ascii") + b" " + version, b"Host: 127.0.0.1:%d" % (port,)]
     for name, value in (headers or {}).items():
-        lines.append(name.encode("ascii") + b": " + value.encode("utf-8"))
+        lines.append(name.encode("ascii") + b": " + (value if isinstance(value, bytes) else value.encode("utf-8")))
     if body:
         lines.append(b"Content-Length: %d" % (len(body),))
     request = b"\r\n".join(lines) + b"\r\n\r\n" + body
@@ -150,3 +150,36 @@ async def until(condition: Callable[[], bool], step: float = 0.005) -> None:
     """
     while not condition():
         await deferLater(reactor, step, lambda: None)
+
+
+async def serveNode(testCase: Any, *argv: str) -> Any:
+    """
+    Start the stand-alone server as C{twist txcomet ARGV} would build it
+    (the lean path too, with C{--no-access-log}) on a free loopback port,
+    stopped when C{testCase} ends; returns C{(comet, port number)}.
+    """
+    from txcomet._node.site import leanRoutes, makeComet, makeRoot, makeSite
+    from txcomet.tap import Options
+
+    options = Options()
+    options.parseOptions(list(argv))
+    comet = makeComet(options)
+    await comet.startService()
+    testCase.addCleanup(comet.stopService)
+    site = makeSite(options, comet, makeRoot(options, comet))
+    if "--no-access-log" in argv:
+        site.leanRoutes = leanRoutes(options, comet)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    testCase.addCleanup(port.stopListening)
+    return comet, port.getHost().port
+
+
+async def exchange(port: int, method: bytes, path: str, headers: Optional[Dict[str, str]] = None, body: bytes = b"") -> RawHTTPClient:
+    """
+    One request on a connection of its own (C{Connection: close}), read to
+    its end: the L{RawHTTPClient} with status, headers and body.
+    """
+    headers = dict(headers or {}, Connection="close")
+    client = await rawRequest(port, path, headers, method=method, body=body)
+    await client.lost
+    return client

@@ -7,39 +7,19 @@ the framework's bare 400.
 
 import json
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.support.realhttp import rawRequest
-from txcomet._node.site import leanRoutes, makeComet, makeRoot, makeSite
-from txcomet.tap import Options
+from tests.support.realhttp import exchange, serveNode
 
 
 class FormBodyTests(TestCase):
     timeout = 30
 
-    async def serve(self, *argv):
-        options = Options()
-        options.parseOptions(list(argv))
-        comet = makeComet(options)
-        await comet.startService()
-        self.addCleanup(comet.stopService)
-        site = makeSite(options, comet, makeRoot(options, comet))
-        if "--no-access-log" in argv:
-            site.leanRoutes = leanRoutes(options, comet)
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return comet, port.getHost().port
-
     async def post(self, port, path, contentType, body):
-        client = await rawRequest(
-            port, path, {"Content-Type": contentType, "Connection": "close"}, method=b"POST", body=body
-        )
-        await client.lost
-        return client
+        return await exchange(port, b"POST", path, {"Content-Type": contentType}, body)
 
     async def check(self, *argv):
-        comet, port = await self.serve(*argv)
+        comet, port = await serveNode(self, *argv)
         # A malformed multipart body: txcomet's JSON error, not a bare 400.
         client = await self.post(port, "/comet/control", "multipart/form-data; boundary=zzz", b"garbage")
         self.assertEqual(client.status, 400, client.body)

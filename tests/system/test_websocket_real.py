@@ -371,7 +371,7 @@ class BrowserTests(RealServerMixin, TestCase):
         refusals = []
 
         def observe(event):
-            if event.get("reason") == "Origin not allowed" and event.get("log_format", "").startswith("failing"):
+            if event.get("reason") == "Origin not allowed" and event.get("log_format", "").startswith("Refused"):
                 refusals.append(event)
 
         globalLogPublisher.addObserver(observe)

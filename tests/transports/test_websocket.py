@@ -206,8 +206,12 @@ class HandshakeTests(SynchronousTestCase):
 
 class OriginTests(SynchronousTestCase):
     def assertRefused(self, ws):
+        # a 403 with txcomet's JSON error body, as every refusal has; no
+        # WebSocket follows it
         self.assertEqual(ws.client.status, 403)
-        self.assertEqual(ws.client.frames, [])
+        body = ws.client.received.partition(b"\r\n\r\n")[2]
+        self.assertEqual(json.loads(body)["error"], "forbidden")
+        self.assertEqual(ws.client.header("Content-Type"), "application/json; charset=utf-8")
         self.assertTrue(ws.client.disconnected)
         self.assertEqual(ws.comet.hub.sessions, {})
 

@@ -17,7 +17,10 @@ from txcomet.interfaces import IEvent, IFraming, IHistory
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: NaN and the infinities are not JSON, and no browser
+    # parses an event that carries them; encoding one is an error here,
+    # never a frame every subscriber chokes on.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def encodeJSON(value: Any) -> bytes:

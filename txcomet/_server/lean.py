@@ -158,7 +158,9 @@ class LeanRequest:
         if not values:
             return None
         value = values[-1]
-        return value if isinstance(name, bytes) else value.decode("ascii")
+        # As CometRequest.getHeader: bytes that are not UTF-8 are replaced,
+        # so a bad header is refused for its meaning, never a 500.
+        return value if isinstance(name, bytes) else value.decode("utf-8", "replace")
 
     def setHeader(self, name: bytes, value: bytes) -> None:
         if b"\r" in value or b"\n" in value:

@@ -126,6 +126,7 @@ class PublishResource(JSONResource):
     """
 
     isLeaf = True
+    subpaths = True  # the channel
 
     def __init__(self, hub: Hub) -> None:
         super().__init__()
@@ -184,6 +185,8 @@ class CometResource(JSONResource):
     C{GET} on it answers what it serves, as JSON.  Transports are children
     named in L{transports}; L{addTransport} adds one.
     """
+
+    headIsGet = True
 
     def __init__(self, hub: Hub) -> None:
         super().__init__()

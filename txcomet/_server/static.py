@@ -34,6 +34,8 @@ class StaticFile(JSONResource):
     """
 
     isLeaf = True
+    headIsGet = True
+    subpaths = True  # answered by render_GET's own 404
 
     def __init__(self, name: str, config: Optional[CometConfig] = None) -> None:
         super().__init__()

@@ -733,6 +733,11 @@ class Hub:
             raise CometError(
                 "malformed_json", "The data holds a lone surrogate (\\ud800-\\udfff), which is not text."
             )
+        except ValueError:
+            # From Python code: JSON has no NaN or infinities.
+            raise CometError("malformed_json", "The data holds NaN or an infinity, which JSON cannot carry.")
+        except RecursionError:
+            raise CometError("malformed_json", "The data is nested too deeply to encode.")
         if len(encoded) > self.config.maxMessageSize:
             raise CometError(
                 "too_large",

@@ -219,9 +219,27 @@ def readBody(request: Request, limit: int) -> bytes:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def _refuseConstant(name: str) -> Any:
+    # Python's decoder takes NaN, Infinity and -Infinity; JSON does not.
+    raise ValueError("%s is not a JSON value" % (name,))
+
+
+def _finiteFloat(text: str) -> float:
+    # 1e999 would decode to an infinity, which could never be encoded again.
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise ValueError("%s is out of a double's range" % (text,))
+    return value
+
+
+_INFINITY = float("inf")
+
+
 def decodeJSON(body: bytes) -> Any:
     """
-    Decode a UTF-8 JSON body, or raise L{CometError} C{malformed_json}.
+    Decode a UTF-8 JSON body, or raise L{CometError} C{malformed_json}:
+    also for C{NaN}, C{Infinity}, numbers past a double's range and values
+    nested too deeply for the decoder, none of which could be sent on.
 
     JSON may spell a lone UTF-16 surrogate (C{"\\ud800"}); no UTF-8 text can
     carry one, so such a value could never be encoded again (for instance
@@ -230,7 +248,9 @@ def decodeJSON(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuseConstant, parse_float=_finiteFloat)
+    except RecursionError:
+        raise CometError("malformed_json", "The JSON is nested too deeply.")
     except (UnicodeDecodeError, ValueError) as e:
         raise CometError("malformed_json", "The body is not UTF-8 JSON: %s." % (e,))
     if _SURROGATE_ESCAPE.search(text) is not None:
@@ -289,12 +309,13 @@ class _Redacted:
         self.uri = redactURI(request.uri)
 
     def getHeader(self, name: Any) -> Any:
-        value = self._request.getHeader(name)
-        if value is not None and name in (b"referer", "referer"):
-            if isinstance(value, bytes):
-                return redactURI(value)
-            return redactURI(value.encode("latin-1")).decode("latin-1")
-        return value
+        if name in (b"referer", "referer"):
+            value = self._request.getHeader(b"referer")
+            if value is None:
+                return None
+            value = redactURI(value)
+            return value if isinstance(name, bytes) else value.decode("utf-8", "replace")
+        return self._request.getHeader(name)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
@@ -374,6 +395,21 @@ class CometRequest(Request):
         kwargs["parsePOSTFormSubmission"] = False
         Request.__init__(self, channel, *args, **kwargs)
 
+    def getHeader(self, key: Any) -> Any:
+        """
+        As L{Request.getHeader}, except that a header asked for by a text
+        name whose bytes are not UTF-8 comes back with them replaced
+        (U+FFFD) instead of raising: a bad C{Last-Event-ID}, bearer token
+        or C{Origin} is then refused for what it says (400, 401, 403), and
+        never a 500.
+        """
+        if isinstance(key, bytes):
+            return Request.getHeader(self, key)
+        values = self.requestHeaders.getRawHeaders(key.encode("ascii"))
+        if values is None:
+            return None
+        return values[-1].decode("utf-8", "replace")
+
     def watchFinish(self, watcher: Callable[[Optional[Failure]], None]) -> None:
         """
         What L{notifyFinish} tells, without a L{Deferred} per request (a
@@ -429,12 +465,39 @@ class JSONResource(Resource):
 
     config: CometConfig
 
+    #: Whether C{HEAD} is C{GET} without the body.  Only where C{GET} only
+    #: reads (the info document, static files): elsewhere a C{GET} joins,
+    #: subscribes or holds a data channel, which a C{HEAD} must never do,
+    #: so it is a 405 there.
+    headIsGet = False
+
+    #: Whether paths below this leaf resource mean something to it (the
+    #: publish API's channel, Bayeux's sub-paths, a static file's own
+    #: check); elsewhere C{<resource>/extra} is a JSON 404, not the
+    #: resource itself.
+    subpaths = False
+
     def render(self, request: Request) -> Any:
         method = request.method.decode("ascii", "replace")
-        handler = getattr(self, "render_" + method, None)
+        # (A leaf that is the site's root, as in-memory tests mount one,
+        # has consumed no path: its postpath is the whole path.)
+        # The lean path routes exact paths only, and has none.
+        postpath = getattr(request, "postpath", None)
+        if postpath and not self.subpaths and self.isLeaf and request.prepath and postpath != [b""]:
+            return writeError(request, CometError("not_found"))
+        if method == "HEAD":
+            if type(self).render_HEAD is not Resource.render_HEAD:
+                handler = self.render_HEAD  # its own: data channels answer headers only
+            else:
+                handler = self.render_GET if self.headIsGet else None
+        else:
+            handler = getattr(self, "render_" + method, None)
         if handler is None or method == "OPTIONS" and not hasattr(self, "render_OPTIONS"):
             allowed = sorted(
-                name[len("render_") :] for name in dir(self) if name.startswith("render_")
+                name[len("render_") :]
+                for name in dir(self)
+                if name.startswith("render_")
+                and (name != "render_HEAD" or self.headIsGet or type(self).render_HEAD is not Resource.render_HEAD)
             )
             request.setHeader(b"Allow", ", ".join(allowed).encode("ascii"))
             return writeError(

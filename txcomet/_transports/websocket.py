@@ -174,6 +174,32 @@ def originAllowed(config: CometConfig, origin: Optional[str], host: Optional[str
     return theirs is not None and theirs == _hostPort(host, scheme)
 
 
+def checkHandshakeOrigin(config: CometConfig, request: Any) -> None:
+    """
+    Refuse a WebSocket handshake whose C{Origin} L{originAllowed} refuses,
+    malformed ones included, with C{403 forbidden} and txcomet's JSON
+    body, before Autobahn sees it (which would answer an empty 403, or a
+    bare text 400 for an origin it cannot parse).
+    """
+    origin = request.getHeader("Origin")
+    if not originAllowed(config, origin, request.getHeader("Host")):
+        log.info(
+            "Refused a WebSocket handshake from {origin}: {reason}",
+            origin=origin,
+            reason="Origin not allowed",
+        )
+        # As Autobahn's refusal did: the connection ends with the answer.
+        request.setHeader(b"Connection", b"close")
+        channel = getattr(request, "channel", None)
+        if channel is not None:
+            channel.persistent = False
+        raise CometError(
+            "forbidden",
+            "Origin not allowed: serve the page from this server's host and port, "
+            "or allow its origin (--allow-origin).",
+        )
+
+
 def connectParams(uri: str, headers: Dict[str, str], maxChannels: int) -> Optional[DataChannelParams]:
     """
     The data channel parameters of a handshake's request URI and headers,
@@ -1173,6 +1199,7 @@ class WebSocketTransport(JSONResource):
             request.setResponseCode(426, b"Upgrade Required")
             request.setHeader(b"Upgrade", b"websocket")
             return body
+        checkHandshakeOrigin(self.config, request)
         if self.factory.stopped:
             raise CometError("unavailable", "The server is shutting down.")
         return self._upgrade.render(request)

@@ -25,6 +25,7 @@ from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.session import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
+from txcomet._transports.websocket import checkHandshakeOrigin
 from txcomet._transports.bayeux.protocol import (
     CALLBACK_POLLING,
     LONG_POLLING,
@@ -113,6 +114,7 @@ class BayeuxResource(JSONResource):
     """
 
     isLeaf = True
+    subpaths = True  # CometD's /handshake, /connect, ... (checked in render)
 
     def __init__(self, hub: Hub, endpoint: BayeuxEndpoint, factory: Any = None) -> None:
         super().__init__()
@@ -167,6 +169,7 @@ class BayeuxResource(JSONResource):
         self._checkPath(request)
         upgrade = request.getHeader("Upgrade") or ""
         if self.upgrade is not None and "websocket" in [t.strip().lower() for t in upgrade.split(",")]:
+            checkHandshakeOrigin(self.config, request)
             if self.factory.stopped:
                 raise CometError("unavailable", "The server is shutting down.")
             return self.upgrade.render(request)
