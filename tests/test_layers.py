@@ -51,19 +51,8 @@ class SourceTests(SynchronousTestCase):
         the package's C{__init__}, and no modules import each other in a
         cycle.  (Every import counts, also those inside functions.)
         """
-        # Two violations are known and have fixes on their way (the Redis
-        # bus's session router moves to _sessions/redisrouter.py, the worker
-        # process group to _node/workers.py).  They are named here, with
-        # the module and the module it must not import, so that any other
-        # violation fails this test, and so does one of these two once it
-        # is gone and this list was not shortened.
-        known = {
-            ("txcomet._bus.redis", "txcomet._sessions.control"),
-            ("txcomet._bus.workers", "txcomet._transports.http"),
-        }
         found = check(PACKAGE, "txcomet")
-        seen = {(v.split(" ")[0], v.split(" imports ")[1].split(":")[0]) for v in found}
-        self.assertEqual(seen, known, found)
+        self.assertEqual(found, [])
 
     def test_theGraphIsRead(self):
         """

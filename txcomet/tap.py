@@ -324,10 +324,8 @@ def _makeWorkerService(options: Options) -> MultiService:
     from twisted.internet import reactor
     from twisted.internet.endpoints import UNIXServerEndpoint
 
-    from txcomet._bus.workers import (
-        BusHub,
-        HubClient,
-        WorkerBus,
+    from txcomet._bus.workers import BusHub, HubClient, WorkerBus
+    from txcomet._node.workers import (
         WorkerPool,
         WorkerRouter,
         reusePortEndpoint,

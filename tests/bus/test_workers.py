@@ -7,7 +7,7 @@ import sys
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._bus.workers import sessionOwner, workerCommand
+from txcomet._node.workers import sessionOwner, workerCommand
 from txcomet.tap import Options
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from txcomet._bus.workers import bayeuxClientId
+from txcomet._node.workers import bayeuxClientId
 
 
 class ClientIdTests(SynchronousTestCase):

@@ -17,7 +17,7 @@ from txcomet._auth.authorizer import CometAuthorizer
 from txcomet._transports.http import redactURI, redactedLogFormatter
 from txcomet._node.site import makeComet
 from txcomet.tap import Options
-from txcomet._bus.workers import workerCommand
+from txcomet._node.workers import workerCommand
 
 from tests.support.auth import EXAMPLE, RSA_KEY, SECRET, publicPEM, tempPath
 

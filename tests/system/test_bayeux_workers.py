@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txcomet import Comet, CometConfig, CometRequest, InMemoryBus
-from txcomet._bus.workers import WorkerRouter, workerSocket
+from txcomet._node.workers import WorkerRouter, workerSocket
 
 
 class ForwardTests(TestCase):

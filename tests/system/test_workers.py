@@ -25,11 +25,9 @@ from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
 from txcomet import CometError
-from txcomet._bus.workers import (
-    BusHub,
-    HubClient,
+from txcomet._bus.workers import BusHub, HubClient, WorkerBus
+from txcomet._node.workers import (
     ReusePortEndpoint,
-    WorkerBus,
     WorkerRouter,
     reusePortEndpoint,
     workerSocket,

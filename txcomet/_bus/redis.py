@@ -1128,10 +1128,9 @@ class RedisBus:
         return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
 
     def bindHub(self, hub: Any) -> None:
-        from txcomet._sessions.control import ControlDispatcher
-
         self._hub = hub
-        self._dispatcher = ControlDispatcher(hub)
+        # forwarded control requests run as the hub runs its own
+        self._dispatcher = hub.dispatcher
 
     def sessionClosed(self, session: Any) -> None:
         entry = self._handingOver.pop(session.id, None)

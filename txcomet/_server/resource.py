@@ -192,7 +192,7 @@ class CometResource(JSONResource):
         super().__init__()
         self.hub = hub
         self.config = hub.config
-        self.dispatcher = ControlDispatcher(hub)
+        self.dispatcher = hub.dispatcher
         self.transports: List[str] = []
         #: The services of transports that hold state of their own (open
         #: connections, a protocol factory); the L{Comet} service starts

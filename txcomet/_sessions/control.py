@@ -13,7 +13,6 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from txcomet._model.channels import validateChannel
 from txcomet._model.errors import CometError
-from txcomet._sessions.session import Hub, Session
 
 OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave", "refresh")
 
@@ -39,10 +38,12 @@ _KIND_NAMES = {str: "a string", dict: "an object", list: "an array", bool: "true
 
 class ControlDispatcher:
     """
-    Runs control operations against a L{Hub}.
+    Runs control operations against a L{Hub}, which owns the one
+    dispatcher (L{Hub.dispatcher}).  The hub's module imports this one, so
+    the hub and its sessions are typed C{Any} here rather than imported.
     """
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Any) -> None:
         self.hub = hub
         self._ops: Dict[str, Callable[[dict, dict], Deferred]] = {
             "join": self._join,
@@ -100,7 +101,7 @@ class ControlDispatcher:
 
         return handler(message, context).addCallback(answer)
 
-    def _session(self, message: dict) -> Session:
+    def _session(self, message: dict) -> Any:
         sessionId = _field(message, "session", str, required=True)
         return self.hub.getSession(sessionId)
 

@@ -32,6 +32,7 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON, formatId, parsePosition
 from txcomet._fastpath.writer import Turn
 from txcomet._bus.memory import InMemoryBus
+from txcomet._sessions.control import ControlDispatcher
 from txcomet.interfaces import (
     IAuthorizer,
     IDataChannel,
@@ -696,6 +697,10 @@ class Hub:
         self.rosters = getattr(self.bus, "localSubscribers", None)
         #: The bus as an L{ISessionRouter}, when it can reach sessions held
         #: by other nodes sharing it (the Redis bus), else C{None}.
+        #: The one L{ControlDispatcher}: the control channel, WebSocket
+        #: control messages and requests forwarded by other nodes all run
+        #: their operations through it.
+        self.dispatcher = ControlDispatcher(self)
         self.router: Optional[ISessionRouter] = ISessionRouter(self.bus, None)
         if self.router is not None:
             self.router.bindHub(self)

@@ -1182,7 +1182,7 @@ class WebSocketTransport(JSONResource):
         self.hub = hub
         self.config = hub.config
         if dispatcher is None:
-            dispatcher = ControlDispatcher(hub)
+            dispatcher = hub.dispatcher
         self.factory = CometWebSocketFactory(hub, dispatcher)
         self.service = WebSocketService(self.factory)
         self._upgrade = WebSocketResource(self.factory)
