@@ -227,6 +227,30 @@ class RealServerClientTests(RealServerMixin, TestCase):
         self.assertNotEqual(client.session, old)
 
     @inlineCallbacks
+    def test_closedBetweenPollsSaysWhy(self):
+        """
+        A session cut off while no data channel was open (between polls)
+        is named by the next poll's C{410 session_closed}: the client stops
+        as the close message would have told it to, and joins no new
+        session.
+        """
+        yield self.startServer()
+        client = CometClient(self.url, transport="poll", backoff=(0.05, 0.5))
+        self.addCleanup(client.leave)
+        yield client.subscribe("news", lambda event: None)
+        session = self.comet.hub.sessions[client.session]
+        while session.dataChannel is not None:
+            yield _turn()
+        session.close("kicked", reconnect=False)
+        for _ in range(400):
+            if client.state == "abort":
+                break
+            yield _turn()
+        self.assertEqual(client.state, "abort")
+        self.assertIsNone(client.session)
+        self.assertEqual(self.comet.hub.sessions, {})
+
+    @inlineCallbacks
     def test_errors(self):
         """
         The server's errors reach the caller as CometError with its code:

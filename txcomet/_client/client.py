@@ -56,7 +56,10 @@ _CHANNEL_REASONS = frozenset(["recycle", "replaced"])
 
 def _errorFrom(body: Any, status: int) -> CometError:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return _clientError(body["error"], str(body.get("message", body["error"])), body.get("status") or status)
+        error = _clientError(body["error"], str(body.get("message", body["error"])), body.get("status") or status)
+        # session_closed says why, and whether to join again
+        error.details = {k: body[k] for k in ("reason", "reconnect") if k in body}
+        return error
     return _clientError("network", "The server answered %s, not txcomet JSON." % (status,), status)
 
 
@@ -416,7 +419,7 @@ class CometClient:
                 try:
                     yield self.control("leave", session=session)
                 except CometError as e:
-                    if e.code != "unknown_session":
+                    if e.code not in ("unknown_session", "session_closed"):
                         raise
         finally:
             yield self.close()
@@ -606,6 +609,13 @@ class CometClient:
         self._retry(rejoin=True)
 
     def _ended(self, error: CometError) -> None:
+        if error.code == "session_closed":
+            # The server closed the session while no channel was open to
+            # say so: as if the close message had come.
+            self._closed(
+                {"reason": error.details.get("reason"), "reconnect": error.details.get("reconnect", True)}
+            )
+            return
         self._channel = None
         self._generation += 1
         self._retry(rejoin=error.code == "unknown_session")

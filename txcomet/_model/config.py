@@ -23,6 +23,11 @@ class CometConfig:
     @ivar maxMessageSize: the largest message (publish data, control body)
         accepted, in bytes.
     @ivar maxSubscriptions: subscriptions one session may hold.
+    @ivar closedSessionMemory: seconds for which a session the server
+        closed (slow consumer, expiry, kicked...) is remembered, so that a
+        request naming it is told why (410 C{session_closed}) rather than
+        C{unknown_session}; 0 forgets at once.  At most
+        C{CLOSED_SESSIONS_KEPT} are remembered at a time.
     @ivar allowedOrigins: origins granted CORS and WebSocket access; C{"*"}
         allows any.  Same-origin requests need no entry.
     @ivar publisherSecret: the secret C{POST /publish/...} requires, or
@@ -75,6 +80,7 @@ class CometConfig:
         replayLength: int = 200,
         maxMessageSize: int = 64 * 1024,
         maxSubscriptions: int = 100,
+        closedSessionMemory: float = 300.0,
         allowedOrigins: Sequence[str] = (),
         publisherSecret: Optional[str] = None,
         clientPublish: bool = True,
@@ -132,6 +138,9 @@ class CometConfig:
         self.replayLength = replayLength
         self.maxMessageSize = maxMessageSize
         self.maxSubscriptions = maxSubscriptions
+        if closedSessionMemory < 0:
+            raise ValueError("closedSessionMemory must be 0 or more, not %r" % (closedSessionMemory,))
+        self.closedSessionMemory = float(closedSessionMemory)
         self.allowedOrigins = tuple(allowedOrigins)
         self.publisherSecret = publisherSecret
         self.clientPublish = clientPublish

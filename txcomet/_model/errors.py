@@ -5,7 +5,7 @@ The codes are part of the protocol (C{docs/protocol.md}); clients switch on
 them, so they never change meaning.
 """
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 #: code -> (HTTP status, default message)
 ERRORS: Dict[str, tuple] = {
@@ -21,6 +21,7 @@ ERRORS: Dict[str, tuple] = {
     "unknown_session": (404, "The session does not exist or has expired."),
     "not_found": (404, "There is nothing at this address."),
     "forbidden": (403, "Not allowed."),
+    "session_closed": (410, "The server closed the session; the reason says why."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "too_large": (413, "The body or message is larger than allowed."),
     "unsupported_encoding": (415, "The body is not UTF-8."),
@@ -38,15 +39,26 @@ class CometError(Exception):
     @ivar message: a sentence for the developer reading the response.
     """
 
-    def __init__(self, code: str, message: Optional[str] = None, status: Optional[int] = None):
+    def __init__(
+        self,
+        code: str,
+        message: Optional[str] = None,
+        status: Optional[int] = None,
+        details: Optional[Dict[str, Any]] = None,
+    ):
         defaultStatus, defaultMessage = ERRORS[code]
         self.code = code
         self.status = status if status is not None else defaultStatus
         self.message = message if message is not None else defaultMessage
+        #: more fields for the body (C{session_closed}: C{reason}, C{reconnect})
+        self.details = details or {}
         super().__init__(code, self.message)
 
     def asDict(self) -> dict:
         """
         The error as the JSON body every transport answers with.
         """
-        return {"error": self.code, "message": self.message, "status": self.status}
+        body = {"error": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            body.update(self.details)
+        return body

@@ -19,6 +19,7 @@ is the fan-out hot path, and it runs once per subscriber per event.
 """
 
 import secrets
+from collections import OrderedDict
 from itertools import islice
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -66,6 +67,14 @@ CLOSE_REASONS = {
     "invalid_token": False,
 }
 
+#: At most this many closed sessions are remembered for
+#: C{CometConfig.closedSessionMemory} seconds (about 100 bytes each).
+CLOSED_SESSIONS_KEPT = 100000
+
+#: Close reasons that are no news to the client that named the session: it
+#: left, or it moved to another node (no reason).
+_UNREMEMBERED = frozenset([None, "left"])
+
 #: The direct path drops delivered events from the front of the replay
 #: buffer this many at a time (it keeps replayLength to replayLength + this).
 _TRIM_BATCH = 32
@@ -109,6 +118,7 @@ class Session:
         "presence",
         "state",
         "closeReason",
+        "closeReconnect",
         "subscriptions",
         "_buffer",
         "_base",
@@ -144,6 +154,7 @@ class Session:
         self.presence = presence and not ephemeral
         self.state = JOINED
         self.closeReason: Optional[str] = None
+        self.closeReconnect = True
         self.subscriptions: Dict[str, None] = {}
         # Every event queued to this session, delivered or not, in order.
         # _base is the absolute index of _buffer[0]; _sent is the absolute
@@ -227,7 +238,13 @@ class Session:
         Raise L{CometError} C{unknown_session} if the session is closed.
         """
         if self.state == CLOSED:
-            raise CometError("unknown_session", "The session is closed (%s)." % (self.closeReason,))
+            if self.closeReason in _UNREMEMBERED:
+                raise CometError("unknown_session", "The session is closed (%s)." % (self.closeReason,))
+            raise CometError(
+                "session_closed",
+                "The server closed the session: %s." % (self.closeReason,),
+                details={"reason": self.closeReason, "reconnect": self.closeReconnect},
+            )
 
     # ISubscriber
 
@@ -474,6 +491,9 @@ class Session:
             return
         self.state = CLOSED
         self.closeReason = reason
+        if reconnect is None:
+            reconnect = CLOSE_REASONS.get(reason, True)
+        self.closeReconnect = reconnect
         self._cancelExpiry()
         channel = self._channel
         self._channel = None
@@ -481,8 +501,6 @@ class Session:
         self._buffer.clear()
         self._pendingBytes = 0
         if channel is not None and reason is not None:
-            if reconnect is None:
-                reconnect = CLOSE_REASONS.get(reason, True)
             channel.closeChannel(reason, reconnect)
         self.hub._sessionClosed(self)
 
@@ -691,6 +709,9 @@ class Hub:
         #: The authorizer as an L{ITokenAuthorizer}, or C{None}.
         self.policy: Optional[ITokenAuthorizer] = ITokenAuthorizer(self.authorizer, None)
         self.sessions: Dict[str, Session] = {}
+        #: session id -> (close reason, reconnect, when): sessions the
+        #: server closed lately, oldest first (see L{closedError})
+        self._closed: "OrderedDict[str, tuple]" = OrderedDict()
         self.turn = Turn(self.clock)
         #: The bus's L{txcomet._bus.subscribers.LocalSubscribers}, whose
         #: rosters take fan-out's shortest way; C{None} for a bus without.
@@ -859,7 +880,9 @@ class Hub:
         if isinstance(sessionId, str) and sessionId in self.sessions:
             return succeed(self.sessions[sessionId])
         if self.router is None or not isinstance(sessionId, str):
-            return fail(CometError("unknown_session"))
+            return fail(self.closedError(sessionId))
+        if sessionId in self._closed:
+            return fail(self.closedError(sessionId))
         d = self.router.claimSession(sessionId)
 
         def claimed(session):
@@ -924,8 +947,38 @@ class Hub:
         """
         session = self.sessions.get(sessionId) if isinstance(sessionId, str) else None
         if session is None:
-            raise CometError("unknown_session")
+            raise self.closedError(sessionId)
         return session
+
+    def closedError(self, sessionId: object) -> CometError:
+        """
+        What to answer a request naming C{sessionId}, which is not open
+        here: C{session_closed} (410) with the reason and whether to join
+        again, when the server closed it lately; else C{unknown_session}.
+        """
+        closed = self._closed.get(sessionId) if isinstance(sessionId, str) else None
+        if closed is None or closed[2] + self.config.closedSessionMemory < self.clock.seconds():
+            return CometError("unknown_session")
+        reason, reconnect, _ = closed
+        return CometError(
+            "session_closed",
+            "The server closed the session: %s." % (reason,),
+            details={"reason": reason, "reconnect": reconnect},
+        )
+
+    def _rememberClosed(self, session: "Session") -> None:
+        reason = session.closeReason
+        memory = self.config.closedSessionMemory
+        if reason in _UNREMEMBERED or not memory:
+            return
+        closed = self._closed
+        now = self.clock.seconds()
+        closed[session.id] = (reason, session.closeReconnect, now)
+        while closed:
+            oldest = next(iter(closed.values()))
+            if len(closed) <= CLOSED_SESSIONS_KEPT and oldest[2] + memory >= now:
+                break
+            closed.popitem(last=False)
 
     def publish(self, channel: str, data: Any) -> Deferred:
         """
@@ -941,6 +994,7 @@ class Hub:
 
     def _sessionClosed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        self._rememberClosed(session)
         if session.grant is not None:
             session.grant.release()
         if self.router is not None:

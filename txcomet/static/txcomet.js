@@ -109,7 +109,11 @@
 
   function errorFrom(body, status) {
     if (body && typeof body.error === 'string') {
-      return CometError(body.error, body.message, body.status || status);
+      var e = CometError(body.error, body.message, body.status || status);
+      // session_closed (410) says why, and whether to join again
+      if (body.reason !== undefined) e.reason = body.reason;
+      if (body.reconnect !== undefined) e.reconnect = body.reconnect;
+      return e;
     }
     return CometError('network', 'The server could not be reached (' + (status || 'no answer') + ').', status);
   }
@@ -726,7 +730,11 @@
       }
       return self._send(Object.assign({session: self.session}, message));
     }).catch(function (error) {
-      if (error.code === 'unknown_session' && self._started) {
+      if (error.code === 'session_closed' && error.reconnect === false && self._started) {
+        self._closed(self._t, {reason: error.reason, reconnect: false});
+        throw error;
+      }
+      if ((error.code === 'unknown_session' || error.code === 'session_closed') && self._started) {
         // The server forgot us: join again (resuming), then retry once.
         self._sessionLost();
         return self._sessionReady().then(function () {
@@ -1035,6 +1043,11 @@
     var error = info.error;
     if (error) this._emit('error', error);
     if (error && error.code === 'unknown_session') { this._sessionLost(); return; }
+    if (error && error.code === 'session_closed') {
+      // Closed while no channel was open to say so: as if it had.
+      this._closed(t, {reason: error.reason, reconnect: error.reconnect !== false});
+      return;
+    }
     if (t.opened) {
       // It worked and broke (server restart, network change, proxy
       // timeout): reopen on the same session from the last event seen.
@@ -1060,7 +1073,9 @@
       self._retry();
     }, function (error) {
       if (!self._started) return;
-      if (error.code === 'unknown_session') self._sessionLost(); else self._retry();
+      if (error.code === 'unknown_session') self._sessionLost();
+      else if (error.code === 'session_closed') self._closed(t, {reason: error.reason, reconnect: error.reconnect !== false});
+      else self._retry();
     });
   };
 

@@ -141,6 +141,13 @@ def fromCometError(error: CometError, channel: str = "") -> BayeuxError:
     args = _clip(channel)
     if error.code == "unknown_session":
         return sessionUnknown()
+    if error.code == "session_closed":
+        # Bayeux has no "closed because": the client handshakes again, or
+        # (cut off) is advised not to.
+        unknown = sessionUnknown()
+        if not error.details.get("reconnect", True):
+            unknown.reconnect = NONE
+        return unknown
     if error.code == "forbidden":
         return BayeuxError(403, args, error.message)
     if error.code == "invalid_channel":
