@@ -21,7 +21,15 @@ from twisted.web.server import Site
 from txcomet._demo.chart import CounterService
 from txcomet._demo.page import IndexPage
 from txcomet._model.config import CometConfig
-from txcomet._node.site import WhenReadyEndpoint, leanRoutes, makeComet, makeRoot, makeSite, warnOpenPublish
+from txcomet._node.site import (
+    WhenReadyEndpoint,
+    guardedFactory,
+    leanRoutes,
+    makeComet,
+    makeRoot,
+    makeSite,
+    warnOpenPublish,
+)
 
 
 def _timestamp(value: str) -> float:
@@ -116,6 +124,12 @@ class Options(usage.Options):
         ["hook-timeout", None, 1.0, "Seconds a hook has to answer; then the request is refused (503 unavailable).",
          _positiveFloat],
         ["hook-headers", None, "cookie,authorization", "The request headers forwarded to hooks, comma-separated."],
+        ["head-timeout", None, 10.0, "Seconds a client has to send a complete request head, from its first "
+         "byte (or the connection's start); then the connection is closed (0: no limit).", float],
+        ["max-connections", None, None, "Connections open at once; more are answered 503 and closed "
+         "(default: the open-files limit less 256).", _count],
+        ["max-connections-per-address", None, 1000, "Connections open at once from one client address; "
+         "more are answered 429 too_many_connections (0: no limit).", _count],
         ["worker-hub", None, None, "(Internal: set by worker 0 for the workers it starts.) The UNIX socket of the bus hub."],
         ["worker-index", None, 0, "(Internal.) This worker's number.", _count],
     ]
@@ -139,6 +153,7 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["listen"] = []
         self["allowedOrigins"] = []
+        self["trustedProxies"] = []
         self["rulesPath"] = None
 
     def opt_listen(self, endpoint: str) -> None:
@@ -156,6 +171,14 @@ class Options(usage.Options):
         (and without tokens or hooks) the server is open.
         """
         self["rulesPath"] = os.path.abspath(path)
+
+    def opt_trust_proxy(self, address: str) -> None:
+        """
+        The address of a reverse proxy in front of txcomet (repeatable): its
+        connections count against the client address it names in
+        X-Forwarded-For (or Forwarded), not against its own.
+        """
+        self["trustedProxies"].append(address)
 
     def opt_allow_origin(self, origin: str) -> None:
         """
@@ -293,9 +316,10 @@ def makeService(options: Options) -> MultiService:
     site = makeSite(options, comet, root)
     if options["leanHTTP"]:
         site.leanRoutes = leanRoutes(options, comet)
+    guarded = guardedFactory(options, site)
     for description in options["listen"]:
         endpoint = WhenReadyEndpoint(serverFromString(reactor, description), comet.whenReady)
-        StreamServerEndpointService(endpoint, site).setServiceParent(service)
+        StreamServerEndpointService(endpoint, guarded).setServiceParent(service)
     warnOpenPublish(options)
     return service
 
@@ -377,7 +401,7 @@ def _makeWorkerService(options: Options) -> MultiService:
         # could not publish or deliver for.
         endpoint = reusePortEndpoint(reactor, description, after=after)
         endpoints.append(endpoint)
-        StreamServerEndpointService(endpoint, site).setServiceParent(service)
+        StreamServerEndpointService(endpoint, guardedFactory(options, site)).setServiceParent(service)
     if options["worker-hub"] is None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)

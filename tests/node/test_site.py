@@ -162,7 +162,11 @@ class LeanSwitchTests(SynchronousTestCase):
     def _site(self, *args):
         service = makeService(parse("--listen", "tcp:0", *args))
         [port] = [s for s in service if hasattr(s, "endpoint")]
-        return port.factory
+        # twist txcomet listens behind the connection guard
+        from txcomet._server.guard import ConnectionGuard
+
+        self.assertIsInstance(port.factory, ConnectionGuard)
+        return port.factory.wrappedFactory
 
     def test_default(self):
         """

@@ -158,7 +158,7 @@ async def serveNode(testCase: Any, *argv: str) -> Any:
     (the lean path too, with C{--no-access-log}) on a free loopback port,
     stopped when C{testCase} ends; returns C{(comet, port number)}.
     """
-    from txcomet._node.site import leanRoutes, makeComet, makeRoot, makeSite
+    from txcomet._node.site import guardedFactory, leanRoutes, makeComet, makeRoot, makeSite
     from txcomet.tap import Options
 
     options = Options()
@@ -169,7 +169,8 @@ async def serveNode(testCase: Any, *argv: str) -> Any:
     site = makeSite(options, comet, makeRoot(options, comet))
     if "--no-access-log" in argv:
         site.leanRoutes = leanRoutes(options, comet)
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    # behind the connection guard, as twist txcomet listens
+    port = reactor.listenTCP(0, guardedFactory(options, site), interface="127.0.0.1")
     testCase.addCleanup(port.stopListening)
     return comet, port.getHost().port
 

@@ -23,6 +23,10 @@ class CometConfig:
     @ivar maxMessageSize: the largest message (publish data, control body)
         accepted, in bytes.
     @ivar maxSubscriptions: subscriptions one session may hold.
+    @ivar controlRate: control operations (subscribe, publish, presence...)
+        per second one session may make on average; past C{controlBurst}
+        in a row they are refused with 429 C{rate_limited}.  0: no limit.
+    @ivar controlBurst: control operations a session may make at once.
     @ivar closedSessionMemory: seconds for which a session the server
         closed (slow consumer, expiry, kicked...) is remembered, so that a
         request naming it is told why (410 C{session_closed}) rather than
@@ -81,6 +85,8 @@ class CometConfig:
         maxMessageSize: int = 64 * 1024,
         maxSubscriptions: int = 100,
         closedSessionMemory: float = 300.0,
+        controlRate: float = 50.0,
+        controlBurst: int = 200,
         allowedOrigins: Sequence[str] = (),
         publisherSecret: Optional[str] = None,
         clientPublish: bool = True,
@@ -141,6 +147,10 @@ class CometConfig:
         if closedSessionMemory < 0:
             raise ValueError("closedSessionMemory must be 0 or more, not %r" % (closedSessionMemory,))
         self.closedSessionMemory = float(closedSessionMemory)
+        if controlRate < 0 or controlBurst < 1:
+            raise ValueError("controlRate must be 0 or more and controlBurst 1 or more")
+        self.controlRate = float(controlRate)
+        self.controlBurst = controlBurst
         self.allowedOrigins = tuple(allowedOrigins)
         self.publisherSecret = publisherSecret
         self.clientPublish = clientPublish

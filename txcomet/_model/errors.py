@@ -24,6 +24,8 @@ ERRORS: Dict[str, tuple] = {
     "session_closed": (410, "The server closed the session; the reason says why."),
     "method_not_allowed": (405, "This method is not allowed here."),
     "too_large": (413, "The body or message is larger than allowed."),
+    "too_many_connections": (429, "Too many connections from this address at once."),
+    "rate_limited": (429, "Too many control requests; slow down."),
     "unsupported_encoding": (415, "The body is not UTF-8."),
     "unavailable": (503, "The bus, a key set or an authorization backend is not available right now."),
     "internal_error": (500, "Something went wrong on the server; it has been logged."),

@@ -14,6 +14,7 @@ from twisted.web.static import File
 from zope.interface import implementer
 
 from txcomet._demo.page import IndexPage
+from txcomet._server.guard import ConnectionGuard
 from txcomet._server.lean import LeanSite
 from txcomet._server.service import Comet
 from txcomet._transports.http import CometRequest, redactedLogFormatter
@@ -94,6 +95,25 @@ def makeSite(options: Any, comet: Comet, root: Any = None) -> Site:
     site = factory(root, requestFactory=CometRequest, logFormatter=redactedLogFormatter)
     site.displayTracebacks = False
     return site
+
+
+def guardedFactory(options: Any, site: Site) -> ConnectionGuard:
+    """
+    C{site} behind the connection guard the options describe: deadlines
+    for request heads, and caps on connections in all and per client
+    address (see L{txcomet._server.guard}).
+    """
+    from twisted.internet import reactor
+
+    perAddress = options["max-connections-per-address"]
+    return ConnectionGuard(
+        site,
+        reactor,
+        headTimeout=options["head-timeout"],
+        maxConnections=options["max-connections"],
+        maxPerAddress=perAddress if perAddress else 2**62,
+        trustedProxies=options["trustedProxies"],
+    )
 
 
 def leanRoutes(options: Any, comet: Comet) -> Dict[bytes, Resource]:

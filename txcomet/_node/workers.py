@@ -456,6 +456,8 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
             argv.append("--" + flag[0])
     for origin in options["allowedOrigins"]:
         argv += ["--allow-origin", origin]
+    for proxy in options["trustedProxies"]:
+        argv += ["--trust-proxy", proxy]
     if options.get("rulesPath") is not None:
         argv += ["--config", options["rulesPath"]]
     argv += ["--worker-hub", hubPath, "--worker-index", str(index)]

@@ -92,6 +92,11 @@ class ControlDispatcher:
             # Another node may hold the session: run the operation there.
             return router.forwardControl(sessionId, message, context)
 
+        if op != "join" and isinstance(sessionId, str):
+            session = self.hub.sessions.get(sessionId)
+            if session is not None:
+                session.chargeControl()
+
         def answer(result: dict) -> dict:
             reply: Dict[str, Any] = {"ok": True, "op": op}
             if ref is not None:

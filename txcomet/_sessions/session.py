@@ -119,6 +119,8 @@ class Session:
         "state",
         "closeReason",
         "closeReconnect",
+        "_allowance",
+        "_allowanceAt",
         "subscriptions",
         "_buffer",
         "_base",
@@ -155,6 +157,8 @@ class Session:
         self.state = JOINED
         self.closeReason: Optional[str] = None
         self.closeReconnect = True
+        self._allowance = float(hub.config.controlBurst)
+        self._allowanceAt = hub.clock.seconds()
         self.subscriptions: Dict[str, None] = {}
         # Every event queued to this session, delivered or not, in order.
         # _base is the absolute index of _buffer[0]; _sent is the absolute
@@ -232,6 +236,27 @@ class Session:
         if self.info is not None:
             member["info"] = self.info
         return member
+
+    def chargeControl(self) -> None:
+        """
+        Count one control operation against the session's allowance (a
+        token bucket of C{controlBurst}, refilled at C{controlRate} a
+        second); L{CometError} C{rate_limited} when it is spent.
+        """
+        config = self.hub.config
+        rate = config.controlRate
+        if not rate:
+            return
+        now = self.hub.clock.seconds()
+        allowance = min(float(config.controlBurst), self._allowance + (now - self._allowanceAt) * rate)
+        self._allowanceAt = now
+        if allowance < 1.0:
+            self._allowance = allowance
+            raise CometError(
+                "rate_limited",
+                "More than %d control operations at once, or %g a second: slow down." % (config.controlBurst, rate),
+            )
+        self._allowance = allowance - 1.0
 
     def checkOpen(self) -> None:
         """

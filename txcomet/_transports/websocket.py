@@ -89,6 +89,10 @@ OTHER_REASON_CODE = 4099
 #: C{invalid_token}).
 ERROR_CODE_BASE = 4000
 
+#: Control messages refused as C{rate_limited} in a row after which the
+#: connection is closed (code 4429).
+RATE_LIMIT_STRIKES = 20
+
 #: RFC 6455: a message of a type the endpoint cannot accept (binary here).
 UNSUPPORTED_DATA = 1003
 
@@ -422,7 +426,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     __slots__ = _AUTOBAHN_STATE + (
         "session", "sink", "_params", "_error", "_origin", "_auth", "_newSession", "_joining", "_lost",
         "_paused", "_backlog", "_backlogBytes", "_backlogCount", "_pending", "_pendingCount",
-        "_pendingSize", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_turn",
+        "_pendingSize", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_turn", "_strikes",
     )
 
     oneShot = False
@@ -451,6 +455,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._joining = False
         self._lost = False
         self._paused = False
+        # control messages refused as rate_limited in a row
+        self._strikes = 0
         # (isFrame, bytes): a frame to write, or a message to compress
         # first.  A deque whenever the connection is paused or has a
         # backlog; else an empty tuple, to keep an idle connection small.
@@ -690,10 +696,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             d = self.factory.dispatcher.dispatch(message, self._context())
         finally:
             self._holdClose = False
-        d.addCallbacks(
-            self._sendReply,
-            lambda f: self._sendError(asCometError(f, "a WebSocket control message"), ref),
-        )
+        d.addCallbacks(self._replied, self._refused, errbackArgs=(ref,))
         d.addErrback(lambda f: log.failure("Answering a WebSocket control message failed", f))
         held, self._heldClose = self._heldClose, None
         if held is not None:
@@ -742,6 +745,20 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     def _sendError(self, error: CometError, ref: Any) -> None:
         self._sendText(encodeJSON(self._errorMessage(error, ref)))
+
+    def _replied(self, reply: dict) -> None:
+        self._strikes = 0
+        self._sendReply(reply)
+
+    def _refused(self, failure: Failure, ref: Any) -> None:
+        error = asCometError(failure, "a WebSocket control message")
+        if error.code == "rate_limited":
+            # A client that goes on past the limit is cut off (4429).
+            self._strikes += 1
+            if self._strikes > RATE_LIMIT_STRIKES:
+                self._fail(error)
+                return
+        self._sendError(error, ref)
 
     def _fail(self, error: CometError) -> None:
         """

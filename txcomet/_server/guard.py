@@ -1,0 +1,352 @@
+# -*- test-case-name: tests.system.test_guard,tests.server.test_guard -*-
+"""
+The listening socket's guard: deadlines for request heads and caps on
+connections, in front of whatever protocol the site builds (twisted.web's,
+the lean path's, a WebSocket after its upgrade).
+
+  - A request head (the request line and headers, up to the blank line)
+    must arrive within C{headTimeout} seconds of its first byte, or of the
+    connection's start for the first one.  A client that trickles a header
+    line every few seconds is cut off; one that sent its head and waits
+    for a long response (a stream, a held long-poll, a WebSocket) is
+    untouched.  Idle keep-alive connections are twisted.web's own idle
+    timeout's (the site's C{timeOut}, 60 s by default).
+  - At most C{maxConnections} connections at once: the next one is
+    answered C{503 unavailable} (JSON, C{Retry-After}) and closed at once,
+    instead of the process running out of file descriptors and failing
+    accepts for everyone.
+  - At most C{maxPerAddress} at once from one client address: the next is
+    answered C{429 too_many_connections} and closed.  Connections from a
+    C{trustedProxies} address count against the client address the proxy
+    names in the first request's C{X-Forwarded-For} (its last entry: the
+    address the proxy saw) or C{Forwarded: for=}; a connection whose head
+    names none counts against the proxy, which is exempt from the cap.
+
+The guard reads the bytes of request heads only to find where they end and,
+for a trusted proxy's connections, the forwarded address; everything
+reaches the wrapped protocol as it came.  twisted.protocols.policies has
+per-peer and total connection limits, but they only close (the client
+cannot tell why) and know nothing of request heads or forwarded
+addresses, so the guard is written here on its L{WrappingFactory}.
+"""
+
+import json
+import re
+from typing import Any, Dict, Optional, Sequence
+
+from twisted.logger import Logger
+from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import WrappingFactory
+
+from txcomet._model.errors import CometError
+
+log = Logger()
+
+#: The most head bytes kept to find a forwarded address in.
+_MAX_KEPT = 16384
+
+_FORWARDED_FOR = re.compile(rb"(?im)^x-forwarded-for[ \t]*:[ \t]*([^\r\n]*)")
+_FORWARDED = re.compile(rb"(?im)^forwarded[ \t]*:[ \t]*([^\r\n]*)")
+_FOR = re.compile(rb'(?i)for="?\[?([^\]";,\s]+)')
+
+
+def defaultMaxConnections() -> int:
+    """
+    The process's soft limit of open files less 256 (for listening
+    sockets, Redis, files and the worker hub), or 10,000 where there is no
+    such limit.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return 10000
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 10000
+    return max(16, soft - 256)
+
+
+def forwardedAddress(head: bytes) -> Optional[str]:
+    """
+    The client address a proxy names in a request head: the last entry of
+    its C{X-Forwarded-For} (what the proxy itself saw; earlier entries are
+    the client's word), else the last C{for=} of C{Forwarded}; C{None} if
+    neither names one.
+    """
+    found = _FORWARDED_FOR.findall(head)
+    if found:
+        last = found[-1].split(b",")[-1].strip()
+        return last.decode("latin-1") or None
+    found = _FORWARDED.findall(head)
+    if found:
+        names = _FOR.findall(found[-1])
+        if names:
+            return names[-1].decode("latin-1")
+    return None
+
+
+def refusal(error: CometError, retryAfter: Optional[int] = None) -> bytes:
+    """
+    A complete HTTP/1.1 answer carrying C{error}'s JSON body, which closes
+    the connection.
+    """
+    body = json.dumps(error.asDict()).encode("utf-8") + b"\n"
+    reason = {429: b"Too Many Requests", 503: b"Service Unavailable"}.get(error.status, b"Error")
+    head = [
+        b"HTTP/1.1 %d %s" % (error.status, reason),
+        b"Content-Type: application/json; charset=utf-8",
+        b"Content-Length: %d" % (len(body),),
+        b"Cache-Control: no-store",
+        b"Connection: close",
+    ]
+    if retryAfter is not None:
+        head.append(b"Retry-After: %d" % (retryAfter,))
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$")
+_UNFOLLOWED = re.compile(rb"(?im)^(upgrade|transfer-encoding)[ \t]*:")
+
+#: A head longer than this is no longer watched (twisted.web refuses it).
+_MAX_HEAD = 65536
+
+# What a connection's bytes are, as far as the guard follows them.
+_HEAD, _BODY, _IDLE, _DONE = range(4)
+
+
+class _GuardedConnection(Protocol):
+    """
+    One connection through a L{ConnectionGuard}: it times request heads,
+    finds a trusted proxy's forwarded address, and is counted.
+
+    It stands between the transport and the site's protocol for reading
+    only: the site's protocol is given the transport itself, so what it
+    writes goes straight to the socket (fan-out's direct path needs the
+    real TCP connection).  It follows the request stream just enough to
+    know where each head ends: a head, then C{Content-Length} bytes of
+    body, then the next head.  After an C{Upgrade} (a WebSocket) or a
+    chunked body it stops following.
+    """
+
+    def __init__(self, guard: "ConnectionGuard", inner: Any, address: str) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.address = address
+        self.countedAs: Optional[str] = None
+        self.counted = False
+        self.refused: Optional[bytes] = None
+        self._deadline: Any = None
+        self._state = _HEAD
+        self._head = b""
+        self._bodyLeft = 0
+        self._first = True
+        self._innerConnected = False
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.connected = 1
+        if self.refused is not None:
+            # Refused before anything is read: answer and close.
+            transport.write(self.refused)
+            transport.loseConnection()
+            return
+        self.guard.counted(self, self.address)
+        self._arm()
+        self._innerConnected = True
+        self.inner.makeConnection(transport)
+
+    def _arm(self) -> None:
+        timeout = self.guard.headTimeout
+        if timeout and self._deadline is None:
+            self._deadline = self.guard.clock.callLater(timeout, self._tooSlow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _tooSlow(self) -> None:
+        self._deadline = None
+        log.info(
+            "Closed a connection from {address}: no complete request head within {timeout} s",
+            address=self.address,
+            timeout=self.guard.headTimeout,
+        )
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._state != _DONE:
+            self._follow(data)
+            if self.refused is not None:
+                return
+        self.inner.dataReceived(data)
+
+    def _follow(self, data: bytes) -> None:
+        while data and self._state != _DONE:
+            state = self._state
+            if state == _IDLE:
+                # The next request on a kept-alive connection: its head is
+                # due within the deadline too.
+                self._state = _HEAD
+                self._arm()
+            elif state == _BODY:
+                taken = min(len(data), self._bodyLeft)
+                self._bodyLeft -= taken
+                data = data[taken:]
+                if not self._bodyLeft:
+                    self._state = _IDLE
+            else:
+                seen = self._head + data
+                end = seen.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(seen) > _MAX_HEAD:
+                        self._disarm()
+                        self._state = _DONE
+                    else:
+                        self._head = seen
+                    return
+                head, data = seen[: end + 4], seen[end + 4 :]
+                self._head = b""
+                self._disarm()
+                self._headDone(head)
+
+    def _headDone(self, head: bytes) -> None:
+        first, self._first = self._first, False
+        if first and self.guard.isTrusted(self.address):
+            forwarded = forwardedAddress(head)
+            if forwarded is not None:
+                self.guard.recount(self, forwarded)
+                if self.refused is not None:
+                    self._state = _DONE
+                    return
+        if _UNFOLLOWED.search(head) is not None:
+            self._state = _DONE
+            return
+        length = _CONTENT_LENGTH.search(head)
+        self._bodyLeft = int(length.group(1)) if length is not None else 0
+        self._state = _BODY if self._bodyLeft else _IDLE
+
+    def refuse(self, error: CometError) -> None:
+        """
+        Answer C{error} and close (the connection is over its cap).
+        """
+        self.refused = refusal(error, 1)
+        self._disarm()
+        self.transport.write(self.refused)
+        self.transport.loseConnection()
+
+    # the rest of what a transport tells its protocol, passed on
+
+    def readConnectionLost(self) -> None:
+        forward = getattr(self.inner, "readConnectionLost", None)
+        if forward is not None:
+            forward()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        forward = getattr(self.inner, "writeConnectionLost", None)
+        if forward is not None:
+            forward()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.connected = 0
+        self._disarm()
+        if self.counted:
+            self.guard.uncounted(self)
+        if self._innerConnected:
+            self._innerConnected = False
+            self.inner.connectionLost(reason)
+
+
+class ConnectionGuard(WrappingFactory):
+    """
+    Wraps a site's factory (see the module docstring).
+
+    @ivar count: the open connections.
+    @ivar byAddress: open connections per client address.
+    """
+
+    protocol = _GuardedConnection
+
+    def __init__(
+        self,
+        wrappedFactory: Any,
+        clock: Any,
+        headTimeout: float = 10.0,
+        maxConnections: Optional[int] = None,
+        maxPerAddress: int = 1000,
+        trustedProxies: Sequence[str] = (),
+    ) -> None:
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.clock = clock
+        self.headTimeout = headTimeout
+        self.maxConnections = maxConnections if maxConnections is not None else defaultMaxConnections()
+        self.maxPerAddress = maxPerAddress
+        self.trustedProxies = frozenset(trustedProxies)
+        self.count = 0
+        self.byAddress: Dict[str, int] = {}
+
+    def isTrusted(self, address: str) -> bool:
+        return address in self.trustedProxies
+
+    def buildProtocol(self, addr: Any) -> Any:
+        address = getattr(addr, "host", None) or str(addr)
+        if self.count >= self.maxConnections:
+            connection = self.protocol(self, None, address)
+            connection.refused = refusal(
+                CometError("unavailable", "The server is at its connection limit; try again shortly."), 1
+            )
+            log.warn("Refused a connection from {address}: at the limit of {limit}", address=address,
+                     limit=self.maxConnections)
+            return connection
+        if not self.isTrusted(address) and self.byAddress.get(address, 0) >= self.maxPerAddress:
+            connection = self.protocol(self, None, address)
+            connection.refused = refusal(
+                CometError(
+                    "too_many_connections",
+                    "At most %d connections from one address at a time." % (self.maxPerAddress,),
+                ),
+                1,
+            )
+            return connection
+        return self.protocol(self, self.wrappedFactory.buildProtocol(addr), address)
+
+    def counted(self, connection: _GuardedConnection, address: str) -> None:
+        connection.counted = True
+        self.count += 1
+        if not self.isTrusted(address):
+            connection.countedAs = address
+            self.byAddress[address] = self.byAddress.get(address, 0) + 1
+
+    def recount(self, connection: _GuardedConnection, address: str) -> None:
+        """
+        A trusted proxy's connection is for client C{address}: count it
+        there, or refuse it if that address is at its cap.
+        """
+        if connection.countedAs is not None:
+            return
+        if self.byAddress.get(address, 0) >= self.maxPerAddress:
+            connection.refuse(
+                CometError(
+                    "too_many_connections",
+                    "At most %d connections from one address at a time." % (self.maxPerAddress,),
+                )
+            )
+            return
+        connection.countedAs = address
+        self.byAddress[address] = self.byAddress.get(address, 0) + 1
+
+    def uncounted(self, connection: _GuardedConnection) -> None:
+        connection.counted = False
+        self.count -= 1
+        address = connection.countedAs
+        if address is not None:
+            connection.countedAs = None
+            left = self.byAddress.get(address, 1) - 1
+            if left > 0:
+                self.byAddress[address] = left
+            else:
+                self.byAddress.pop(address, None)
