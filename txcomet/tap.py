@@ -124,6 +124,9 @@ class Options(usage.Options):
         ["hook-timeout", None, 1.0, "Seconds a hook has to answer; then the request is refused (503 unavailable).",
          _positiveFloat],
         ["hook-headers", None, "cookie,authorization", "The request headers forwarded to hooks, comma-separated."],
+        ["control-rate", None, 50.0, "Control operations a session may make per second on average "
+         "(past --control-burst in a row: 429 rate_limited; 0: no limit).", float],
+        ["control-burst", None, 200, "Control operations a session may make at once.", _count],
         ["head-timeout", None, 10.0, "Seconds a client has to send a complete request head, from its first "
          "byte (or the connection's start); then the connection is closed (0: no limit).", float],
         ["max-connections", None, None, "Connections open at once; more are answered 503 and closed "
@@ -220,6 +223,8 @@ class Options(usage.Options):
                 queueMessages=self["queue-messages"],
                 queueBytes=self["queue-bytes"],
                 maxMessageSize=self["max-message-size"],
+                controlRate=self["control-rate"],
+                controlBurst=self["control-burst"],
                 allowedOrigins=self["allowedOrigins"],
                 publisherSecret=self["publisher-secret"],
                 clientPublish=not self["no-client-publish"],

@@ -152,6 +152,72 @@ class HeadDeadlineTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class MalformedHeadTests(SynchronousTestCase):
+    def assertRefused(self, c, says):
+        self.assertTrue(c.closed)
+        status, body = c.answer()
+        self.assertEqual((status, body["error"]), (b"400", "invalid_request"))
+        self.assertIn(says, body["message"])
+
+    def test_badLines(self):
+        """
+        A NUL in a header value, a header line without a colon or with a
+        name that is no token, a request line that is not three parts:
+        JSON 400, and the site never sees the bad line.
+        """
+        for head, says in [
+            (b"GET / HTTP/1.1\r\nX-A: b\x00c\r\n\r\n", "header line"),
+            (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", "header line"),
+            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "header line"),
+            (b"GET /\r\n\r\n", "request line"),
+            (b"G\x00T / HTTP/1.1\r\n\r\n", "request line"),
+        ]:
+            guard, clock = makeGuard()
+            c = Connection(guard)
+            c.send(head)
+            self.assertRefused(c, says)
+            self.assertEqual(c.inner.received, b"")
+
+    def test_badLineBeforeTheEnd(self):
+        """
+        A bad line is refused as soon as it is complete, before the head
+        ends, and before it reaches the site.
+        """
+        guard, clock = makeGuard()
+        c = Connection(guard)
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.assertFalse(c.closed)
+        c.send(b"X-Bad: \x00\r\nMore: 1")
+        self.assertRefused(c, "header line")
+        self.assertEqual(c.inner.received, b"GET / HTTP/1.1\r\nHost: x\r\n")
+
+    def test_tooLarge(self):
+        """
+        A head that never ends is refused past its size limit.
+        """
+        guard, clock = makeGuard()
+        c = Connection(guard)
+        c.send(b"GET / HTTP/1.1\r\n")
+        for _ in range(30):
+            if c.closed:
+                break
+            c.send(b"X-Long: " + b"a" * 1000 + b"\r\n")
+        self.assertRefused(c, "larger than")
+
+    def test_goodHeadsPass(self):
+        """
+        Ordinary heads, obs-text in values, a blank line before a request,
+        and a kept-alive second request are all passed on untouched.
+        """
+        guard, clock = makeGuard()
+        c = Connection(guard)
+        heads = (b"\r\nGET /comet/sse?channel=a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\n\r\n"
+                 b"POST /comet/control HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+        c.send(heads)
+        self.assertFalse(c.closed)
+        self.assertEqual(c.inner.received, heads)
+
+
 class CapTests(SynchronousTestCase):
     def test_perAddress(self):
         """

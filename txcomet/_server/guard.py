@@ -22,7 +22,13 @@ the lean path's, a WebSocket after its upgrade).
     address the proxy saw) or C{Forwarded: for=}; a connection whose head
     names none counts against the proxy, which is exempt from the cap.
 
-The guard reads the bytes of request heads only to find where they end and,
+  - A malformed request head (a request line that is not C{METHOD TARGET
+    HTTP/x.y}, a header line without a token name and a colon, a NUL in a
+    value, more than 500 header lines or 24 KiB) is answered C{400
+    invalid_request} with txcomet's JSON body and closed, line by line as
+    it arrives, before twisted.web's parser would answer it with a bare 400.
+
+The guard reads the bytes of request heads only to check them, find where they end and,
 for a trusted proxy's connections, the forwarded address; everything
 reaches the wrapped protocol as it came.  twisted.protocols.policies has
 per-peer and total connection limits, but they only close (the client
@@ -92,7 +98,7 @@ def refusal(error: CometError, retryAfter: Optional[int] = None) -> bytes:
     the connection.
     """
     body = json.dumps(error.asDict()).encode("utf-8") + b"\n"
-    reason = {429: b"Too Many Requests", 503: b"Service Unavailable"}.get(error.status, b"Error")
+    reason = {400: b"Bad Request", 429: b"Too Many Requests", 503: b"Service Unavailable"}.get(error.status, b"Error")
     head = [
         b"HTTP/1.1 %d %s" % (error.status, reason),
         b"Content-Type: application/json; charset=utf-8",
@@ -108,8 +114,30 @@ def refusal(error: CometError, retryAfter: Optional[int] = None) -> bytes:
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$")
 _UNFOLLOWED = re.compile(rb"(?im)^(upgrade|transfer-encoding)[ \t]*:")
 
-#: A head longer than this is no longer watched (twisted.web refuses it).
-_MAX_HEAD = 65536
+#: A head longer than this is refused (twisted.web's own limit, 16 KiB of
+#: header lines, refuses it too).
+_MAX_HEAD = 16384 + 8192
+
+#: Header lines one head may have (twisted.web's C{maxHeaders}).
+_MAX_HEADER_LINES = 500
+
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\x00-\x20\x7f]+ HTTP/\d\.\d\Z")
+_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00\r\n]*\Z")
+
+
+def lineProblem(line: bytes, first: bool) -> Optional[str]:
+    """
+    What is wrong with one line of a request head, or C{None}: the checks
+    twisted.web's parser makes, so that txcomet answers them with its JSON
+    error before that parser answers with a bare 400.
+    """
+    if first:
+        if _REQUEST_LINE.match(line) is None:
+            return "the request line is not METHOD TARGET HTTP/x.y"
+        return None
+    if _HEADER_LINE.match(line) is None:
+        return "a header line is not NAME: VALUE (a token, a colon, no NUL)"
+    return None
 
 # What a connection's bytes are, as far as the guard follows them.
 _HEAD, _BODY, _IDLE, _DONE = range(4)
@@ -142,6 +170,9 @@ class _GuardedConnection(Protocol):
         self._bodyLeft = 0
         self._first = True
         self._innerConnected = False
+        # how far into the current head the lines were checked, and how many
+        self._checked = 0
+        self._lines = 0
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
@@ -200,17 +231,42 @@ class _GuardedConnection(Protocol):
             else:
                 seen = self._head + data
                 end = seen.find(b"\r\n\r\n")
+                problem = self._checkLines(seen, end + 2 if end >= 0 else seen.rfind(b"\r\n"))
+                if problem is None and end < 0 and len(seen) > _MAX_HEAD:
+                    problem = "the request head is larger than %d bytes" % (_MAX_HEAD,)
+                if problem is not None:
+                    self.refuse(CometError("invalid_request", "Malformed request: %s." % (problem,)))
+                    return
                 if end < 0:
-                    if len(seen) > _MAX_HEAD:
-                        self._disarm()
-                        self._state = _DONE
-                    else:
-                        self._head = seen
+                    self._head = seen
                     return
                 head, data = seen[: end + 4], seen[end + 4 :]
                 self._head = b""
+                self._checked = self._lines = 0
                 self._disarm()
                 self._headDone(head)
+
+    def _checkLines(self, seen: bytes, upTo: int) -> Optional[str]:
+        """
+        Check the complete lines of the head so far (up to offset C{upTo})
+        that were not checked yet.
+        """
+        if upTo <= self._checked:
+            return None
+        lines = seen[self._checked : upTo].split(b"\r\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        self._checked = upTo + 2
+        for line in lines:
+            if not line and not self._lines:
+                continue  # a blank line before a request is tolerated
+            problem = lineProblem(line, self._lines == 0)
+            self._lines += 1
+            if problem is not None:
+                return problem
+            if self._lines > _MAX_HEADER_LINES:
+                return "more than %d header lines" % (_MAX_HEADER_LINES,)
+        return None
 
     def _headDone(self, head: bytes) -> None:
         first, self._first = self._first, False
@@ -230,9 +286,10 @@ class _GuardedConnection(Protocol):
 
     def refuse(self, error: CometError) -> None:
         """
-        Answer C{error} and close (the connection is over its cap).
+        Answer C{error} and close (the connection is over its cap, or its
+        request is malformed).
         """
-        self.refused = refusal(error, 1)
+        self.refused = refusal(error, 1 if error.status == 429 else None)
         self._disarm()
         self.transport.write(self.refused)
         self.transport.loseConnection()
