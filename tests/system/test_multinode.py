@@ -202,15 +202,15 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         self.redis.start()
         # The gap is reported to each client: as a close on its data
         # channel if one is open when the node learns of it, else as
-        # unknown_session on its next request (its session was closed).
+        # session_closed (410, with the reason) on its next request.
         for node, session, got in ((self.a, onA, gotA), (self.b, onB, gotB)):
             while True:
                 code, body = yield self.http.get(node, "longpoll", session=session, last=got[-1]["id"])
                 if code == 503:
                     yield sleep(0.1)  # the node is reconnecting to Redis
                     continue
-                if code == 404:
-                    self.assertEqual(body["error"], "unknown_session")
+                if code == 410:
+                    self.assertEqual((body["error"], body["reason"]), ("session_closed", "replay_unavailable"))
                     break
                 self.assertEqual(code, 200, body)
                 got += [m for m in body if m.get("type") == "event"]

@@ -346,6 +346,13 @@ class ConnectionGuard(WrappingFactory):
         self.count = 0
         self.byAddress: Dict[str, int] = {}
 
+    def logPrefix(self) -> str:
+        # The site's own name in the log ("Site starting on 8080"), as
+        # without the guard: log watchers and tests look for it.
+        wrapped = self.wrappedFactory
+        prefix = getattr(wrapped, "logPrefix", None)
+        return prefix() if prefix is not None else wrapped.__class__.__name__
+
     def isTrusted(self, address: str) -> bool:
         return address in self.trustedProxies
 
