@@ -98,8 +98,10 @@ class Options(usage.Options):
         ["static", None, None, "A directory to serve at / instead of the demo page."],
         ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
          "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
-         "the query may set prefix=, history_age= (seconds, default 3600) and presence_ttl= "
-         "(seconds, default 30). Default: $TXCOMET_REDIS; unset: an in-memory bus."],
+         "the query may set prefix=, history_age= (seconds, default 3600), presence_ttl= "
+         "(seconds, default 30) and outage= (refuse: publishes fail with 503 while Redis is unreachable, "
+         "the default; local: they reach this node's subscribers only). "
+         "Default: $TXCOMET_REDIS; unset: an in-memory bus."],
         ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
          "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "

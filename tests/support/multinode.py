@@ -122,6 +122,19 @@ class HTTPClient:
         return body
 
     @inlineCallbacks
+    def tryPublish(self, node: NodeProcess, channel: str, data: Any):
+        """
+        POST to C{node}'s publish API: C{(status, body, Retry-After)},
+        whatever the answer.
+        """
+        response = yield treq.post(
+            node.url + "/publish/" + channel, json.dumps(data).encode(),
+            headers={"Content-Type": ["application/json"]}, pool=self.pool,
+        )
+        body = yield response.json()
+        return response.code, body, response.headers.getRawHeaders("retry-after", [None])[0]
+
+    @inlineCallbacks
     def get(self, node: NodeProcess, path: str, **params: Any):
         response = yield treq.get(node.url + "/" + path, params=params, pool=self.pool)
         body = yield response.json()

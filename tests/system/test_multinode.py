@@ -26,14 +26,16 @@ class TwoNodesMixin:
 
     timeout = 120
     nodeArgs = ("--heartbeat", "2", "--session-timeout", "30")
+    #: the Redis URL's query (the bus's options)
+    redisQuery = ""
 
     @inlineCallbacks
     def setUp(self):
         self.redis = RedisServer.forTest(self)
         self.http = HTTPClient()
         self.addCleanup(self.http.close)
-        self.a = NodeProcess(self.redis.url, *self.nodeArgs)
-        self.b = NodeProcess(self.redis.url, *self.nodeArgs)
+        self.a = NodeProcess(self.redis.url + self.redisQuery, *self.nodeArgs)
+        self.b = NodeProcess(self.redis.url + self.redisQuery, *self.nodeArgs)
         for node in (self.a, self.b):
             self.addCleanup(node.kill)
         yield DeferredList([self.a.start(), self.b.start()], fireOnOneErrback=True, consumeErrors=True)
@@ -46,11 +48,14 @@ class TwoNodesMixin:
         told of that gap later).  Probe, on a channel of its own, until
         both nodes publish through Redis, in its current epoch.
         """
-        reply = self.redis.command("GET", "txcomet:epoch")
-        epoch = reply.split(b"\r\n")[1].decode()
         for node in (self.a, self.b):
-            while (yield self.http.publish(node, "probe", "?"))["id"].rsplit("-", 1)[0] != epoch:
-                yield sleep(0.1)
+            while True:
+                reply = self.redis.command("GET", "txcomet:epoch").split(b"\r\n")
+                epoch = reply[1].decode() if len(reply) > 1 else None
+                code, body, _ = yield self.http.tryPublish(node, "probe", "?")
+                if code == 200 and body["id"].rsplit("-", 1)[0] == epoch:
+                    break
+                yield sleep(0.1)  # refused (503) or local while the node reconnects
 
     def nodeContext(self, d):
         """
@@ -178,10 +183,68 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         self.assertNoTracebacks(self.b)
 
     @inlineCallbacks
+    def test_publishRefusedWhileRedisDown(self):
+        """
+        While Redis is down nothing is acknowledged that the other node will
+        never deliver: the publish API, a session's control publish and
+        the Python client's publish are refused with 503 C{unavailable}
+        (JSON, C{Retry-After}); the client retries with its backoff, and
+        once Redis is back its publish goes through and reaches the other
+        node's subscriber.
+        """
+        from txcomet import CometClient, CometError
+
+        onB = (yield self.http.control(self.b, op="join"))["session"]
+        before = yield self.http.publish(self.b, "news", "before")
+        self.redis.stop()
+        yield sleep(1.0)
+        code, body, retryAfter = yield self.http.tryPublish(self.b, "news", "during")
+        self.assertEqual((code, body["error"], retryAfter), (503, "unavailable", "1"))
+        reply = yield self.http.control(self.b, op="publish", session=onB, channel="news", data="during")
+        self.assertEqual((reply["error"], reply["status"]), ("unavailable", 503))
+        impatient = CometClient(self.b.url, publishRetries=0, backoff=(0.05, 0.2))
+        self.addCleanup(impatient.close)
+        error = yield self.assertFailure(impatient.publish("news", "during"), CometError)
+        self.assertEqual(error.code, "unavailable")
+        patient = CometClient(self.b.url, publishRetries=8, backoff=(0.25, 1.0))
+        self.addCleanup(patient.close)
+        retried = patient.publish("news", "retried")
+        yield sleep(0.5)
+        self.redis.start()
+        yield self.waitUntilBothPublishThroughRedis()
+        reply = yield retried
+        self.assertRegex(reply["id"], r"^[0-9a-f]{8}-[0-9]+$")
+        self.assertNotEqual(before["id"].rsplit("-", 1)[0], reply["id"].rsplit("-", 1)[0])
+        # On A, the channel's history since Redis came back holds the
+        # retried event and nothing that was refused; and what B
+        # publishes now reaches A's subscriber.
+        listener = (yield self.http.control(self.a, op="join"))["session"]
+        yield self.http.control(self.a, op="subscribe", session=listener, channel="news", since="oldest")
+        after = yield self.http.publish(self.b, "news", "after")
+        got = yield self.http.pollUntil(self.a, listener, 2)
+        data = [m["data"] for m in got if m.get("type") == "event"]
+        self.assertIn("retried", data)
+        self.assertNotIn("during", data)
+        self.assertEqual(data[-1], "after")
+        self.assertEqual([m["id"] for m in got if m.get("type") == "event"][-1], after["id"])
+        self.assertNoTracebacks(self.a, self.b)
+
+
+class LocalOutageTests(TwoNodesMixin, TestCase):
+    """
+    The bus's C{outage=local} mode: while Redis is down, publishes reach
+    the publishing node's subscribers only, and the others are told of the
+    gap afterwards.
+    """
+
+    redisQuery = "?outage=local"
+
+    @inlineCallbacks
     def test_redisStoppedAndStarted(self):
         """
-        Redis stops for a few seconds and comes back empty.  Meanwhile a
-        publish on A reaches A's subscriber only; B's does not get it.
+        With C{outage=local}: Redis stops for a few seconds and comes back
+        empty.  Meanwhile a publish on A is acknowledged and reaches A's
+        subscriber only; B's does not get it.
         When Redis is back, every subscriber is told of the gap (close
         replay_unavailable), and on joining again and resuming from its
         last id hears recovered: false: the gap is reported, not hidden.

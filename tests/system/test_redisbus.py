@@ -11,6 +11,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from txcomet._bus.redis import RedisBus, RedisUnavailable
+from txcomet._model.errors import CometError
 from txcomet.interfaces import IGapListener
 from txcomet.testing import RecordingSubscriber
 
@@ -217,9 +218,10 @@ class RedisBusTests(RedisBusMixin, TestCase):
         When Redis is back the bus reconnects by itself, adopts the new
         epoch, tells every local subscriber of the gap, and publishing
         through Redis works again; positions from before are not covered.
+        (The bus's C{outage="local"} mode.)
         """
         server = self.redisServer()
-        bus = yield self.makeRedisBus()
+        bus = yield self.makeRedisBus(outage="local")
         news, other = GapRecorder(), GapRecorder()
         yield bus.subscribe("news", news)
         yield bus.subscribe("other/*", other)
@@ -284,6 +286,34 @@ class RedisBusTests(RedisBusMixin, TestCase):
         self.assertEqual(subscriber.data, ["seen", "later"])
 
     @inlineCallbacks
+    def test_publishRefusedWhileCutOff(self):
+        """
+        By default a node cut off from Redis refuses a publish
+        (C{unavailable}) instead of acknowledging an event the other nodes
+        would never deliver; its own subscribers get nothing either.
+        Presence notices still reach its own subscribers.  When Redis is
+        back, publishing works again.
+        """
+        server = self.redisServer()
+        proxy = CuttableProxy(server.port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        cut = yield self.makeRedisBus(url=proxy.url)
+        local = GapRecorder()
+        yield cut.subscribe("news", local)
+        yield proxy.cut()
+        yield waitUntil(lambda: not cut.commands.ready, "the cut to be noticed")
+        error = yield self.assertFailure(cut.publish("news", "refused"), CometError)
+        self.assertEqual(error.code, "unavailable")
+        yield cut.publish("news", {"client": "x"}, kind="join", store=False)
+        self.assertEqual([e.kind for e in local.events], ["join"])
+        proxy.restore()
+        yield waitUntil(lambda: cut.commands.ready, "Redis to be back")
+        event = yield cut.publish("news", "after")
+        yield waitUntil(lambda: [e.data for e in local.events if e.kind == "event"] == ["after"], "the event after")
+        self.assertEqual(event.epoch, cut.epoch)
+
+    @inlineCallbacks
     def test_publishWhileCutOffIsAGapElsewhere(self):
         """
         A node cut off from Redis still delivers its own publishes to its
@@ -291,12 +321,13 @@ class RedisBusTests(RedisBusMixin, TestCase):
         as not covered on the channels it published on, and the other
         nodes tell their subscribers of those channels (only those) of the
         gap.
+        (The bus's C{outage="local"} mode.)
         """
         server = self.redisServer()
         proxy = CuttableProxy(server.port)
         proxy.start()
         self.addCleanup(proxy.stop)
-        cut = yield self.makeRedisBus(url=proxy.url)
+        cut = yield self.makeRedisBus(url=proxy.url, outage="local")
         other = yield self.makeRedisBus()
         local, news, quiet = GapRecorder(), GapRecorder(), GapRecorder()
         yield cut.subscribe("news", local)

@@ -402,7 +402,10 @@ class RedisBus:
         presenceTTL: float = 30.0,
         reactor: Any = None,
         clock: Any = None,
+        outage: str = "refuse",
     ) -> None:
+        if outage not in ("refuse", "local"):
+            raise ValueError("outage is refuse or local, not %r" % (outage,))
         if reactor is None:
             from twisted.internet import reactor
         if clock is None:
@@ -422,6 +425,12 @@ class RedisBus:
         self.historyAge = historyAge
         self.prefix = prefix
         self.presenceTTL = presenceTTL
+        #: While Redis is unreachable: C{"refuse"} (the default) fails a
+        #: publish with C{unavailable}, so that nothing is acknowledged that
+        #: other nodes will never deliver; C{"local"} delivers it to this
+        #: node's subscribers only, in a local epoch, and tells the other
+        #: nodes' subscribers of the gap once Redis is back.
+        self.outage = outage
         self.nodeId = secrets.token_hex(6)
         self.epoch = ""
         self._ageMs = int(historyAge * 1000)
@@ -484,8 +493,8 @@ class RedisBus:
     def fromURL(cls, url: str, historyLength: int = 100, reactor: Any = None) -> "RedisBus":
         """
         A bus for C{url}, whose query may set C{prefix}, C{history_age}
-        (seconds) and C{presence_ttl} (seconds):
-        C{redis://host:6379/0?prefix=myapp&history_age=600}.
+        (seconds), C{presence_ttl} (seconds) and C{outage} (C{refuse} or
+        C{local}): C{redis://host:6379/0?prefix=myapp&history_age=600}.
         """
         address = RedisAddress(url)
         options = dict(address.options)
@@ -497,11 +506,15 @@ class RedisBus:
                 kwargs["historyAge"] = float(options.pop("history_age"))
             if "presence_ttl" in options:
                 kwargs["presenceTTL"] = float(options.pop("presence_ttl"))
+            if "outage" in options:
+                kwargs["outage"] = options.pop("outage")
+                if kwargs["outage"] not in ("refuse", "local"):
+                    raise ValueError("outage= is refuse or local")
         except ValueError as e:
             raise ValueError("%s: %s" % (url, e))
         if options:
             raise ValueError(
-                "%s: unknown option(s) %s; the options are db, prefix, history_age, presence_ttl"
+                "%s: unknown option(s) %s; the options are db, prefix, history_age, presence_ttl, outage"
                 % (url, ", ".join(sorted(options)))
             )
         return cls(address, historyLength=historyLength, reactor=reactor, **kwargs)
@@ -631,6 +644,16 @@ class RedisBus:
             raise ValueError("kind is event, join or leave, not %r" % (kind,))
         dataJSON = encodeJSON(data)
         if not self.commands.ready:
+            if kind == "event" and self.outage == "refuse":
+                # Nothing is acknowledged that the other nodes will never
+                # deliver: the publisher is told to try again.
+                return fail(CometError(
+                    "unavailable",
+                    "Redis is unreachable, so the event cannot reach the other nodes: it was not "
+                    "published; try again shortly.",
+                ))
+            # Presence notices (and, in local mode, events) reach this
+            # node's subscribers; the others are told of the gap later.
             return succeed(self._publishLocally(channel, data, kind))
         return self._publishThroughRedis(channel, data, dataJSON, kind, store, retry=True)
 
@@ -875,11 +898,15 @@ class RedisBus:
 
     # keeping in step with Redis
 
-    def _epochMismatch(self, epoch: str) -> Deferred:
+    def _epochMismatch(self, epoch: Any) -> Deferred:
         """
-        Redis answered with another epoch than ours, or none: adopt it,
-        making one if Redis has none (it lost its data).
+        Redis answered with another epoch than ours (as its scripts give
+        it: bytes), or none: adopt it, making one if Redis has none (it
+        lost its data).
         """
+        if isinstance(epoch, bytes):
+            # An epoch is text everywhere else: ids are "<epoch>-<offset>".
+            epoch = epoch.decode("ascii")
         if epoch:
             self._epochChanged(epoch)
             return succeed(None)

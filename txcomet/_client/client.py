@@ -141,6 +141,7 @@ class CometClient:
         backoff: tuple = (0.25, 15.0),
         http: Any = None,
         getToken: Optional[Callable[[], Any]] = None,
+        publishRetries: int = 5,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError("Unknown transport %r; the transports are %s" % (transport, ", ".join(TRANSPORTS)))
@@ -162,6 +163,10 @@ class CometClient:
         self.reactor = reactor
         self.pollInterval = pollInterval
         self.backoff = backoff
+        #: Times a publish the server refused as C{unavailable} (503: the
+        #: bus could not distribute it, so it was not published) is tried
+        #: again, with the backoff, before the caller is told.
+        self.publishRetries = publishRetries
         self.http = http
         self.state: Optional[str] = None
         self.session: Optional[str] = None
@@ -373,10 +378,29 @@ class CometClient:
         """
         Publish C{data} on C{channel}: through the publish API when this
         client has a publisher C{secret} or has not joined, else through
-        the control channel as its session.
+        the control channel as its session.  A publish refused as
+        C{unavailable} (the server's bus could not distribute it, so it was
+        not published) is tried again up to L{publishRetries} times, with
+        the backoff; then the L{CometError} reaches the caller.
 
         @return: a L{Deferred} firing with C{{"ok": true, "id": ...}}.
         """
+        from twisted.internet.task import deferLater
+
+        low, high = self.backoff
+        for attempt in range(self.publishRetries + 1):
+            try:
+                reply = yield self._publishOnce(channel, data)
+            except CometError as error:
+                if error.code != "unavailable" or attempt == self.publishRetries:
+                    raise
+                delay = min(high, low * 2**attempt) * random.uniform(0.5, 1.0)
+                yield deferLater(self.reactor, delay, lambda: None)
+            else:
+                return reply
+
+    @inlineCallbacks
+    def _publishOnce(self, channel: str, data: Any):
         if self.session is None or self.secret is not None:
             headers = {"Content-Type": ["application/json"]}
             if self.secret is not None:

@@ -123,6 +123,9 @@ def writeError(request: Request, error: CometError, callback: Optional[str] = No
     """
     if callback is not None:
         return writeScript(request, callback, error.asDict())
+    if error.status == 503:
+        # unavailable: worth trying again, shortly
+        request.setHeader(b"Retry-After", b"1")
     return writeJSON(request, error.status, error.asDict())
 
 

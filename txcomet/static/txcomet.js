@@ -457,6 +457,9 @@
    *   pollInterval  ms between short polls (default 1000).
    *   backoff       {min: ms, max: ms} reconnection delays (250, 15000).
    *   connectTimeout ms a streaming transport has to open (default 10000).
+   *   publishRetries times a publish refused as "unavailable" (the server's
+   *                 bus could not distribute it, so it was not published)
+   *                 is tried again with the backoff (default 5).
    *   leaveOnUnload leave when the page goes away (default true).
    *   credentials   "include" to send cookies cross-origin.
    */
@@ -479,6 +482,7 @@
         max: (options.backoff && options.backoff.max) || 15000
       },
       connectTimeout: options.connectTimeout || 10000,
+      publishRetries: options.publishRetries !== undefined ? options.publishRetries : 5,
       leaveOnUnload: options.leaveOnUnload !== false
     };
     this.options.transports.forEach(function (name) {
@@ -593,12 +597,25 @@
     return this._op({op: 'unsubscribe', channel: channel});
   };
 
-  /** Publish `data` (any JSON value) on `channel`; resolves with {id}. */
+  /**
+   * Publish `data` (any JSON value) on `channel`; resolves with {id}.  A
+   * publish refused as "unavailable" was not published: it is tried again
+   * (options.publishRetries times, with the backoff) before it rejects.
+   */
   Client.prototype.publish = function (channel, data) {
-    this.connect();
-    return this.role === 'follower'
-      ? this._ask({op: 'publish', channel: channel, data: data})
-      : this._op({op: 'publish', channel: channel, data: data});
+    var self = this, tries = 0;
+    function attempt() {
+      self.connect();
+      var message = {op: 'publish', channel: channel, data: data};
+      var sent = self.role === 'follower' ? self._ask(message) : self._op(message);
+      return sent.catch(function (error) {
+        if (error.code !== 'unavailable' || tries >= self.options.publishRetries) throw error;
+        var b = self.options.backoff;
+        var delay = Math.min(b.max, b.min * Math.pow(2, tries++)) * (0.5 + Math.random() / 2);
+        return new Promise(function (resolve) { setTimeout(resolve, delay); }).then(attempt);
+      });
+    }
+    return attempt();
   };
 
   /** Who is on `channel`: resolves with [{client, user, info}, ...]. */
