@@ -227,6 +227,7 @@ class CapTests(SynchronousTestCase):
         """
         guard, clock = makeGuard(maxPerAddress=2)
         first, second = Connection(guard), Connection(guard)
+        self.assertFalse(second.closed)
         third = Connection(guard)
         self.assertIsNone(third.inner)
         self.assertTrue(third.closed)

@@ -40,6 +40,22 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
+def waitForPort(port: int, process: Any = None, seconds: float = 30.0) -> None:
+    """
+    Wait (blocking) until something listens on 127.0.0.1:C{port}; fail if
+    C{process} (a L{subprocess.Popen}) ends first or C{seconds} pass.
+    """
+    deadline = time.time() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > deadline or process is not None and process.poll() is not None:
+                raise AssertionError("nothing listens on %d" % (port,))
+            time.sleep(0.1)
+
+
 class RedisServer:
     """
     One C{redis-server} process on 127.0.0.1.

@@ -106,17 +106,15 @@ class LoadgenBayeuxTests(SynchronousTestCase):
     def setUp(self):
         if shutil.which("gcc") is None:
             self.skipTest("needs gcc to build bench/loadgen.c")
-        import socket
         import tempfile
-        import time
+
+        from tests.support.redisserver import freePort, waitForPort
 
         self.tmp = tempfile.mkdtemp(prefix="txcomet-loadgen-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.loadgen = os.path.join(self.tmp, "loadgen")
         subprocess.check_call(["gcc", "-O2", "-o", self.loadgen, os.path.join(ROOT, "bench", "loadgen.c")])
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = freePort()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
         self.server = subprocess.Popen(
             [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
@@ -125,15 +123,7 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         )
         self.addCleanup(self.server.wait)
         self.addCleanup(self.server.terminate)
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or self.server.poll() is not None:
-                    raise AssertionError("txcomet did not start")
-                time.sleep(0.1)
+        waitForPort(self.port, self.server)
 
     def drive(self, mode, path="/comet/bayeux"):
         done = subprocess.run(

@@ -123,7 +123,7 @@ class MultiNodeStreamTests(TwoNodesMixin, TestCase):
         then works again.
         """
         sse, ws = yield self.listeners("news")
-        before = yield self.http.publish(self.b, "news", "before")
+        yield self.http.publish(self.b, "news", "before")
         yield take(sse.messages, 1, "the first SSE event")
         yield take(ws.messages, 1, "the first WebSocket event")
         self.redis.stop()

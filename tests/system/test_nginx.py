@@ -19,6 +19,7 @@ import time
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, browserMissing
+from tests.support.redisserver import freePort, waitForPort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -57,24 +58,6 @@ http {{
   }}
 }}
 """
-
-
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port, process):
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                raise AssertionError("nothing listens on %d" % (port,))
-            time.sleep(0.1)
 
 
 def documentedBlock():

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, browserMissing
+from tests.support.redisserver import freePort, waitForPort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,12 +47,6 @@ def block(language, marker):
     found = [text for lang, text in blocks() if lang == language and marker in text]
     assert len(found) == 1, (language, marker, len(found))
     return found[0]
-
-
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment():
@@ -84,15 +78,7 @@ class ReadmeTests(SynchronousTestCase):
         return server
 
     def waitForPort(self):
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if time.time() > deadline:
-                    raise AssertionError("nothing listens on %d" % (self.port,))
-                time.sleep(0.1)
+        waitForPort(self.port)
 
     def here(self, text):
         return text.replace("8080", str(self.port))
