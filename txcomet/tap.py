@@ -6,14 +6,11 @@ strings (C{tcp:8080}, C{ssl:8443:privateKey=key.pem}, C{unix:/run/comet.sock}).
 """
 
 import os
-import shutil
-import sys
-import tempfile
 from typing import Any, List
 
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -309,7 +306,9 @@ def makeService(options: Options) -> MultiService:
         except RedisUnavailable as e:
             raise SystemExit("txcomet: %s" % (e,))
     if options["workers"] > 1 or options["worker-hub"] is not None:
-        return _makeWorkerService(options)
+        from txcomet._node.workers import makeWorkerService
+
+        return makeWorkerService(options)
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
@@ -328,104 +327,4 @@ def makeService(options: Options) -> MultiService:
         endpoint = WhenReadyEndpoint(serverFromString(reactor, description), comet.whenReady)
         StreamServerEndpointService(endpoint, guarded).setServiceParent(service)
     warnOpenPublish(options)
-    return service
-
-
-class _RemoveDirectory(Service):
-    """
-    Removes a directory when the server stops.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def stopService(self) -> None:
-        Service.stopService(self)
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _makeWorkerService(options: Options) -> MultiService:
-    """
-    One worker of a C{--workers} server: worker 0 (the process started)
-    holds the bus hub (with C{--redis}, every worker is a node of the Redis
-    bus instead) and starts the others; each listens on the same ports with
-    C{SO_REUSEPORT}.
-    """
-    from twisted.application.internet import StreamServerEndpointService
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import UNIXServerEndpoint
-
-    from txcomet._bus.workers import BusHub, HubClient, WorkerBus
-    from txcomet._node.workers import (
-        WorkerPool,
-        WorkerRouter,
-        reusePortEndpoint,
-        workerCommand,
-        workerSocket,
-    )
-
-    config = options["config"]
-    index = options["worker-index"]
-    service = MultiService()
-    hubPath = options["worker-hub"]
-    redisBus = options.get("bus")
-    if hubPath is None:
-        directory = tempfile.mkdtemp(prefix="txcomet-workers-")
-        hubPath = os.path.join(directory, "bus.sock")
-        _RemoveDirectory(directory).setServiceParent(service)
-    else:
-        directory = os.path.dirname(hubPath)
-    if redisBus is not None:
-        # Every worker is a node of the Redis bus; no hub is needed.
-        comet = makeComet(options)
-        after = comet.whenReady
-
-    elif options["worker-hub"] is None:
-        hub = BusHub(config.historyLength)
-        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
-        comet = makeComet(options, hub.bus)
-        after = hub.bus.whenStarted
-    else:
-        bus = WorkerBus(HubClient(reactor, hubPath, onLost=reactor.stop), config.historyLength)
-        comet = makeComet(options, bus)
-        after = bus.whenStarted
-    comet.hub.sessionPrefix = "%d." % (index,)
-    comet.setServiceParent(service)
-    root = makeRoot(options, comet)
-    if isinstance(root, IndexPage):
-        CounterService(comet.bus, root.counter).setServiceParent(service)
-    # Requests for another worker's session reach it through its private
-    # socket, which serves the same root without the router.
-    StreamServerEndpointService(
-        UNIXServerEndpoint(reactor, workerSocket(directory, index)), makeSite(options, comet, root)
-    ).setServiceParent(service)
-    controlPath = b"/" + b"/".join(options["prefixSegments"]) + b"/control"
-    router = WorkerRouter(root, index, options["workers"], directory, controlPath, reactor)
-    site = makeSite(options, comet, router)
-    endpoints = []
-    for description in options["listen"]:
-        # Listen once the bus is connected: a worker takes no request it
-        # could not publish or deliver for.
-        endpoint = reusePortEndpoint(reactor, description, after=after)
-        endpoints.append(endpoint)
-        StreamServerEndpointService(endpoint, guardedFactory(options, site)).setServiceParent(service)
-    if options["worker-hub"] is None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        if config.publisherSecret is not None:
-            env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
-        if config.tokenSecret is not None:
-            env["TXCOMET_TOKEN_SECRET"] = config.tokenSecret
-        if options["token-previous-secret"] is not None:
-            env["TXCOMET_TOKEN_PREVIOUS_SECRET"] = options["token-previous-secret"]
-        if options["redis"] is not None:
-            env["TXCOMET_REDIS"] = options["redis"]
-        WorkerPool(
-            reactor,
-            options["workers"],
-            lambda index, listens: workerCommand(options, index, listens, hubPath),
-            endpoints,
-            env,
-        ).setServiceParent(service)
-        warnOpenPublish(options)
     return service
