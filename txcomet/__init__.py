@@ -17,7 +17,7 @@ from txcomet._bus.memory import InMemoryBus
 from txcomet._bus.redis import RedisBus
 from txcomet._server.resource import CometResource
 from txcomet._server.service import Comet
-from txcomet._sessions.session import AllowAll
+from txcomet._sessions.hub import AllowAll
 from txcomet._version import __version__
 
 

@@ -15,7 +15,7 @@ from txcomet._auth.tokens import TokenVerifier
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._sessions.control import ControlDispatcher
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IGrant, ITokenAuthorizer
 from txcomet.testing import RecordingDataChannel
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcomet import CometConfig, InMemoryBus
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet.testing import RecordingDataChannel
 
 

@@ -7,7 +7,7 @@ C{closedSessionMemory} seconds, in bounded memory.
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.errors import CometError
-from txcomet._sessions import session as sessionModule
+from txcomet._sessions import hub as hubModule
 from txcomet.testing import MemoryCometClient, makeComet
 
 
@@ -71,7 +71,7 @@ class ClosedSessionTests(SynchronousTestCase):
         """
         At most C{CLOSED_SESSIONS_KEPT} are remembered: the oldest go.
         """
-        self.patch(sessionModule, "CLOSED_SESSIONS_KEPT", 3)
+        self.patch(hubModule, "CLOSED_SESSIONS_KEPT", 3)
         comet, clock = makeComet()
         client = MemoryCometClient(comet)
         ids = []

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from txcomet import AllowAll, CometConfig, CometError, InMemoryBus
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IDataChannel, ISubscriber
 from txcomet.testing import RecordingDataChannel
 from tests.support import subscriberCount

@@ -30,7 +30,7 @@ from txcomet._transports.http import (
     writeJSON,
     writeScript,
 )
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet._transports.streaming import (
     EventSourceResource,
     IframeResource,

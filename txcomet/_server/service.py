@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
 from txcomet._sessions.revocation import Revocations
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IEventBus
 
 

@@ -35,7 +35,8 @@ from txcomet._transports.http import (
     singleArg,
     writeError,
 )
-from txcomet._sessions.session import OLDEST, Hub, Session
+from txcomet._sessions.session import OLDEST, Session
+from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IDataChannel, IEvent, IFraming
 
 log = Logger()

@@ -59,7 +59,8 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._fastpath.writer import TURN_FLUSH_BYTES, DirectWriter, RosterMember, directTransport, writeThrough
 from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
-from txcomet._sessions.session import Hub, Session
+from txcomet._sessions.session import Session
+from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IDataChannel, IFraming
 
 log = Logger()

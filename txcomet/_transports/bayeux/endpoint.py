@@ -15,7 +15,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 
 from txcomet._model.errors import CometError
-from txcomet._sessions.session import Hub, Session
+from txcomet._sessions.session import Session
+from txcomet._sessions.hub import Hub
 from txcomet._transports.bayeux.protocol import (
     CONNECT,
     DISCONNECT,

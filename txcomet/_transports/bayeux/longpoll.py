@@ -22,7 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
-from txcomet._sessions.session import Hub
+from txcomet._sessions.hub import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
 from txcomet._transports.websocket import checkHandshakeOrigin

@@ -24,7 +24,8 @@ from zope.interface import implementer
 
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
-from txcomet._sessions.session import Hub, Session
+from txcomet._sessions.session import Session
+from txcomet._sessions.hub import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._fastpath.writer import writeThrough
 from txcomet._transports.bayeux.protocol import BAYEUX, WEBSOCKET, encodeArray, fromCometError, parseMessages
