@@ -1,5 +1,5 @@
 """
-Tests for fan-out rosters: L{txcomet._fastpath.writer.Roster} and the membership
+Tests for fan-out rosters: L{txcomet._fastpath.roster.Roster} and the membership
 kept by L{txcomet._bus.subscribers.LocalSubscribers}.
 
 Members here are small fakes over real UNIX socket pairs (the roster sends
@@ -14,7 +14,8 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.event import Event
-from txcomet._fastpath.writer import Roster, Turn
+from txcomet._fastpath.roster import Roster
+from txcomet._fastpath.turn import Turn
 from txcomet._bus.subscribers import LocalSubscribers
 
 

@@ -358,7 +358,7 @@ class TurnTests(SynchronousTestCase):
         begin() starts a turn with a new count and schedules its end; the
         end flushes every writer added, once, and closes the turn.
         """
-        from txcomet._fastpath.writer import Turn
+        from txcomet._fastpath.turn import Turn
 
         clock = Clock()
         turn = Turn(clock)
@@ -386,7 +386,7 @@ class TurnTests(SynchronousTestCase):
         """
         A writer whose flush raises is logged; the others are flushed.
         """
-        from txcomet._fastpath.writer import Turn
+        from txcomet._fastpath.turn import Turn
 
         clock = Clock()
         turn = Turn(clock)

@@ -11,7 +11,7 @@ from txcomet._model.channels import RESERVED, Pattern, isPattern
 
 _RESERVED_PREFIX = RESERVED + "/"
 from txcomet._model.event import Event
-from txcomet._fastpath.writer import Roster
+from txcomet._fastpath.roster import Roster
 from txcomet.interfaces import ISubscriber
 
 

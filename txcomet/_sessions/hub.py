@@ -16,7 +16,7 @@ from txcomet._model.channels import isPattern, isReserved, validateChannel
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON, parsePosition
-from txcomet._fastpath.writer import Turn
+from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._sessions.session import _UNREMEMBERED, CLOSE_REASONS, CLOSED, Session

@@ -354,7 +354,7 @@ class Session:
     def joinRoster(self, sink: Any) -> Optional[bool]:
         """
         Let C{sink}, this session's sink, take events straight from its
-        channel's L{txcomet._fastpath.writer.Roster}: it asks after it has written
+        channel's L{txcomet._fastpath.roster.Roster}: it asks after it has written
         an event cleanly.
 
         @return: whether it joined; C{None} when this session never may

@@ -35,7 +35,9 @@ from zope.interface import implementer
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
 from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
-from txcomet._fastpath.writer import TURN_FLUSH_BYTES, ChunkedFraming, RosterMember, StreamWriter
+from txcomet._fastpath.roster import RosterMember
+from txcomet._fastpath.turn import TURN_FLUSH_BYTES
+from txcomet._fastpath.writer import ChunkedFraming, StreamWriter
 from txcomet._transports.http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
 from txcomet._sessions.session import CLOSE_REASONS, Session
 from txcomet.interfaces import IEvent, IFraming
@@ -416,7 +418,7 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         L{txcomet._fastpath.writer.DirectWriter}, with none of L{writeEvents}'
         per-call work.  The first event of a reactor turn goes at once;
         more in the same turn wait for the turn's end and go in one write
-        (see L{txcomet._fastpath.writer.Turn}), unless the connection is backed up.
+        (see L{txcomet._fastpath.turn.Turn}), unless the connection is backed up.
         Slow consumers and recycling work as on the slow path.
         """
         if self.ended:
@@ -454,7 +456,7 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         if self.recycleLimit:
             self._maybeRecycle()
 
-    # the roster (see txcomet._fastpath.writer.Roster)
+    # the roster (see txcomet._fastpath.roster.Roster)
 
     def _joinRoster(self) -> None:
         session = self.session

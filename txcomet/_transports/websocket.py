@@ -26,7 +26,7 @@ connection that did not negotiate compression sends the same bytes.  The
 first event a connection gets in a reactor turn goes straight to the socket
 when nothing is buffered (the session's direct path, L{deliverEvent});
 what follows in the same turn is gathered and sent in one write at the
-turn's end (L{txcomet._fastpath.writer.Turn}).
+turn's end (L{txcomet._fastpath.turn.Turn}).
 
 The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
 close reasons every transport shares, C{4000 + status} for an error that
@@ -57,7 +57,9 @@ from txcomet._sessions.control import OPS, ControlDispatcher
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
-from txcomet._fastpath.writer import TURN_FLUSH_BYTES, DirectWriter, RosterMember, directTransport, writeThrough
+from txcomet._fastpath.roster import RosterMember
+from txcomet._fastpath.turn import TURN_FLUSH_BYTES
+from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
 from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
 from txcomet._sessions.session import Session
 from txcomet._sessions.hub import Hub
@@ -295,7 +297,7 @@ class _WebSocketSink(RosterMember):
     turn) goes by the protocol's own path,
     L{CometWebSocketProtocol.writeEvents}, which gathers the rest of the
     turn into one write.  After a clean write the sink joins its channel's
-    L{txcomet._fastpath.writer.Roster}, and then the roster writes to it, until
+    L{txcomet._fastpath.roster.Roster}, and then the roster writes to it, until
     the protocol writes anything itself.
 
     @ivar count: the L{Turn} count when this connection last wrote.
@@ -306,7 +308,7 @@ class _WebSocketSink(RosterMember):
 
     __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote", "roster", "ready", "rosterMark")
 
-    #: What a roster member says of itself (see L{txcomet._fastpath.writer.Roster}).
+    #: What a roster member says of itself (see L{txcomet._fastpath.roster.Roster}).
     rosterFraming = FRAMING
     rosterBudget = None
 
@@ -317,7 +319,7 @@ class _WebSocketSink(RosterMember):
         self.count = -1
         self.blocked = False
         self.wrote = False
-        #: The L{txcomet._fastpath.writer.Roster} this connection is in, or C{None}.
+        #: The L{txcomet._fastpath.roster.Roster} this connection is in, or C{None}.
         self.roster: Any = None
         #: Whether this connection may join a roster.
         self.ready = True

@@ -1,0 +1,291 @@
+# -*- test-case-name: tests.fastpath.test_roster,tests.system.test_fastpath_real -*-
+"""
+Rosters: the streams of one channel and framing that take fan-out's
+shortest way, one frame sent to every member's socket in one loop.
+"""
+
+import heapq
+import socket
+from typing import Any, List, Optional, Tuple
+
+from twisted.logger import Logger
+
+from txcomet._fastpath.turn import TURN_FLUSH_BYTES, Turn
+from txcomet._fastpath.writer import _AGAIN
+from txcomet.interfaces import IEvent, IFraming
+
+_log = Logger()
+
+
+class RosterMember:
+    """
+    What a data channel's sink has of its own as a L{Roster} member: the
+    roster it is in, and a mark of the roster's C{events} for telling
+    whether the roster wrote to it (for heartbeats).
+    """
+
+    __slots__ = ()
+
+    roster: Any = None
+    rosterMark = 0
+
+    def joinedRoster(self, joined: Optional[bool]) -> bool:
+        """
+        The session's answer to joining (see
+        L{txcomet._sessions.session.Session.joinRoster}): note the roster's count if
+        it joined; C{False} when it never may, to ask no more.
+        """
+        if joined:
+            self.rosterMark = self.roster.events
+        return joined is not None
+
+    def leaveRoster(self) -> None:
+        """
+        Leave the roster, if in one (before writing anything else).
+        """
+        roster = self.roster
+        if roster is not None:
+            roster.owner.evict(self)
+
+    def rosterWrote(self) -> bool:
+        """
+        Whether the roster wrote to this connection since the last call.
+        """
+        roster = self.roster
+        if roster is None or roster.events == self.rosterMark:
+            return False
+        self.rosterMark = roster.events
+        return True
+
+
+#: C{socket.send}, unbound: the roster calls it with each member's socket,
+#: so no bound method per member is kept or looked up.
+_socketSend = socket.socket.send
+
+
+class Roster:
+    """
+    The subscribers to one channel whose events go straight to their
+    sockets, all in one wire framing: fan-out's shortest way.
+
+    A connection whose session listens on one channel only and has nothing
+    waiting joins
+    its channel's roster (L{txcomet._bus.subscribers.LocalSubscribers.join})
+    after it has written an event cleanly.  From then on an event of the
+    channel is framed once and sent to every member's socket in one tight
+    loop, with none of the per-subscriber Python (the session's
+    C{deliver}, the channel's C{deliverEvent}, the writer) in between: that
+    Python costs about as much again as the kernel's C{send} it wraps.
+    The turn rule of L{Turn} holds for the roster as a whole: the first
+    event of a reactor turn goes at once, the rest of the turn in one write
+    at its end.
+
+    A member leaves (L{txcomet._bus.subscribers.LocalSubscribers.evict}) before
+    anything else is written to its connection, when its socket does not
+    take a whole write (the rest then waits in its transport, and the
+    member's own path, which looks there first, takes over), and when its
+    session changes (a subscription more or less, a new data channel,
+    closing).  What the roster held back in the turn goes to it as it
+    leaves, so its stream stays in order.  A session that keeps a replay
+    buffer does not add each event to it while in the roster: the roster
+    keeps one log of the last events for all of them, and a session takes
+    what it missed from there as its connection leaves (L{tail}).
+
+    What a member (the data channel's C{sink}) provides: C{roster} (this
+    roster or C{None}), C{rosterSocket}, C{rosterFraming}, C{rosterTurn}
+    and C{rosterBudget} (bytes it may take, or C{None}); C{rosterLeft(roster,
+    pending)} when it leaves (C{pending}: bytes it must write first, or
+    C{None}); C{rosterSpill(data)} for what its socket did not take;
+    C{rosterSpent()} once it has had its budget.
+
+    @ivar events: events sent so far (members compare it to a mark of
+        their own to tell whether they have been written to).
+    @ivar bytes: bytes sent to each member so far.
+    """
+
+    __slots__ = (
+        "owner", "channel", "framing", "turn", "members", "sockets",
+        "index", "pending", "pendingSize", "pendingEvents", "count", "events", "bytes",
+        "delivered", "log", "logBase", "replayers", "keep", "budgets",
+    )
+
+    def __init__(self, owner: Any, channel: str, framing: IFraming, turn: Turn) -> None:
+        self.owner = owner
+        self.channel = channel
+        self.framing = framing
+        self.turn = turn
+        self.members: List[Any] = []
+        self.sockets: List[Any] = []
+        self.index: dict = {}
+        self.pending: List[bytes] = []
+        self.pendingSize = 0
+        self.pendingEvents = 0
+        self.count = -1
+        self.events = 0
+        self.bytes = 0
+        self.delivered = 0
+        self.log: List[IEvent] = []
+        self.logBase = 0
+        self.replayers = 0
+        self.keep = 0
+        #: A heap of (C{bytes} at which, member): members that must leave
+        #: then (a stream recycled after so many bytes).
+        self.budgets: List[Tuple[int, int, Any]] = []
+
+    def __repr__(self) -> str:
+        return "<Roster %s %s, %d members>" % (self.channel, self.framing.name, len(self.members))
+
+    def add(self, member: Any, budget: Optional[int] = None) -> None:
+        """
+        @param budget: the bytes C{member} may take before it must leave
+            (to be recycled); C{None} for no limit.
+        """
+        self.index[member] = len(self.members)
+        self.members.append(member)
+        self.sockets.append(member.rosterSocket)
+        member.roster = self
+        if budget is not None:
+            budgets = self.budgets
+            if len(budgets) > 2 * len(self.members) + 64:
+                # Drop what members that have left since pushed.
+                budgets[:] = [entry for entry in budgets if entry[2].roster is self]
+                heapq.heapify(budgets)
+            heapq.heappush(budgets, (self.bytes + budget, id(member), member))
+
+    def remove(self, member: Any) -> None:
+        """
+        Take C{member} out (the last member takes its place).
+        """
+        i = self.index.pop(member)
+        members = self.members
+        sockets = self.sockets
+        last = members.pop()
+        lastSocket = sockets.pop()
+        if last is not member:
+            members[i] = last
+            sockets[i] = lastSocket
+            self.index[last] = i
+        member.roster = None
+
+    def takePending(self) -> Optional[bytes]:
+        """
+        What this turn held back, as one write, for a member that leaves.
+        """
+        pending = self.pending
+        if not pending:
+            return None
+        return pending[0] if len(pending) == 1 else b"".join(pending)
+
+    # what sessions that keep a replay buffer need
+
+    def addReplayer(self, keep: int) -> None:
+        """
+        A member's session keeps a replay buffer of C{keep} events: keep a
+        log of at least as many, for it to catch up from when it leaves.
+        """
+        if not self.replayers:
+            self.log = []
+            self.logBase = self.delivered
+        self.replayers += 1
+        self.keep = max(self.keep, keep)
+
+    def removeReplayer(self) -> None:
+        self.replayers -= 1
+        if not self.replayers:
+            self.log = []
+            self.logBase = self.delivered
+            self.keep = 0
+
+    def tail(self, mark: int) -> List[IEvent]:
+        """
+        The events delivered since C{mark} (a value of C{delivered}) that
+        the log still holds: the last C{keep} of them at least.
+        """
+        return self.log[max(mark - self.logBase, 0):]
+
+    def deliver(self, event: IEvent) -> None:
+        self.delivered += 1
+        if self.replayers:
+            log = self.log
+            log.append(event)
+            if len(log) > self.keep + 64:
+                del log[:64]
+                self.logBase += 64
+        # Once per event for the whole roster: the cached framing will do.
+        wire = event.framed(self.framing)
+        turn = self.turn
+        if not turn.open:
+            turn.begin()
+        if self.count == turn.count:
+            # Written to in this turn already: the rest goes at its end.
+            if not self.pending:
+                turn.add(self)
+            self.pending.append(wire)
+            self.pendingSize += len(wire)
+            self.pendingEvents += 1
+            if self.pendingSize > TURN_FLUSH_BYTES:
+                self.flushPending()
+            return
+        self.count = turn.count
+        self._sendAll(wire, 1)
+
+    def flushPending(self) -> None:
+        data = self.takePending()
+        if data is None:
+            return
+        events = self.pendingEvents
+        self.pending = []
+        self.pendingSize = 0
+        self.pendingEvents = 0
+        self._sendAll(data, events)
+
+    def _sendAll(self, data: bytes, events: int) -> None:
+        size = len(data)
+        self.events += events
+        self.bytes += size
+        send = _socketSend
+        short = None
+        for i, sock in enumerate(self.sockets):
+            try:
+                sent = send(sock, data)
+            except OSError as e:
+                # EAGAIN: not now.  Anything else: Twisted meets the same
+                # error when the member's transport writes.
+                sent = 0 if e.errno in _AGAIN else -1
+            if sent != size:
+                if short is None:
+                    short = []
+                short.append((i, sent))
+        if short is not None:
+            self._takeBack(short, data)
+        budgets = self.budgets
+        if budgets and budgets[0][0] <= self.bytes:
+            self._spent()
+
+    def _spent(self) -> None:
+        """
+        Members past their byte budget leave, to be recycled.
+        """
+        budgets = self.budgets
+        while budgets and budgets[0][0] <= self.bytes:
+            member = heapq.heappop(budgets)[2]
+            if member.roster is self:
+                self.owner.evict(member)
+                try:
+                    member.rosterSpent()
+                except Exception:
+                    _log.failure("Recycling {member!r} failed", member=member)
+
+    def _takeBack(self, short: List[Tuple[Any, int]], data: bytes) -> None:
+        """
+        The members whose sockets did not take all of C{data}: they leave,
+        and their own paths write the rest.
+        """
+        members = [(self.members[i], sent) for i, sent in short]
+        for member, sent in members:
+            if member.roster is self:
+                self.owner.evict(member)
+            try:
+                member.rosterSpill(data[sent:] if sent > 0 else data)
+            except Exception:
+                _log.failure("Writing to {member!r} failed", member=member)
