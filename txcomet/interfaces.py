@@ -34,6 +34,7 @@ __all__ = [
     "ITokenAuthorizer",
     "IFraming",
     "IDataChannel",
+    "IBusHealth",
 ]
 
 
@@ -397,4 +398,19 @@ class IDataChannel(Interface):
         """
         Send a C{close} message saying why, and end the channel.  The
         session has already let go of it.
+        """
+
+
+class IBusHealth(Interface):
+    """
+    A bus that distributes events through something that can be out of
+    reach (Redis, another process) says whether it can, for health checks
+    (C{<mount>/health}).  A bus without it is always healthy.
+    """
+
+    def problem() -> Optional[str]:
+        """
+        C{None} while the bus can distribute events, else why it cannot (a
+        sentence for the operator: no secrets, no addresses with
+        passwords).
         """

@@ -31,6 +31,7 @@ ENDPOINTS = [
     "/comet/ws?channel=chat",
     "/comet/bayeux",
     "/comet/txcomet.js",
+    "/comet/health",
 ]
 
 METHODS = [b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"HEAD", b"TRACE", b"BREW"]

@@ -200,6 +200,9 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         yield sleep(1.0)
         code, body, retryAfter = yield self.http.tryPublish(self.b, "news", "during")
         self.assertEqual((code, body["error"], retryAfter), (503, "unavailable", "1"))
+        # a load balancer's health check says why
+        code, body = yield self.http.get(self.b, "health")
+        self.assertEqual((code, body["reason"]), (503, "Redis is unreachable"))
         reply = yield self.http.control(self.b, op="publish", session=onB, channel="news", data="during")
         self.assertEqual((reply["error"], reply["status"]), ("unavailable", 503))
         impatient = CometClient(self.b.url, publishRetries=0, backoff=(0.05, 0.2))
@@ -212,6 +215,8 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         yield sleep(0.5)
         self.redis.start()
         yield self.waitUntilBothPublishThroughRedis()
+        code, body = yield self.http.get(self.b, "health")
+        self.assertEqual((code, body), (200, {"ok": True}))
         reply = yield retried
         self.assertRegex(reply["id"], r"^[0-9a-f]{8}-[0-9]+$")
         self.assertNotEqual(before["id"].rsplit("-", 1)[0], reply["id"].rsplit("-", 1)[0])

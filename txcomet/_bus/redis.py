@@ -58,7 +58,7 @@ from txcomet._model.errors import CometError
 from txcomet._bus.subscribers import LocalSubscribers
 from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from txcomet.interfaces import IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
+from txcomet.interfaces import IBusHealth, IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -370,7 +370,7 @@ class _Holder:
         self.events.append(event)
 
 
-@implementer(IEventBus, IPresence, ISessionRouter)
+@implementer(IEventBus, IPresence, ISessionRouter, IBusHealth)
 class RedisBus:
     """
     A bus shared by every txcomet node connected to the same Redis (and
@@ -521,6 +521,17 @@ class RedisBus:
 
     def __repr__(self) -> str:
         return "<RedisBus %s prefix=%r node=%s>" % (self.address, self.prefix, self.nodeId)
+
+    # IBusHealth
+
+    def problem(self) -> Optional[str]:
+        if not self._started or self._stopped:
+            return "the Redis bus is not running"
+        if not self.commands.ready:
+            return "Redis is unreachable"
+        if not self.pubsub.ready:
+            return "the Redis pub/sub connection is reconnecting"
+        return None
 
     # keys
 

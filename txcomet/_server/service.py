@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
 from txcomet._sessions.revocation import Revocations
+from txcomet._server.health import HealthResource
 from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IEventBus
 
@@ -47,6 +48,7 @@ class Comet(Service):
             authorizer = authorizerFromConfig(config, clock)
         self.hub = Hub(bus=bus, config=config, clock=clock, authorizer=authorizer)
         self.resource = CometResource(self.hub)
+        self.resource.putChild(b"health", HealthResource(self.hub, lambda: self._ready))
         self.revocations = Revocations(self.hub)
         self._ready = False
         self._startFailure: Optional[Failure] = None
