@@ -98,3 +98,52 @@ def _case(name):
 for _name in ("ws", "sse", "longpoll"):
     globals()["TokenClientTests_" + _name] = _case(_name)
 del _name
+
+
+class ChannelTokenClientTests(RealServerMixin, TestCase):
+    """
+    The Python client subscribes to a private channel with a channel
+    token, given or asked of a callable, and asks again after a rejoin.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_channelToken(self):
+        from tests.support.auth import EXAMPLE, tempPath
+        from txcomet._model.errors import CometError
+
+        path = tempPath(self)
+        with open(path, "w") as f:
+            f.write(EXAMPLE)
+        yield self.startServer(tokenSecret=SECRET, rulesPath=path, heartbeat=2.0)
+        auth = mint({"sub": "py", "exp": reactor.seconds() + 60})
+
+        def channelToken(channel):
+            asked.append(channel)
+            return mint({"sub": "py", "channel": channel, "exp": reactor.seconds() + 60})
+
+        asked = []
+        refused = CometClient(self.url, transport="longpoll", auth=auth, backoff=(0.05, 0.3))
+        self.addCleanup(refused.leave)
+        error = yield self.assertFailure(refused.subscribe("private/room", lambda e: None), CometError)
+        self.assertEqual(error.code, "forbidden")
+
+        client = CometClient(self.url, transport="longpoll", auth=auth, backoff=(0.05, 0.3))
+        self.addCleanup(client.leave)
+        got = Collector()
+        yield client.subscribe("private/room", got, token=channelToken)
+        self.assertEqual(asked, ["private/room"])
+        yield self.comet.publish("private/room", 1)
+        while got.data != [1]:
+            yield sleep(0.02)
+        # The server forgets the session: the client joins again, asks for
+        # a fresh channel token, and resumes the channel.
+        first = client.session
+        self.comet.hub.sessions[first].close("expired")
+        yield self.comet.publish("private/room", 2)
+        while len(got.data) < 2:
+            yield sleep(0.02)
+        self.assertEqual(got.data, [1, 2])
+        self.assertNotEqual(client.session, first)
+        self.assertEqual(asked, ["private/room", "private/room"])

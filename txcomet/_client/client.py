@@ -105,6 +105,9 @@ class _Subscription:
         self.since: Optional[str] = None
         self.session: Optional[str] = None
         self.ack: Optional[dict] = None
+        #: the channel token it was given, or a callable giving one (asked
+        #: again every time the subscription is made, after a rejoin too)
+        self.token: Any = None
 
 
 class CometClient:
@@ -273,10 +276,27 @@ class CometClient:
         self._last = reply.get("last")
         self._setState("joined")
         for sub in list(self._subs.values()):
-            since = self._since(sub.pattern)
-            ack = yield self.control("subscribe", session=self.session, channel=sub.pattern, **({"since": since} if since else {}))
+            fields = yield self._subscribeFields(sub, self._since(sub.pattern))
+            ack = yield self.control("subscribe", session=self.session, channel=sub.pattern, **fields)
             self._acked(sub, ack, self.session)
         return self.session
+
+    @inlineCallbacks
+    def _subscribeFields(self, sub: "_Subscription", since: Optional[str]):
+        """
+        The fields of C{sub}'s subscribe request beside the channel: where
+        it resumes, and its channel token (asked of its C{token} callable
+        each time, so a rejoin brings a fresh one).
+        """
+        fields: Dict[str, Any] = {}
+        if since is not None:
+            fields["since"] = since
+        token = sub.token
+        if callable(token):
+            token = yield maybeDeferred(token, sub.pattern)
+        if token is not None:
+            fields["token"] = token
+        return fields
 
     def _join(self) -> Deferred:
         d = self._doJoin()
@@ -337,13 +357,16 @@ class CometClient:
         sub.ack = ack
 
     @inlineCallbacks
-    def subscribe(self, channel: str, callback: Callable[[dict], Any], since: Optional[str] = None):
+    def subscribe(self, channel: str, callback: Callable[[dict], Any], since: Optional[str] = None, token: Any = None):
         """
         Deliver the events of C{channel} (a name or pattern) to
         C{callback(envelope)}: dicts with C{type} (C{"event"}, C{"join"} or
         C{"leave"}), C{channel}, C{id} and C{data}.  Starts the data
         channel.  With C{since} (an event id, or C{"oldest"}), the
-        channel's retained events after it come first.
+        channel's retained events after it come first.  C{token} is a
+        channel token for a private channel (docs/auth.md), or a callable
+        given the channel and returning one (or a L{Deferred} of one),
+        asked every time the subscription is made.
 
         @return: a L{Deferred} firing with the server's acknowledgement.
         """
@@ -351,10 +374,12 @@ class CometClient:
         if sub is None:
             sub = self._subs[channel] = _Subscription(channel)
             sub.since = since
+        if token is not None:
+            sub.token = token
         sub.callbacks.append(callback)
         session = yield self.join()
         if sub.session != session or since is not None and sub.ack is not None and since != sub.since:
-            fields = {"since": since} if since is not None else {}
+            fields = yield self._subscribeFields(sub, since)
             ack = yield self.control("subscribe", session=session, channel=channel, **fields)
             self._acked(sub, ack, session)
         if not self._running:

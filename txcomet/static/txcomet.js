@@ -568,13 +568,21 @@
    * `handler(event)` gets each envelope: {type, channel, id, data}, where
    * type is "event", or "join"/"leave" for presence notices.
    * options.since: an event id to resume after, or "oldest" for the
-   * channel's retained history first.
+   * channel's retained history first.  options.token: a channel token for
+   * a private channel (docs/auth.md); options.getToken: a function given
+   * the channel that returns one (or a Promise of one), asked every time
+   * the subscription is made.
    * Resolves with the server's acknowledgement ({channel, position}).
    */
   Client.prototype.subscribe = function (channel, handler, options) {
     var sub = this._subs[channel];
     if (!sub) sub = this._subs[channel] = {handlers: [], since: null, ack: null};
     if (handler) sub.handlers.push(handler);
+    // A private channel's token: given, or asked of a function (which may
+    // return a Promise) every time the subscription is made, after a
+    // rejoin too.
+    if (options && options.token) sub.token = options.token;
+    if (options && options.getToken) sub.getToken = options.getToken;
     this.connect();
     if (!sub.ack) sub.ack = this._subscribeRemote(channel, (options && options.since) || null);
     return sub.ack;
@@ -885,19 +893,33 @@
     }
   };
 
-  Client.prototype._subscribeOnSession = function (pattern, since) {
+  // The subscribe message for `pattern`: where it resumes, and the channel
+  // token its subscription was given (a Promise of the message).
+  Client.prototype._subscribeMessage = function (pattern, since) {
     var message = {op: 'subscribe', channel: pattern};
     if (since) message.since = since;
-    return this._send(Object.assign({session: this.session}, message));
+    var sub = this._subs[pattern];
+    var token = sub && (sub.getToken ? sub.getToken(pattern) : sub.token);
+    return Promise.resolve(token).then(function (t) {
+      if (t) message.token = t;
+      return message;
+    });
+  };
+
+  Client.prototype._subscribeOnSession = function (pattern, since) {
+    var self = this;
+    return this._subscribeMessage(pattern, since).then(function (message) {
+      return self._send(Object.assign({session: self.session}, message));
+    });
   };
 
   Client.prototype._subscribeRemote = function (pattern, since) {
     var self = this;
     var request = this.role === 'follower'
-      ? this._ask({op: 'subscribe', channel: pattern, since: since || undefined})
+      ? this._subscribeMessage(pattern, since).then(function (message) { return self._ask(message); })
       : this._sessionReady().then(function () {
-          return self._op(since ? {op: 'subscribe', channel: pattern, since: since} : {op: 'subscribe', channel: pattern});
-        });
+          return self._subscribeMessage(pattern, since);
+        }).then(function (message) { return self._op(message); });
     return request.then(function (ack) {
       self._acked(pattern, ack);
       return ack;
@@ -1267,10 +1289,9 @@
   Client.prototype._resubscribe = function () {
     var self = this;
     Object.keys(this._subs).forEach(function (pattern) {
-      var since = self._since(pattern);
-      var message = {op: 'subscribe', channel: pattern};
-      if (since) message.since = since;
-      self._ask(message).then(function (ack) { self._acked(pattern, ack); }, function (error) {
+      self._subscribeMessage(pattern, self._since(pattern)).then(function (message) {
+        return self._ask(message);
+      }).then(function (ack) { self._acked(pattern, ack); }, function (error) {
         self._emit('error', error);
       });
     });
