@@ -142,6 +142,19 @@ class HeadDeadlineTests(SynchronousTestCase):
         self.assertFalse(c.closed)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_http2IsNotFollowed(self):
+        """
+        An HTTP/2 connection (its preface, even split across reads) is
+        frames, not heads: passed on untouched, never timed or refused.
+        """
+        guard, clock = makeGuard(headTimeout=10)
+        c = Connection(guard)
+        c.send(b"PRI * HTTP/2.0\r")
+        c.send(b"\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00")
+        clock.advance(60)
+        self.assertFalse(c.closed)
+        self.assertEqual(c.inner.received, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00")
+
     def test_off(self):
         """
         A C{headTimeout} of 0 times nothing.

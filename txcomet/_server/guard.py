@@ -139,6 +139,10 @@ def lineProblem(line: bytes, first: bool) -> Optional[str]:
         return "a header line is not NAME: VALUE (a token, a colon, no NUL)"
     return None
 
+#: How an HTTP/2 connection starts (RFC 9113, 3.4).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
 # What a connection's bytes are, as far as the guard follows them.
 _HEAD, _BODY, _IDLE, _DONE = range(4)
 
@@ -230,6 +234,16 @@ class _GuardedConnection(Protocol):
                     self._state = _IDLE
             else:
                 seen = self._head + data
+                if self._first and seen[:14] == _H2_PREFACE[: len(seen[:14])]:
+                    if len(seen) < 14:
+                        self._head = seen  # too short to tell yet
+                        return
+                    # HTTP/2 (prior knowledge, or ALPN under TLS): frames,
+                    # not heads, from here on; twisted.web's h2 has its own
+                    # limits.
+                    self._disarm()
+                    self._state = _DONE
+                    return
                 end = seen.find(b"\r\n\r\n")
                 problem = self._checkLines(seen, end + 2 if end >= 0 else seen.rfind(b"\r\n"))
                 if problem is None and end < 0 and len(seen) > _MAX_HEAD:
