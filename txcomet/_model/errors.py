@@ -16,6 +16,8 @@ ERRORS: Dict[str, tuple] = {
     "invalid_callback": (400, "The callback name is not valid."),
     "invalid_position": (400, "The position is not a valid event id."),
     "too_many_subscriptions": (400, "The session holds as many subscriptions as it may."),
+    "unauthorized": (401, "This endpoint needs the API key (X-API-Key or Authorization: Bearer); see docs/operations.md."),
+    "unknown_method": (400, "The method is not one of the server API's; see docs/operations.md."),
     "invalid_token": (401, "The token is not valid: bad signature, claims, audience, issuer or format."),
     "token_expired": (401, "The token has expired; fetch a new one and join again (or refresh)."),
     "unknown_session": (404, "The session does not exist or has expired."),
@@ -64,3 +66,15 @@ class CometError(Exception):
         if self.details:
             body.update(self.details)
         return body
+
+
+def sessionClosed(reason: Optional[str], reconnect: bool) -> CometError:
+    """
+    The C{session_closed} (410) error for a session the server closed with
+    C{reason}, saying whether the client should join again.
+    """
+    return CometError(
+        "session_closed",
+        "The server closed the session: %s." % (reason,),
+        details={"reason": reason, "reconnect": reconnect},
+    )

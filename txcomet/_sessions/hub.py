@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from txcomet._model.channels import isPattern, isReserved, validateChannel
 from txcomet._model.config import CometConfig
-from txcomet._model.errors import CometError
+from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, encodeJSON, parsePosition
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
@@ -331,11 +331,7 @@ class Hub:
         if closed is None or closed[2] + self.config.closedSessionMemory < self.clock.seconds():
             return CometError("unknown_session")
         reason, reconnect, _ = closed
-        return CometError(
-            "session_closed",
-            "The server closed the session: %s." % (reason,),
-            details={"reason": reason, "reconnect": reconnect},
-        )
+        return sessionClosed(reason, reconnect)
 
     def _rememberClosed(self, session: "Session") -> None:
         reason = session.closeReason

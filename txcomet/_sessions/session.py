@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txcomet._model.channels import isPattern, isReserved, validateChannel, validatePattern
-from txcomet._model.errors import CometError
+from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
 from txcomet.interfaces import IDataChannel, IGapListener
 
@@ -233,11 +233,7 @@ class Session:
         if self.state == CLOSED:
             if self.closeReason in _UNREMEMBERED:
                 raise CometError("unknown_session", "The session is closed (%s)." % (self.closeReason,))
-            raise CometError(
-                "session_closed",
-                "The server closed the session: %s." % (self.closeReason,),
-                details={"reason": self.closeReason, "reconnect": self.closeReconnect},
-            )
+            raise sessionClosed(self.closeReason, self.closeReconnect)
 
     # ISubscriber
 

@@ -488,9 +488,11 @@ class JSONResource(Resource):
         postpath = getattr(request, "postpath", None)
         if postpath and not self.subpaths and self.isLeaf and request.prepath and postpath != [b""]:
             return writeError(request, CometError("not_found"))
+        # Its own render_HEAD: data channels answer headers only.
+        ownHead = type(self).render_HEAD is not Resource.render_HEAD
         if method == "HEAD":
-            if type(self).render_HEAD is not Resource.render_HEAD:
-                handler = self.render_HEAD  # its own: data channels answer headers only
+            if ownHead:
+                handler = self.render_HEAD
             else:
                 handler = self.render_GET if self.headIsGet else None
         else:
@@ -499,8 +501,7 @@ class JSONResource(Resource):
             allowed = sorted(
                 name[len("render_") :]
                 for name in dir(self)
-                if name.startswith("render_")
-                and (name != "render_HEAD" or self.headIsGet or type(self).render_HEAD is not Resource.render_HEAD)
+                if name.startswith("render_") and (name != "render_HEAD" or self.headIsGet or ownHead)
             )
             request.setHeader(b"Allow", ", ".join(allowed).encode("ascii"))
             return writeError(
