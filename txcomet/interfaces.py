@@ -382,6 +382,10 @@ class IDataChannel(Interface):
     """
 
     oneShot = Attribute("L{bool}: whether the channel ends after one write.")
+    transportName = Attribute(
+        "The transport's name (L{str}: C{sse}, C{ws}, C{longpoll}, C{bayeux}, ...), as the server API"
+        " and the metrics count connections."
+    )
 
     def writeEvents(events: Sequence[IEvent]) -> None:
         """

@@ -91,7 +91,11 @@ class Options(usage.Options):
         ["recycle-bytes", None, 1048576, "Bytes after which an XHR-streaming or iframe response is "
          "closed and reopened by its client (0: never).", _count],
         ["publisher-secret", None, None, "The secret POST <prefix>/publish/<channel> requires "
-         "(default: $TXCOMET_PUBLISHER_SECRET; unset: the publish API is open)."],
+         "(default: $TXCOMET_PUBLISHER_SECRET; with neither it nor --api-key, the publish API answers "
+         "only clients on this machine)."],
+        ["api-key", None, None, "The key the server API (<prefix>/api) and the metrics require, as X-API-Key "
+         "or Authorization: Bearer; the publish API takes it too (default: $TXCOMET_API_KEY; unset: they "
+         "answer only clients on this machine)."],
         ["static", None, None, "A directory to serve at / instead of the demo page."],
         ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
          "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
@@ -200,6 +204,8 @@ class Options(usage.Options):
             raise usage.UsageError("--static %s is not a directory" % (self["static"],))
         if self["publisher-secret"] is None:
             self["publisher-secret"] = os.environ.get("TXCOMET_PUBLISHER_SECRET") or None
+        if self["api-key"] is None:
+            self["api-key"] = os.environ.get("TXCOMET_API_KEY") or None
         if self["token-secret"] is None:
             self["token-secret"] = os.environ.get("TXCOMET_TOKEN_SECRET") or None
         if self["token-previous-secret"] is None:
@@ -226,6 +232,7 @@ class Options(usage.Options):
                 controlBurst=self["control-burst"],
                 allowedOrigins=self["allowedOrigins"],
                 publisherSecret=self["publisher-secret"],
+                apiKey=self["api-key"],
                 clientPublish=not self["no-client-publish"],
                 recycleBytes=self["recycle-bytes"],
                 webSocketPingTimeout=self["ws-ping-timeout"],

@@ -89,6 +89,8 @@ class RecordingDataChannel:
         C{("heartbeat", None)} or C{("close", (reason, reconnect))}.
     """
 
+    transportName = "recording"
+
     def __init__(self, oneShot: bool = False) -> None:
         self.oneShot = oneShot
         self.writes: List[Tuple[str, Any]] = []
@@ -227,6 +229,15 @@ class MemoryCometClient:
             json.dumps(data).encode("utf-8"),
             headers={"Content-Type": ["application/json"]},
         ).json()
+
+    def api(self, method: str, key: Optional[str] = None, **params: Any) -> Any:
+        """
+        Call the server API's C{method} with C{params} (with the API key
+        C{key}, if given); return the decoded answer (an error answer too).
+        """
+        headers = {"X-API-Key": [key]} if key is not None else None
+        body = json.dumps({"method": method, "params": params}).encode("utf-8")
+        return self.request("POST", "api", body, headers=headers).json()
 
     def poll(self, session: str, **params: Any) -> Any:
         """

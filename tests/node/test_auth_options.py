@@ -192,3 +192,27 @@ class OpenNoticeTests(SynchronousTestCase):
             f.write(EXAMPLE)
         warnOpenPublish(parse("--config", rules))
         self.assertFalse(any("server is OPEN" in e.get("log_format", "") for e in seen))
+
+    def test_startupLogSaysWhatIsLocalOnly(self):
+        """
+        With no API key, the start-up log says the server API answers only
+        local clients, and with no publisher secret either, that the
+        publish API does too; with a key, neither is said, and the key
+        itself is in no log event.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from txcomet._node.site import warnOpenPublish
+
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        warnOpenPublish(parse())
+        texts = [formatEvent(e) for e in seen]
+        self.assertTrue(any("No API key" in t and "/comet/api" in t for t in texts), texts)
+        self.assertTrue(any("publish API (/comet/publish) answers only clients on this machine" in t for t in texts))
+        del seen[:]
+        warnOpenPublish(parse("--api-key", "k-123-secret"))
+        texts = [formatEvent(e) for e in seen]
+        self.assertFalse(any("No API key" in t or "publish API" in t for t in texts), texts)
+        self.assertFalse(any("k-123-secret" in repr(e) for e in seen))

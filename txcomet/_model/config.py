@@ -34,8 +34,12 @@ class CometConfig:
         C{CLOSED_SESSIONS_KEPT} are remembered at a time.
     @ivar allowedOrigins: origins granted CORS and WebSocket access; C{"*"}
         allows any.  Same-origin requests need no entry.
-    @ivar publisherSecret: the secret C{POST /publish/...} requires, or
-        C{None} for an open publish API.
+    @ivar publisherSecret: the secret C{POST /publish/...} requires (the
+        API key is accepted there too), or C{None}: then, without an API
+        key either, the publish API answers only clients on loopback.
+    @ivar apiKey: the key the server API and the metrics require
+        (C{X-API-Key: <key>} or C{Authorization: Bearer <key>}), or
+        C{None}: then they answer only clients on loopback.
     @ivar clientPublish: whether sessions may publish through the control
         channel (the authorizer still decides per channel).
     @ivar recycleBytes: bytes after which an XHR-streaming or iframe
@@ -89,6 +93,7 @@ class CometConfig:
         controlBurst: int = 200,
         allowedOrigins: Sequence[str] = (),
         publisherSecret: Optional[str] = None,
+        apiKey: Optional[str] = None,
         clientPublish: bool = True,
         recycleBytes: int = 1024 * 1024,
         webSocketPingTimeout: float = 10.0,
@@ -153,6 +158,7 @@ class CometConfig:
         self.controlBurst = controlBurst
         self.allowedOrigins = tuple(allowedOrigins)
         self.publisherSecret = publisherSecret
+        self.apiKey = apiKey
         self.clientPublish = clientPublish
         self.recycleBytes = recycleBytes
         self.webSocketPingTimeout = float(webSocketPingTimeout)

@@ -164,8 +164,16 @@ def warnOpenPublish(options: Any) -> None:
             " to any channel (** reads them all) and publish. Set --config, --token-secret or a hook"
             " (docs/auth.md)."
         )
-    if options["config"].publisherSecret is None:
+    config = options["config"]
+    if config.apiKey is None:
         log.warn(
-            "No publisher secret: anyone who reaches this server can POST to its publish API."
-            " Set --publisher-secret or TXCOMET_PUBLISHER_SECRET."
+            "No API key: the server API ({prefix}/api) and the metrics answer only clients on this machine"
+            " (loopback, no proxy headers). Set --api-key or TXCOMET_API_KEY to reach them from elsewhere.",
+            prefix=options["prefix"],
+        )
+    if config.publisherSecret is None and config.apiKey is None:
+        log.warn(
+            "No publisher secret or API key: the publish API ({prefix}/publish) answers only clients on this"
+            " machine. Set --publisher-secret (TXCOMET_PUBLISHER_SECRET) or --api-key.",
+            prefix=options["prefix"],
         )

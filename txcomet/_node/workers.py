@@ -453,7 +453,7 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
     for listen in listens:
         argv += ["--listen", listen]
     # Secrets travel in the environment, not on a command line.
-    skip = {"publisher-secret", "token-secret", "token-previous-secret", "redis", "worker-hub", "worker-index"}
+    skip = {"publisher-secret", "api-key", "token-secret", "token-previous-secret", "redis", "worker-hub", "worker-index"}
     for parameter in options.optParameters:
         name = parameter[0]
         if name not in skip and options[name] is not None:
@@ -546,6 +546,8 @@ def makeWorkerService(options: Any) -> MultiService:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         if config.publisherSecret is not None:
             env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
+        if config.apiKey is not None:
+            env["TXCOMET_API_KEY"] = config.apiKey
         if config.tokenSecret is not None:
             env["TXCOMET_TOKEN_SECRET"] = config.tokenSecret
         if options["token-previous-secret"] is not None:

@@ -11,6 +11,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from txcomet._model.channels import validateChannel
+from txcomet._server.api import checkAccess, presentedKey
 from txcomet._auth.tokens import bearerToken
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._transports.datachannel import LongPollResource, PollResource
@@ -120,8 +121,10 @@ class PublishResource(JSONResource):
 
     The body is the event's data: JSON when the content type is
     C{application/json}, else UTF-8 text, published as a string.  When a
-    publisher secret is configured, the request must carry it as
-    C{Authorization: Bearer <secret>} or C{X-Comet-Secret: <secret>}.
+    publisher secret or an API key is configured, the request must carry
+    one as C{Authorization: Bearer <secret>}, C{X-Comet-Secret: <secret>}
+    or C{X-API-Key: <key>} (else 403 C{forbidden}); with neither, only
+    clients on this machine may publish (else 401 C{unauthorized}).
     Answers C{{"ok": true, "channel": ..., "id": ...}}.
     """
 
@@ -134,17 +137,20 @@ class PublishResource(JSONResource):
         self.config = hub.config
 
     def _checkSecret(self, request: Request) -> None:
-        secret = self.config.publisherSecret
-        if secret is None:
+        config = self.config
+        keys = [key for key in (config.publisherSecret, config.apiKey) if key]
+        if not keys:
+            checkAccess(request, keys, "The publish API")
             return
         given = request.getHeader("X-Comet-Secret")
         if given is None:
-            authorization = request.getHeader("Authorization") or ""
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() == "bearer":
-                given = token.strip()
-        if given is None or not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
-            raise CometError("forbidden", "Publishing needs the publisher secret.")
+            given = presentedKey(request)
+        matched = False
+        for key in keys:
+            if given is not None:
+                matched |= hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8"))
+        if not matched:
+            raise CometError("forbidden", "Publishing needs the publisher secret (or the API key).")
 
     def _channel(self, request: Request) -> str:
         try:

@@ -11,7 +11,10 @@ from twisted.python.failure import Failure
 from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
 from txcomet._sessions.revocation import Revocations
+from txcomet._server.api import APIResource, ServerAPI, installAnswerers
 from txcomet._server.health import HealthResource
+from txcomet._sessions.cluster import Cluster
+from txcomet._version import __version__
 from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IEventBus
 
@@ -50,6 +53,13 @@ class Comet(Service):
         self.resource = CometResource(self.hub)
         self.resource.putChild(b"health", HealthResource(self.hub, lambda: self._ready))
         self.revocations = Revocations(self.hub)
+        #: This node in the cluster sharing its bus: asks and answers the
+        #: server API's questions for every node.
+        self.cluster = Cluster(self.hub)
+        #: The server API (docs/operations.md): C{comet.api.call("info")}.
+        self.api = ServerAPI(self)
+        installAnswerers(self, __version__)
+        self.resource.putChild(b"api", APIResource(self.api))
         self._ready = False
         self._startFailure: Optional[Failure] = None
         self._waiting: List[Deferred] = []
@@ -73,6 +83,7 @@ class Comet(Service):
         self._startFailure = None
         d = self.hub.start()
         d.addCallback(lambda _: self.revocations.start())
+        d.addCallback(lambda _: self.cluster.start())
         d.addCallback(lambda _: self.resource.transportServices.startService())
         d.addBoth(self._settleReady)
         return d
@@ -113,6 +124,8 @@ class Comet(Service):
         Service.stopService(self)
         self._ready = False
         self.hub.closeAll("shutdown")
+        if self.cluster.running:
+            self.cluster.stop()
         transports = self.resource.transportServices
         d = maybeDeferred(transports.stopService) if transports.running else succeed(None)
         # The sessions are closed already: stop only the bus.
@@ -166,3 +179,29 @@ class Comet(Service):
         dicts (C{client}, and C{user}/C{info} where given).
         """
         return self.hub.bus.members(channel)
+
+    def history(self, channel: str, since: Optional[str] = None, limit: int = 100, order: str = "oldest") -> Deferred:
+        """
+        The events C{channel} retains after C{since} (all retained when
+        C{None}), at most C{limit}, oldest first or (C{order="newest"})
+        newest first: a L{Deferred} firing with the server API's answer,
+        C{{"events": [...], "complete": bool, "position": id}}.
+        """
+        params: dict = {"channel": channel, "limit": limit, "order": order}
+        if since is not None:
+            params["since"] = since
+        return self.api.call("history", params)
+
+    def channels(self, pattern: Optional[str] = None) -> Deferred:
+        """
+        The channels with subscribers on any node sharing the bus (those
+        C{pattern} matches, if given), with their subscriber counts.
+        """
+        return self.api.call("channels", {} if pattern is None else {"pattern": pattern})
+
+    def info(self) -> Deferred:
+        """
+        Each node's figures: version, uptime, sessions, connections by
+        transport, subscriptions, channels, memory.
+        """
+        return self.api.call("info")

@@ -50,6 +50,15 @@ class Revocations:
             raise ValueError("disconnect needs a user")
         return self._order({"op": "disconnect", "user": user, "reason": reason})
 
+    def disconnectSession(self, sessionId: str, reason: str = "kicked") -> Deferred:
+        """
+        Close the session C{sessionId}, on whichever node holds it, with
+        C{reason}; the client is told not to reconnect.
+        """
+        if not isinstance(sessionId, str) or not sessionId:
+            raise ValueError("disconnectSession needs a session id")
+        return self._order({"op": "disconnect", "session": sessionId, "reason": reason})
+
     def unsubscribe(self, user: str, channel: str) -> Deferred:
         """
         End C{user}'s subscriptions to C{channel} on every node: the
@@ -71,7 +80,11 @@ class Revocations:
         if not isinstance(order, dict):
             return
         user = order.get("user")
-        sessions = [s for s in list(self.hub.sessions.values()) if s.user == user]
+        if "session" in order:
+            one = self.hub.sessions.get(order["session"]) if isinstance(order["session"], str) else None
+            sessions = [one] if one is not None else []
+        else:
+            sessions = [s for s in list(self.hub.sessions.values()) if s.user == user]
         if order.get("op") == "disconnect":
             for session in sessions:
                 session.close(order.get("reason") or "kicked", reconnect=False)

@@ -225,6 +225,10 @@ class HTTPDataChannel:
     oneShot = True
     contentType = b"application/json; charset=utf-8"
 
+    @property
+    def transportName(self) -> str:
+        return self.resource.transportName or "http"
+
     def __init__(self, resource: "DataChannelResource", request: Request, params: DataChannelParams) -> None:
         self.resource = resource
         self.hub: Hub = resource.hub

@@ -433,6 +433,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
     )
 
     oneShot = False
+    transportName = "ws"
 
     factory: "CometWebSocketFactory"
     #: The session's direct path (a L{_WebSocketSink}) on an uncompressed

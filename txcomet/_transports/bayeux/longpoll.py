@@ -69,6 +69,8 @@ class BayeuxConnectChannel(HTTPDataChannel):
     the deliveries, and the connect reply.
     """
 
+    transportName = "bayeux"
+
     def __init__(
         self,
         resource: "BayeuxResource",

@@ -71,6 +71,7 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
     """
 
     oneShot = False
+    transportName = "bayeux-ws"
 
     def __init__(self) -> None:
         WebSocketServerProtocol.__init__(self)
