@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.auth import joinAs
-from txcomet.testing import MemoryCometClient, RecordingDataChannel, makeComet
+from txcomet.testing import MemoryCometClient, makeComet
 
 FROM_ELSEWHERE = {"X-Forwarded-For": ["203.0.113.9"]}
 

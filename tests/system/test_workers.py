@@ -443,6 +443,8 @@ class TwoWorkersProcessTests(TestCase):
     """
 
     timeout = 60
+    #: more options for the server
+    serverArgs: tuple = ()
 
     def startServer(self):
         """
@@ -455,7 +457,8 @@ class TwoWorkersProcessTests(TestCase):
         self.addCleanup(shutil.rmtree, os.path.dirname(logPath), True)
         with open(logPath, "wb") as logFile:
             process = subprocess.Popen(
-                [sys.executable, "-m", "twisted", "txcomet", "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"],
+                [sys.executable, "-m", "twisted", "txcomet", "--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"]
+                + list(self.serverArgs),
                 cwd=tempfile.gettempdir(), env=env, stdout=logFile, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -88,8 +88,16 @@ class ControlDispatcher:
 
         sessionId = message.get("session")
         router = self.hub.router
-        if op != "join" and router is not None and isinstance(sessionId, str) and sessionId not in self.hub.sessions:
+        if (
+            op != "join"
+            and router is not None
+            and isinstance(sessionId, str)
+            and sessionId not in self.hub.sessions
+            and not self.hub.closedHere(sessionId)
+        ):
             # Another node may hold the session: run the operation there.
+            # (Not one this node closed lately: that is answered here,
+            # 410 session_closed with the reason, which no other node knows.)
             return router.forwardControl(sessionId, message, context)
 
         if op != "join" and isinstance(sessionId, str):

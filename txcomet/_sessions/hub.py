@@ -252,7 +252,7 @@ class Hub:
             return succeed(self.sessions[sessionId])
         if self.router is None or not isinstance(sessionId, str):
             return fail(self.closedError(sessionId))
-        if sessionId in self._closed:
+        if self.closedHere(sessionId):
             return fail(self.closedError(sessionId))
         d = self.router.claimSession(sessionId)
 
@@ -320,6 +320,13 @@ class Hub:
         if session is None:
             raise self.closedError(sessionId)
         return session
+
+    def closedHere(self, sessionId: str) -> bool:
+        """
+        Whether this node closed session C{sessionId} lately (and remembers
+        why).
+        """
+        return sessionId in self._closed
 
     def closedError(self, sessionId: object) -> CometError:
         """
