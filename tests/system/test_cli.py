@@ -53,6 +53,7 @@ def run(*args, env=None):
     process = Process()
     environ = dict(os.environ, PYTHONPATH=ROOT)
     environ.pop("TXCOMET_PUBLISHER_SECRET", None)
+    environ.pop("TXCOMET_API_KEY", None)
     environ.update(env or {})
     reactor.spawnProcess(process, sys.executable, [sys.executable, "-m", "txcomet"] + list(args), env=environ, path=ROOT)
     return process
@@ -106,6 +107,31 @@ class CommandLineTests(RealServerMixin, TestCase):
         yield self.port.stopListening()
         status, out, err = yield run("publish", "news", "x", "--url", "http://127.0.0.1:%d/comet" % (port,)).ended
         self.assertEqual((status, json.loads(err)["error"]), (1, "network"))
+
+    @inlineCallbacks
+    def test_api(self):
+        """
+        C{api METHOD --param NAME=VALUE} calls the server API with the key
+        (from C{--key} or C{$TXCOMET_API_KEY}) and prints the result; a
+        missing key and an unknown method print the JSON error and exit 1.
+        """
+        yield self.startServer(apiKey="k-42")
+        status, out, err = yield run(
+            "api", "publish", "--param", "channel=news", "--param", 'data={"n": 1}', "--url", self.url, "--key", "k-42"
+        ).ended
+        self.assertEqual(status, 0, err)
+        eventId = json.loads(out)["id"]
+        status, out, err = yield run(
+            "api", "history", "-p", "channel=news", "-p", "order=newest", "--url", self.url, env={"TXCOMET_API_KEY": "k-42"}
+        ).ended
+        self.assertEqual(status, 0, err)
+        self.assertEqual([(e["id"], e["data"]) for e in json.loads(out)["events"]], [(eventId, {"n": 1})])
+        status, out, err = yield run("api", "info", "--url", self.url, "--key", "wrong").ended
+        self.assertEqual((status, json.loads(err)["error"]), (1, "unauthorized"))
+        status, out, err = yield run("api", "nope", "--url", self.url, "--key", "k-42").ended
+        self.assertEqual((status, json.loads(err)["error"]), (1, "unknown_method"))
+        status, out, err = yield run("api", "info", "--param", "novalue", "--url", self.url).ended
+        self.assertEqual(status, 2)
 
 
 async def _sleep(seconds):

@@ -5,11 +5,14 @@ The command line of C{python -m txcomet}: publish and subscribe through the Pyth
     python -m txcomet publish CHANNEL DATA [--url URL] [--secret SECRET]
     python -m txcomet subscribe CHANNEL... [--url URL] [--transport NAME]
                                 [--count N] [--since ID|oldest]
+    python -m txcomet api METHOD [--param NAME=VALUE ...] [--url URL] [--key KEY]
 
 C{publish} sends DATA (JSON if it parses as JSON, else a string; C{--text}
 sends it as a string always) through the publish API and prints the
 answer.  C{subscribe} prints each event envelope as one line of JSON until
-interrupted, or until C{--count} events have arrived.  Errors go to stderr
+interrupted, or until C{--count} events have arrived.  C{api} calls the
+server API (each VALUE is JSON if it parses as JSON, else a string) and
+prints its result as JSON.  Errors go to stderr
 as the server's JSON error, and the exit status is 1.
 """
 
@@ -35,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m txcomet",
         description="Publish to and subscribe on a txcomet server.",
     )
-    commands = top.add_subparsers(dest="command", metavar="publish|subscribe")
+    commands = top.add_subparsers(dest="command", metavar="publish|subscribe|api")
     commands.required = True
 
     def common(command: argparse.ArgumentParser) -> None:
@@ -66,7 +69,28 @@ def parser() -> argparse.ArgumentParser:
         help="a connection token (JWT) to join with (default: $TXCOMET_TOKEN)",
     )
     common(sub)
+
+    api = commands.add_parser("api", help="call a server API method and print its result")
+    api.add_argument("method", metavar="METHOD", help="publish, broadcast, history, presence, presenceStats, "
+                     "channels, info, disconnect, unsubscribe or batch")
+    api.add_argument("--param", "-p", action="append", default=[], type=_param, metavar="NAME=VALUE",
+                     help="a parameter (repeatable); VALUE is JSON if it parses as JSON, else a string")
+    api.add_argument(
+        "--key", "-k", default=os.environ.get("TXCOMET_API_KEY") or None,
+        help="the API key (default: $TXCOMET_API_KEY; none: the server must be on this machine)",
+    )
+    common(api)
     return top
+
+
+def _param(text: str) -> tuple:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("a parameter is NAME=VALUE, not %r" % (text,))
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def _positive(value: str) -> int:
@@ -99,6 +123,19 @@ async def publish(reactor: Any, options: argparse.Namespace) -> int:
     finally:
         await client.close()
     print(json.dumps(reply))
+    return 0
+
+
+async def api(reactor: Any, options: argparse.Namespace, out: Any = None) -> int:
+    out = out if out is not None else sys.stdout
+    client = CometClient(options.url, reactor=reactor)
+    try:
+        result = await client.api(options.method, dict(options.param), key=options.key)
+    except CometError as e:
+        return _fail(e)
+    finally:
+        await client.close()
+    out.write(json.dumps(result, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -138,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     options = parser().parse_args(argv)
     from twisted.internet.task import react
 
-    command = publish if options.command == "publish" else subscribe
+    command = {"publish": publish, "subscribe": subscribe, "api": api}[options.command]
 
     async def run(reactor: Any) -> None:
         status = await command(reactor, options)

@@ -444,6 +444,27 @@ class CometClient:
         return reply
 
     @inlineCallbacks
+    def api(self, method: str, params: Optional[dict] = None, key: Optional[str] = None):
+        """
+        Call the server API's C{method} with C{params}, with the API key
+        C{key} (default: this client's C{secret}); fire with its C{result},
+        or fail with the L{CometError} the server answered.
+        """
+        headers = {"Content-Type": ["application/json"]}
+        key = key if key is not None else self.secret
+        if key is not None:
+            headers["X-API-Key"] = [key]
+        body = json.dumps({"method": method, "params": params or {}}).encode("utf-8")
+        response, content = yield self._request("POST", self.url + "/api", body, headers)
+        try:
+            reply = json.loads(content.decode("utf-8"))
+        except ValueError:
+            reply = None
+        if response.code != 200 or not isinstance(reply, dict) or "result" not in reply:
+            raise _errorFrom(reply, response.code)
+        return reply["result"]
+
+    @inlineCallbacks
     def presence(self, channel: str):
         """
         Who is on C{channel}: fire with a list of member dicts.
