@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.event import Event
+from txcomet._model.stats import Tally
 from txcomet._fastpath.roster import Roster
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.subscribers import LocalSubscribers
@@ -43,6 +44,8 @@ class Member:
 
     rosterFraming = FRAMING
     rosterBudget = None
+    #: one transport's counters, shared by every member of a test
+    rosterTally = Tally()
 
     def __init__(self, turn, sendBuffer=None):
         self.rosterTurn = turn
@@ -143,6 +146,29 @@ class RosterTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(member.received(), b"c:2;c:3;")
         self.assertEqual(member.roster.events, 3)
+
+    def test_countsABatchAtOnce(self):
+        """
+        The roster counts its deliveries and their envelope bytes for its
+        transport: events times members, whether sent at once or at the
+        turn's end.
+        """
+        tally = Member.rosterTally = Tally()
+        self.addCleanup(setattr, Member, "rosterTally", Tally())
+        pairs = [self.member() for _ in range(3)]
+        for subscriber, member in pairs:
+            self.local.join(subscriber, member)
+        events = []
+        for n in range(4):
+            self.offset += 1
+            event = Event("c", n, "e", self.offset)
+            event.json  # as a framing makes it
+            events.append(event)
+            self.local.fanOut(event)
+        self.assertEqual(tally.deliveries, 3)
+        self.clock.advance(0)
+        self.assertEqual(tally.deliveries, 12)
+        self.assertEqual(tally.bytes, 3 * sum(len(e.json) for e in events))
 
     def test_refused(self):
         """

@@ -6,6 +6,7 @@ sessions held by the other.  (One node in memory: tests/server/test_api.py.)
 """
 
 import json
+import socket
 import time
 
 import treq
@@ -171,5 +172,46 @@ class WorkersAPITests(test_workers.TwoWorkersProcessTests):
         self.assertEqual(channels["result"]["channels"], {"room": {"subscribers": 6}})
         self.assertEqual(self.api(port, "info", key="nope")[0], 401)
         self.assertEqual(self.api(port, "info", key=None)[0], 401)
+
+    def test_oneScrapeShowsBothWorkers(self):
+        """
+        C{/metrics} on whichever worker a scrape lands shows both, each
+        sample labelled with its worker.
+        """
+        from prometheus_client.parser import text_string_to_metric_families
+
+        process, port = self.startServer()
+        for i in range(8):
+            status, body = self.request(port, "POST", "/comet/control", {"op": "join", "channels": ["room"]})
+            self.assertEqual(status, 200, body)
+        for attempt in range(4):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(("GET /comet/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Authorization: Bearer %s\r\n\r\n" % (KEY,)).encode())
+            answer = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            s.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+            if b"chunked" in head.lower():
+                text, rest = b"", body
+                while rest:
+                    size, _, rest = rest.partition(b"\r\n")
+                    n = int(size, 16)
+                    if n == 0:
+                        break
+                    text, rest = text + rest[:n], rest[n + 2:]
+                body = text
+            sessions = {}
+            for family in text_string_to_metric_families(body.decode()):
+                for sample in family.samples:
+                    if sample.name == "txcomet_sessions":
+                        sessions[sample.labels["worker"]] = sample.value
+            self.assertEqual(set(sessions), {"0", "1"})
+            self.assertEqual(sum(sessions.values()), 8)
 
 

@@ -742,9 +742,7 @@ class RedisBus:
             # was down.
             return
         self._seen = offset
-        event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
-        event._json = payload
-        self._fanOut(event)
+        self._fanOut(Event.fromEnvelope(payload, envelope))
 
     def _noticeMessage(self, notice: dict) -> None:
         if notice.get("node") == self.nodeId:
@@ -873,7 +871,7 @@ class RedisBus:
         if epoch != self.epoch:
             yield self._epochMismatch(epoch)
             return History([], False, formatId(self.epoch, 0))
-        events = [self._eventFromEnvelope(payload) for payload in kept]
+        events = [Event.fromEnvelope(payload) for payload in kept]
         if position is None:
             covered = dropped == 0
         else:
@@ -899,13 +897,6 @@ class RedisBus:
                 break
             self._syncs.pop(token).callback(None)
 
-    @staticmethod
-    def _eventFromEnvelope(payload: bytes) -> Event:
-        envelope = json.loads(payload)
-        epoch, offset = parsePosition(envelope["id"])
-        event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
-        event._json = payload
-        return event
 
     # keeping in step with Redis
 
@@ -1041,6 +1032,7 @@ class RedisBus:
         Tell the local subscribers of C{channels} (all, for C{None}) that
         events may have been lost on their way to them.
         """
+        GAPS.inc()
         for subscriber in self._subscribersOf(channels):
             listener = IGapListener(subscriber, None)
             if listener is None:

@@ -174,7 +174,7 @@ class LocalSubscribers:
         framing = member.rosterFraming
         roster = group.byFraming.get(framing.name)
         if roster is None:
-            roster = group.byFraming[framing.name] = Roster(self, channel, framing, member.rosterTurn)
+            roster = group.byFraming[framing.name] = Roster(self, channel, framing, member.rosterTurn, member.rosterTally)
         elif roster.pending:
             return False
         budget = member.rosterBudget

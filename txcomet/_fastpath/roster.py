@@ -92,8 +92,8 @@ class Roster:
     what it missed from there as its connection leaves (L{tail}).
 
     What a member (the data channel's C{sink}) provides: C{roster} (this
-    roster or C{None}), C{rosterSocket}, C{rosterFraming}, C{rosterTurn}
-    and C{rosterBudget} (bytes it may take, or C{None}); C{rosterLeft(roster,
+    roster or C{None}), C{rosterSocket}, C{rosterFraming}, C{rosterTurn},
+    C{rosterTally} (its transport's delivery counters) and C{rosterBudget} (bytes it may take, or C{None}); C{rosterLeft(roster,
     pending)} when it leaves (C{pending}: bytes it must write first, or
     C{None}); C{rosterSpill(data)} for what its socket did not take;
     C{rosterSpent()} once it has had its budget.
@@ -106,11 +106,16 @@ class Roster:
     __slots__ = (
         "owner", "channel", "framing", "turn", "members", "sockets",
         "index", "pending", "pendingSize", "pendingEvents", "count", "events", "bytes",
-        "delivered", "log", "logBase", "replayers", "keep", "budgets",
+        "delivered", "log", "logBase", "replayers", "keep", "budgets", "tally", "pendingSizes",
     )
 
-    def __init__(self, owner: Any, channel: str, framing: IFraming, turn: Turn) -> None:
+    def __init__(self, owner: Any, channel: str, framing: IFraming, turn: Turn, tally: Any) -> None:
         self.owner = owner
+        #: The delivery counters of the members' transport
+        #: (L{txcomet._model.stats.Tally}): a batch counts in one addition.
+        self.tally = tally
+        # The events' envelope bytes held back in this turn.
+        self.pendingSizes = 0
         self.channel = channel
         self.framing = framing
         self.turn = turn
@@ -223,26 +228,38 @@ class Roster:
             self.pending.append(wire)
             self.pendingSize += len(wire)
             self.pendingEvents += 1
+            self.pendingSizes += event.size
             if self.pendingSize > TURN_FLUSH_BYTES:
                 self.flushPending()
             return
         self.count = turn.count
-        self._sendAll(wire, 1)
+        self._sendAll(wire, 1, event.size)
 
     def flushPending(self) -> None:
         data = self.takePending()
         if data is None:
             return
         events = self.pendingEvents
+        sizes = self.pendingSizes
         self.pending = []
         self.pendingSize = 0
         self.pendingEvents = 0
-        self._sendAll(data, events)
+        self.pendingSizes = 0
+        self._sendAll(data, events, sizes)
 
-    def _sendAll(self, data: bytes, events: int) -> None:
+    def _sendAll(self, data: bytes, events: int, sizes: int) -> None:
+        """
+        Send C{data}, C{events} events framed, to every member.
+
+        @param sizes: the events' envelope bytes, for the counters.
+        """
         size = len(data)
         self.events += events
         self.bytes += size
+        members = len(self.sockets)
+        tally = self.tally
+        tally.deliveries += events * members
+        tally.bytes += sizes * members
         send = _socketSend
         short = None
         for i, sock in enumerate(self.sockets):

@@ -59,7 +59,7 @@ class Event:
     One published event; see L{IEvent}.
     """
 
-    __slots__ = ("channel", "data", "kind", "epoch", "offset", "id", "_json", "_frames")
+    __slots__ = ("channel", "data", "kind", "epoch", "offset", "id", "_json", "_frames", "size")
 
     def __init__(self, channel: str, data: Any, epoch: str, offset: int, kind: str = "event"):
         self.channel = channel
@@ -70,6 +70,9 @@ class Event:
         self.id = formatId(epoch, offset)
         self._json: Optional[bytes] = None
         self._frames: Optional[Dict[str, bytes]] = None
+        #: The length of L{json} once it has been made (0 before): what
+        #: the delivery counters add without a call.
+        self.size = 0
 
     @property
     def json(self) -> bytes:
@@ -78,7 +81,23 @@ class Event:
             encoded = self._json = _dumps(
                 {"type": self.kind, "channel": self.channel, "id": self.id, "data": self.data}
             )
+            self.size = len(encoded)
         return encoded
+
+    @classmethod
+    def fromEnvelope(cls, payload: bytes, envelope: Optional[dict] = None) -> "Event":
+        """
+        The event whose JSON envelope is C{payload} (as L{json} makes it),
+        keeping those bytes as its L{json}; C{envelope} is C{payload}
+        decoded, if the caller has it already.
+        """
+        if envelope is None:
+            envelope = json.loads(payload)
+        epoch, offset = parsePosition(envelope["id"])
+        event = cls(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
+        event._json = payload
+        event.size = len(payload)
+        return event
 
     def asDict(self) -> dict:
         """

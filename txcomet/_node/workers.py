@@ -522,6 +522,8 @@ def makeWorkerService(options: Any) -> MultiService:
         comet = makeComet(options, bus)
         after = bus.whenStarted
     comet.hub.sessionPrefix = "%d." % (index,)
+    # One scrape shows the group (on Redis, each node is scraped alone).
+    comet.metricsGroup = redisBus is None
     comet.setServiceParent(service)
     root = makeRoot(options, comet)
     if isinstance(root, IndexPage):

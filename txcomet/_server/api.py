@@ -26,6 +26,7 @@ from twisted.web.server import Request
 from txcomet._model.channels import isReserved, validateChannel, validatePattern
 from txcomet._model.errors import CometError
 from txcomet._model.event import parsePosition
+from txcomet._model.stats import AUTH_FAILURES
 from txcomet._sessions.cluster import channelCounts, nodeInfo
 from txcomet._transports.http import JSONResource, decodeJSON, readBody, respondLater, writeJSON
 
@@ -84,6 +85,7 @@ def checkAccess(request: Request, keys: List[str], what: str) -> None:
     if not keys:
         if isLocal(request):
             return
+        AUTH_FAILURES.labels("unauthorized").inc()
         raise CometError(
             "unauthorized",
             "%s answers only clients on this machine while no API key is set: start the server with"
@@ -91,6 +93,7 @@ def checkAccess(request: Request, keys: List[str], what: str) -> None:
         )
     given = presentedKey(request)
     if given is None:
+        AUTH_FAILURES.labels("unauthorized").inc()
         raise CometError("unauthorized", "%s needs the API key, as X-API-Key or Authorization: Bearer." % (what,))
     givenBytes = given.encode("utf-8", "replace")
     matched = False
@@ -98,6 +101,7 @@ def checkAccess(request: Request, keys: List[str], what: str) -> None:
         # Every key is compared, so the time says nothing of which matched.
         matched |= hmac.compare_digest(givenBytes, key.encode("utf-8"))
     if not matched:
+        AUTH_FAILURES.labels("unauthorized").inc()
         raise CometError("unauthorized", "The key given for %s is not the right one." % (what,))
 
 

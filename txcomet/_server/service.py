@@ -13,6 +13,7 @@ from txcomet._server.resource import CometResource
 from txcomet._sessions.revocation import Revocations
 from txcomet._server.api import APIResource, ServerAPI, installAnswerers
 from txcomet._server.health import HealthResource
+from txcomet._server.metrics import installMetrics
 from txcomet._sessions.cluster import Cluster
 from txcomet._version import __version__
 from txcomet._sessions.hub import Hub
@@ -35,6 +36,10 @@ class Comet(Service):
     """
 
     name = "txcomet"
+    #: Whether C{<prefix>/metrics} answers for every node on the bus (the
+    #: workers of one C{--workers} group, set by the node assembly) rather
+    #: than for this one.
+    metricsGroup = False
 
     def __init__(
         self,
@@ -60,6 +65,7 @@ class Comet(Service):
         self.api = ServerAPI(self)
         installAnswerers(self, __version__)
         self.resource.putChild(b"api", APIResource(self.api))
+        installMetrics(self, __version__)
         self._ready = False
         self._startFailure: Optional[Failure] = None
         self._waiting: List[Deferred] = []

@@ -7,12 +7,14 @@ back what it answers.  The operations and their fields are specified in
 C{docs/protocol.md}.
 """
 
+from time import perf_counter
 from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from txcomet._model.channels import validateChannel
 from txcomet._model.errors import CometError
+from txcomet._model.stats import CONTROL_REQUESTS, CONTROL_SECONDS
 
 OPS = ("join", "subscribe", "unsubscribe", "publish", "presence", "leave", "refresh")
 
@@ -69,7 +71,23 @@ class ControlDispatcher:
             C{"ok": True}, C{op} and, if the request had one, its C{ref}),
             or failing with L{CometError}.
         """
-        return maybeDeferred(self._dispatch, message, context or {})
+        started = perf_counter()
+        d = maybeDeferred(self._dispatch, message, context or {})
+        op = message.get("op") if isinstance(message, dict) else None
+        if not isinstance(op, str) or op not in self._ops:
+            op = "unknown"
+
+        def ok(reply: Any) -> Any:
+            CONTROL_REQUESTS.labels(op, "ok").inc()
+            CONTROL_SECONDS.labels(op).observe(perf_counter() - started)
+            return reply
+
+        def failed(failure: Any) -> Any:
+            CONTROL_REQUESTS.labels(op, getattr(failure.value, "code", "internal_error")).inc()
+            CONTROL_SECONDS.labels(op).observe(perf_counter() - started)
+            return failure
+
+        return d.addCallbacks(ok, failed)
 
     def _dispatch(self, message: object, context: dict) -> Deferred:
         if not isinstance(message, dict):

@@ -15,7 +15,8 @@ from zope.interface import implementer
 from txcomet._model.channels import isPattern, isReserved, validateChannel
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError, sessionClosed
-from txcomet._model.event import Event, encodeJSON, parsePosition
+from txcomet._model.event import Event, encodeJSON
+from txcomet._model.stats import AUTH_FAILURES, CLOSES, PUBLISHED, countRefusals
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
 from txcomet._sessions.control import ControlDispatcher
@@ -164,8 +165,9 @@ class Hub:
         if credentials is None:
             credentials = {}
         credentials = dict(credentials, user=user, info=info)
-        allowed = yield maybeDeferred(self.authorizer.authorizeJoin, credentials)
+        allowed = yield countRefusals(maybeDeferred(self.authorizer.authorizeJoin, credentials))
         if not allowed:
+            AUTH_FAILURES.labels("forbidden").inc()
             raise CometError("forbidden", "Joining is not allowed.")
         grant = IGrant(allowed, None)
         if grant is not None:
@@ -197,14 +199,16 @@ class Hub:
         if token is not None:
             if policy is None:
                 raise CometError("invalid_request", "This server takes no channel tokens.")
-            allowed = yield maybeDeferred(policy.authorizeChannelToken, session, pattern, token)
+            allowed = yield countRefusals(maybeDeferred(policy.authorizeChannelToken, session, pattern, token))
         else:
-            allowed = yield maybeDeferred(self.authorizer.authorizeSubscribe, session, pattern)
+            allowed = yield countRefusals(maybeDeferred(self.authorizer.authorizeSubscribe, session, pattern))
         if not allowed:
+            AUTH_FAILURES.labels("forbidden").inc()
             raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
         if since is not None and policy is not None:
-            allowed = yield maybeDeferred(policy.authorizeHistory, session, pattern)
+            allowed = yield countRefusals(maybeDeferred(policy.authorizeHistory, session, pattern))
             if not allowed:
+                AUTH_FAILURES.labels("forbidden").inc()
                 raise CometError("forbidden", "Reading the history of %r is not allowed." % (pattern,))
 
     @inlineCallbacks
@@ -218,6 +222,7 @@ class Hub:
         else:
             allowed = yield maybeDeferred(self.authorizer.authorizeSubscribe, session, channel)
         if not allowed:
+            AUTH_FAILURES.labels("forbidden").inc()
             raise CometError("forbidden", "Seeing who is on %r is not allowed." % (channel,))
 
     def notices(self, channel: str) -> bool:
@@ -275,7 +280,7 @@ class Hub:
         session.clientId = state["client"]
         for pattern in state["subscriptions"]:
             session.subscriptions[pattern] = None
-        events = [_eventFromJSON(text) for text in state["events"]]
+        events = [Event.fromEnvelope(text.encode("utf-8")) for text in state["events"]]
         session._buffer.extend(events)
         session._sent = min(state["sent"], len(events))
         session._pendingBytes = sum(len(e.json) for e in events[session._sent :])
@@ -364,10 +369,12 @@ class Hub:
         if isReserved(channel):
             raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
         self.checkSize(data)
+        PUBLISHED.n += 1
         return self.bus.publish(channel, data)
 
     def _sessionClosed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        CLOSES.labels(session.closeReason or "none").inc()
         self._rememberClosed(session)
         if session.grant is not None:
             session.grant.release()
@@ -389,16 +396,3 @@ class Hub:
         removed = yield self.bus.removeMember(channel, session.clientId)
         if removed and self.notices(channel):
             yield self.bus.publish(channel, session.member(), kind="leave", store=False)
-
-
-def _eventFromJSON(text: str) -> Event:
-    """
-    An event from its JSON envelope (as L{Session.exportState} gives it).
-    """
-    import json
-
-    envelope = json.loads(text)
-    epoch, offset = parsePosition(envelope["id"])
-    event = Event(envelope["channel"], envelope["data"], epoch, offset, envelope["type"])
-    event._json = text.encode("utf-8")
-    return event

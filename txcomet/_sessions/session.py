@@ -30,6 +30,7 @@ from zope.interface import implementer
 from txcomet._model.channels import isPattern, isReserved, validateChannel, validatePattern
 from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
+from txcomet._model.stats import AUTH_FAILURES, PUBLISHED, RESUMES, countRefusals, tally
 from txcomet.interfaces import IDataChannel, IGapListener
 
 JOINED = "joined"
@@ -102,6 +103,7 @@ class Session:
         "_replayLength",
         "keepsReplay",
         "grant",
+        "_tally",
         "__weakref__",
     )
 
@@ -153,6 +155,8 @@ class Session:
         self.keepsReplay = True
         #: The authorizer's L{IGrant} this session joined with, or C{None}.
         self.grant: Any = None
+        # The delivery counters of the attached data channel's transport.
+        self._tally: Any = None
 
     def __repr__(self) -> str:
         return "<Session client=%s %s subscriptions=%r>" % (
@@ -251,6 +255,9 @@ class Session:
                     del buffer[:_TRIM_BATCH]
                     self._base += _TRIM_BATCH
             sink.deliverEvent(event)
+            tally = self._tally
+            tally.deliveries += 1
+            tally.bytes += event.size  # made by the sink's framing
             return
         if self.state == CLOSED:
             return
@@ -304,6 +311,9 @@ class Session:
             # A slice: islice would step over the replay buffer first.
             events = buffer[start:end]
         self._sent = self._base + end
+        tally = self._tally
+        tally.deliveries += end - start
+        tally.bytes += self._pendingBytes
         self._pendingBytes = 0
         # Trim what the replay buffer need not keep.
         excess = self._sent - self._base - (self._replayLength if self.keepsReplay else 0)
@@ -420,11 +430,13 @@ class Session:
             old.closeChannel("replaced", CLOSE_REASONS["replaced"])
         self._cancelExpiry()
         self._channel = channel
+        self._tally = tally(channel.transportName)
         self.state = LISTENING
         if last is not None:
             index = self._find(last)
             if index is None and self._base == 0 and last == formatId(self.hub.bus.epoch, 0):
                 index = -1  # the start marker: the client has received nothing
+            RESUMES.labels("true" if index is not None else "false").inc()
             if index is None:
                 self.close("replay_unavailable")
                 return
@@ -612,6 +624,7 @@ class Session:
             if start is None:
                 ack["position"] = history.position
                 ack["recovered"] = history.covered
+                RESUMES.labels("true" if history.covered else "false").inc()
             else:
                 ack["position"] = start
         if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
@@ -654,9 +667,11 @@ class Session:
         if not hub.config.clientPublish:
             raise CometError("forbidden", "Clients may not publish on this server.")
         hub.checkSize(data)
-        allowed = yield maybeDeferred(hub.authorizer.authorizePublish, self, channel)
+        allowed = yield countRefusals(maybeDeferred(hub.authorizer.authorizePublish, self, channel))
         if not allowed:
+            AUTH_FAILURES.labels("forbidden").inc()
             raise CometError("forbidden", "Publishing on %r is not allowed." % (channel,))
         self.checkOpen()
+        PUBLISHED.n += 1
         event = yield hub.bus.publish(channel, data)
         return {"channel": channel, "id": event.id}

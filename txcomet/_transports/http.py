@@ -20,6 +20,7 @@ from txcomet._auth.tokens import bearerToken
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
+from txcomet._model.stats import ERRORS
 
 log = Logger()
 
@@ -121,6 +122,7 @@ def writeError(request: Request, error: CometError, callback: Optional[str] = No
     The bytes of an error answer, as JSON with the error's status, or as a
     script call when the client asked for one.
     """
+    ERRORS.labels(error.code).inc()
     if callback is not None:
         return writeScript(request, callback, error.asDict())
     if error.status == 503:

@@ -35,6 +35,7 @@ from zope.interface import implementer
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource, HTTPDataChannel, LongPollResource
 from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
+from txcomet._model.stats import tally
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import ChunkedFraming, StreamWriter
@@ -476,6 +477,10 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
     @property
     def rosterTurn(self) -> Any:
         return self._turn
+
+    @property
+    def rosterTally(self) -> Any:
+        return tally(self.transportName)
 
     @property
     def rosterBudget(self) -> Optional[int]:

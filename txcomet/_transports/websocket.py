@@ -57,6 +57,7 @@ from txcomet._sessions.control import OPS, ControlDispatcher
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
+from txcomet._model.stats import tally
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
@@ -310,6 +311,7 @@ class _WebSocketSink(RosterMember):
 
     #: What a roster member says of itself (see L{txcomet._fastpath.roster.Roster}).
     rosterFraming = FRAMING
+    rosterTally = tally("ws")
     rosterBudget = None
 
     def __init__(self, protocol: "CometWebSocketProtocol", direct: DirectWriter) -> None:
