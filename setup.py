@@ -22,6 +22,8 @@ setup(
         "treq>=23.11",
         # connection and channel tokens (RS*/ES*/EdDSA need the crypto extra)
         "pyjwt[crypto]>=2.8",
+        # the metrics at <prefix>/metrics
+        "prometheus_client>=0.17",
         # the channel rules file (tomllib is in the standard library from 3.11)
         "tomli; python_version<'3.11'",
     ],
