@@ -256,8 +256,10 @@ class Txcomet(Server):
     label = "txcomet"
     publishPath = "/comet/publish/" + CHANNEL
 
-    def __init__(self, workers=1, extra=(), token=None, name=None, label=None):
+    def __init__(self, workers=1, extra=(), token=None, name=None, label=None, root=None):
         super().__init__()
+        #: the checkout the server runs from (another revision for --base)
+        self.root = root or ROOT
         self.workers = workers
         self.extra = list(extra)
         if workers > 1:
@@ -295,10 +297,12 @@ class Txcomet(Server):
 
     def env(self):
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(self.root) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
     def versions(self):
+        if self.root != ROOT:
+            return {}
         out = subprocess.run(
             [sys.executable, "-c", "import txcomet, twisted, autobahn; print(txcomet.__version__, twisted.__version__, autobahn.__version__)"],
             env=self.env(), capture_output=True, text=True, cwd="/",
@@ -472,8 +476,26 @@ def authServers():
     ]
 
 
+def baseCheckout(revision):
+    """
+    A checkout of C{revision} (a git worktree under bench/build/), for
+    running the commit before a change beside it in the same invocation.
+    """
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    path = BUILD / ("base-" + commit)
+    if not path.exists():
+        BUILD.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+    return commit, path
+
+
 def allServers(args):
     servers = [Txcomet()]
+    if args.base:
+        commit, path = baseCheckout(args.base)
+        servers.append(Txcomet(name="txcomet-base", label="txcomet @ %s (before)" % (commit,), root=path))
     if not args.skip_nchan:
         servers.append(Nchan())
     servers += [
@@ -715,6 +737,9 @@ def main():
     parser.add_argument("--rate", type=float, help="fan-out publish rate (events/s)")
     parser.add_argument("--repeat", type=int, help="repeat every fan-out run and every workers pair this many times")
     parser.add_argument("--skip-nchan", action="store_true", help="leave nginx+Nchan out")
+    parser.add_argument("--base", metavar="REV",
+                        help="also run txcomet as of git revision REV (as txcomet-base), to show a change's "
+                             "before and after in one invocation")
     parser.add_argument("--skip-node", action="store_true", help="leave the Node peers (Faye, Socket.IO) out")
     parser.add_argument("--add-to", metavar="JSON",
                         help="merge this run's results into saved ones (replacing the workloads run now) "
