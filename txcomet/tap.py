@@ -25,6 +25,7 @@ from txcomet._node.site import (
     makeComet,
     makeRoot,
     makeSite,
+    metricsService,
     warnOpenPublish,
 )
 
@@ -96,6 +97,9 @@ class Options(usage.Options):
         ["api-key", None, None, "The key the server API (<prefix>/api) and the metrics require, as X-API-Key "
          "or Authorization: Bearer; the publish API takes it too (default: $TXCOMET_API_KEY; unset: they "
          "answer only clients on this machine)."],
+        ["metrics-listen", None, None, "An endpoint serving GET /metrics to anyone who reaches it, with no API key "
+         "(e.g. tcp:9100:interface=10.0.0.5 on a private network); the metrics stay at <prefix>/metrics too. "
+         "With --workers, worker 0 serves it for the whole group."],
         ["static", None, None, "A directory to serve at / instead of the demo page."],
         ["redis", None, None, "Share a bus with other txcomet nodes through Redis: "
          "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix:///path?db=N; "
@@ -283,6 +287,11 @@ class Options(usage.Options):
                 strports.service(endpoint, Site(Resource()))
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError("--listen %s is not a valid endpoint: %s" % (endpoint, e))
+        if self["metrics-listen"] is not None:
+            try:
+                strports.service(self["metrics-listen"], Site(Resource()))
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError("--metrics-listen %s is not a valid endpoint: %s" % (self["metrics-listen"], e))
         if self["lean-http"] and self["no-lean-http"]:
             raise usage.UsageError("--lean-http and --no-lean-http contradict each other")
         if self["lean-http"] and not self["no-access-log"]:
@@ -333,5 +342,8 @@ def makeService(options: Options) -> MultiService:
     for description in options["listen"]:
         endpoint = WhenReadyEndpoint(serverFromString(reactor, description), comet.whenReady)
         StreamServerEndpointService(endpoint, guarded).setServiceParent(service)
+    metrics = metricsService(options, comet)
+    if metrics is not None:
+        metrics.setServiceParent(service)
     warnOpenPublish(options)
     return service

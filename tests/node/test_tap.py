@@ -94,6 +94,15 @@ class OptionsTests(SynchronousTestCase):
         self.addCleanup(os.environ.pop, "TXCOMET_PUBLISHER_SECRET")
         self.assertEqual(parse()["config"].publisherSecret, "from-env")
 
+    def test_apiKeyFromEnvironment(self):
+        """
+        TXCOMET_API_KEY is used when --api-key is not given; --api-key wins.
+        """
+        os.environ["TXCOMET_API_KEY"] = "env-key"
+        self.addCleanup(os.environ.pop, "TXCOMET_API_KEY")
+        self.assertEqual(parse()["config"].apiKey, "env-key")
+        self.assertEqual(parse("--api-key", "flag-key")["config"].apiKey, "flag-key")
+
     def test_badOptionsAreUsageErrors(self):
         """
         Bad values are usage errors with a message, not tracebacks.
@@ -106,6 +115,7 @@ class OptionsTests(SynchronousTestCase):
             ["--queue-messages", "0"],
             ["--max-message-size", "many"],
             ["--listen", "nonsense:1"],
+            ["--metrics-listen", "nonsense:1"],
             ["--listen", "tcp:notaport"],
             ["--prefix", "/"],
             ["--prefix", "a//b"],

@@ -125,3 +125,30 @@ class MetricsTests(TestCase):
         self.assertEqual(value(final, "txcomet_session_closes_total", reason="left")
                          - value(failed, "txcomet_session_closes_total", reason="left"), 1)
         ws.transport.abortConnection()
+
+
+class MetricsListenTests(TestCase):
+    timeout = 30
+
+    async def test_separateEndpointNeedsNoKey(self):
+        """
+        C{--metrics-listen} serves C{/metrics} with no key, to anyone who
+        reaches it, even with an API key set; nothing else is there.
+        """
+        from txcomet._node.site import makeComet, metricsService
+        from txcomet.tap import Options
+
+        options = Options()
+        options.parseOptions(["--api-key", "k", "--metrics-listen", "tcp:0:interface=127.0.0.1"])
+        comet = makeComet(options)
+        await comet.startService()
+        self.addCleanup(comet.stopService)
+        service = metricsService(options, comet)
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = (await service._waitingForPort).getHost().port
+        client = await exchange(port, b"GET", "/metrics", {"X-Forwarded-For": "203.0.113.1"})
+        self.assertEqual(client.status, 200)
+        self.assertIn(b"txcomet_sessions 0.0", client.body)
+        other = await exchange(port, b"GET", "/comet/api")
+        self.assertEqual(other.status, 404)

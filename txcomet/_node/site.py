@@ -177,3 +177,31 @@ def warnOpenPublish(options: Any) -> None:
             " machine. Set --publisher-secret (TXCOMET_PUBLISHER_SECRET) or --api-key.",
             prefix=options["prefix"],
         )
+
+
+def metricsService(options: Any, comet: Comet) -> Any:
+    """
+    The C{--metrics-listen} endpoint's service, or C{None} without one:
+    C{GET /metrics} there answers anyone who reaches it (choose its
+    interface accordingly), with no API key.
+    """
+    description = options["metrics-listen"]
+    if description is None:
+        return None
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    from txcomet._server.metrics import MetricsResource
+    from txcomet._version import __version__
+
+    from txcomet._transports.http import NotFound
+
+    root = Resource()
+    # Anything but /metrics is a JSON 404.
+    root.getChild = lambda path, request: NotFound(comet.hub.config)  # type: ignore[method-assign]
+    root.putChild(b"metrics", MetricsResource(comet, __version__, guarded=False))
+    site = Site(root)
+    site.noisy = False
+    endpoint = WhenReadyEndpoint(serverFromString(reactor, description), comet.whenReady)
+    return StreamServerEndpointService(endpoint, site)

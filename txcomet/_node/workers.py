@@ -46,7 +46,7 @@ from txcomet._bus.workers import BusHub, HubClient, WorkerBus
 from txcomet._demo.chart import CounterService
 from txcomet._demo.page import IndexPage
 from txcomet._model.errors import CometError
-from txcomet._node.site import guardedFactory, makeComet, makeRoot, makeSite, warnOpenPublish
+from txcomet._node.site import guardedFactory, makeComet, makeRoot, makeSite, metricsService, warnOpenPublish
 from txcomet._transports.http import writeError
 
 log = Logger()
@@ -453,7 +453,7 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
     for listen in listens:
         argv += ["--listen", listen]
     # Secrets travel in the environment, not on a command line.
-    skip = {"publisher-secret", "api-key", "token-secret", "token-previous-secret", "redis", "worker-hub", "worker-index"}
+    skip = {"publisher-secret", "api-key", "metrics-listen", "token-secret", "token-previous-secret", "redis", "worker-hub", "worker-index"}
     for parameter in options.optParameters:
         name = parameter[0]
         if name not in skip and options[name] is not None:
@@ -544,6 +544,10 @@ def makeWorkerService(options: Any) -> MultiService:
         endpoints.append(endpoint)
         StreamServerEndpointService(endpoint, guardedFactory(options, site)).setServiceParent(service)
     if options["worker-hub"] is None:
+        # Worker 0 serves --metrics-listen, for the group.
+        metrics = metricsService(options, comet)
+        if metrics is not None:
+            metrics.setServiceParent(service)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         if config.publisherSecret is not None:
