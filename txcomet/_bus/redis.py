@@ -57,6 +57,7 @@ from txcomet._model.channels import isPattern, validateChannel, validatePattern
 from txcomet._model.errors import CometError
 from txcomet._bus.subscribers import LocalSubscribers
 from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
+from txcomet._model.stats import GAPS
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
 from txcomet.interfaces import IBusHealth, IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
 

@@ -74,13 +74,16 @@ def isLocal(request: Request) -> bool:
         return False
 
 
-def checkAccess(request: Request, keys: List[str], what: str) -> None:
+def checkAccess(request: Request, keys: List[str], what: str, tickets: Any = None) -> None:
     """
     Let C{request} through if it carries one of C{keys} (compared in
-    constant time), or, when C{keys} is empty, if it is local; else raise
-    C{CometError("unauthorized")}.  The key itself is never put in a
-    message or a log line.
+    constant time), or a valid admin ticket of C{tickets} (header
+    C{X-Admin-Ticket}, see L{txcomet._server.admin}), or, when C{keys} is
+    empty, if it is local; else raise C{CometError("unauthorized")}.  The
+    key itself is never put in a message or a log line.
     """
+    if tickets is not None and tickets.valid(request.getHeader("X-Admin-Ticket")):
+        return
     keys = [key for key in keys if key]
     if not keys:
         if isLocal(request):
@@ -364,7 +367,7 @@ class APIResource(JSONResource):
         self.config = api.hub.config
 
     def render_POST(self, request: Request) -> Any:
-        checkAccess(request, [self.config.apiKey], "The server API")
+        checkAccess(request, [self.config.apiKey], "The server API", self.api.comet.adminTickets)
         body = decodeJSON(readBody(request, max(self.config.maxMessageSize * 4, 1 << 20)))
         path = [segment for segment in request.postpath if segment]
         if len(path) > 1:

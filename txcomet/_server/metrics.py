@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Request
 
+from txcomet._model.channels import isReserved
 from txcomet._model.stats import PUBLISHED, REGISTRY, tallies
 from txcomet._server.api import checkAccess
 from txcomet._transports.http import JSONResource, respondLater, setNoCache
@@ -51,6 +52,7 @@ class NodeCollector:
                 connections[name] = connections.get(name, 0) + 1
             subscriptions += len(session.subscriptions)
             channels.update(session.subscriptions)
+        channels = {name for name in channels if not isReserved(name)}
         counted = tallies()
         yield CounterMetricFamily(
             "txcomet_events_published",

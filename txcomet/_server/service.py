@@ -12,6 +12,7 @@ from txcomet._model.config import CometConfig
 from txcomet._server.resource import CometResource
 from txcomet._sessions.revocation import Revocations
 from txcomet._server.api import APIResource, ServerAPI, installAnswerers
+from txcomet._server.admin import installAdmin
 from txcomet._server.health import HealthResource
 from txcomet._server.metrics import installMetrics
 from txcomet._sessions.cluster import Cluster
@@ -66,6 +67,9 @@ class Comet(Service):
         installAnswerers(self, __version__)
         self.resource.putChild(b"api", APIResource(self.api))
         installMetrics(self, __version__)
+        #: The admin page's tickets (L{txcomet._server.admin.AdminTickets}).
+        self.adminTickets: Any = None
+        self.adminFeed = installAdmin(self, __version__)
         self._ready = False
         self._startFailure: Optional[Failure] = None
         self._waiting: List[Deferred] = []
@@ -90,6 +94,7 @@ class Comet(Service):
         d = self.hub.start()
         d.addCallback(lambda _: self.revocations.start())
         d.addCallback(lambda _: self.cluster.start())
+        d.addCallback(lambda _: self.adminFeed.startService())
         d.addCallback(lambda _: self.resource.transportServices.startService())
         d.addBoth(self._settleReady)
         return d
@@ -130,6 +135,8 @@ class Comet(Service):
         Service.stopService(self)
         self._ready = False
         self.hub.closeAll("shutdown")
+        if self.adminFeed.running:
+            self.adminFeed.stopService()
         if self.cluster.running:
             self.cluster.stop()
         transports = self.resource.transportServices

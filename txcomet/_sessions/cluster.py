@@ -260,6 +260,7 @@ def nodeInfo(hub: Any, cluster: Cluster, version: str) -> dict:
             connections[name] = connections.get(name, 0) + 1
         subscriptions += len(session.subscriptions)
         channels.update(session.subscriptions)
+    channels = {name for name in channels if not isReserved(name)}
     return {
         "node": cluster.nodeId,
         "version": version,

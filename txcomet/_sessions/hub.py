@@ -65,6 +65,15 @@ class Hub:
     log = Logger()
     sessionPrefix = ""
 
+    @staticmethod
+    def admitReserved(channel: str, token: Optional[str]) -> bool:
+        """
+        Whether a session may subscribe to the reserved C{channel} with
+        C{token}: never, unless the server sets this (the admin page's
+        channel, with its ticket; see L{txcomet._server.admin}).
+        """
+        return False
+
     def __init__(
         self,
         bus: Optional[IEventBus] = None,
