@@ -112,6 +112,11 @@ class RedactionTests(SynchronousTestCase):
         )
         self.assertEqual(redactURI(b"/comet/control?auth=abc"), b"/comet/control?auth=REDACTED")
         self.assertEqual(redactURI(b"/comet/sse?mytoken=x"), b"/comet/sse?mytoken=x")
+        self.assertEqual(
+            redactURI(b"/comet/api?API_KEY=k1&key=k2&ticket=t&secret=s&password=p&access_token=a&channel=c"),
+            b"/comet/api?API_KEY=REDACTED&key=REDACTED&ticket=REDACTED&secret=REDACTED&password=REDACTED"
+            b"&access_token=REDACTED&channel=c",
+        )
 
     @settings(max_examples=300, deadline=None)
     @given(

@@ -23,6 +23,11 @@ from txcomet._sessions.control import ControlDispatcher
 from txcomet._sessions.session import _UNREMEMBERED, CLOSE_REASONS, CLOSED, Session
 from txcomet.interfaces import IAuthorizer, IEventBus, IGrant, ISessionRouter, ITokenAuthorizer
 
+#: The everyday close reasons, counted in the metrics but not logged; any
+#: other (slow_consumer, kicked or a revocation's own reason,
+#: token_expired, replay_unavailable, ...) gets an info line.
+QUIET_CLOSES = frozenset([None, "left", "expired", "shutdown", "replaced", "recycle"])
+
 #: At most this many closed sessions are remembered for
 #: C{CometConfig.closedSessionMemory} seconds (about 100 bytes each).
 CLOSED_SESSIONS_KEPT = 100000
@@ -381,9 +386,19 @@ class Hub:
         PUBLISHED.n += 1
         return self.bus.publish(channel, data)
 
-    def _sessionClosed(self, session: Session) -> None:
+    def _sessionClosed(self, session: Session, transport: Optional[str] = None) -> None:
         self.sessions.pop(session.id, None)
-        CLOSES.labels(session.closeReason or "none").inc()
+        reason = session.closeReason
+        CLOSES.labels(reason or "none").inc()
+        if reason not in QUIET_CLOSES:
+            self.log.info(
+                "Closed the session of client {client} (user {user}, {transport}): {reason}",
+                client=session.clientId,
+                user=session.user,
+                transport=transport,
+                reason=reason,
+                channels=sorted(session.subscriptions),
+            )
         self._rememberClosed(session)
         if session.grant is not None:
             session.grant.release()

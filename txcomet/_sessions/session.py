@@ -503,7 +503,7 @@ class Session:
         self._pendingBytes = 0
         if channel is not None and reason is not None:
             channel.closeChannel(reason, reconnect)
-        self.hub._sessionClosed(self)
+        self.hub._sessionClosed(self, channel.transportName if channel is not None else None)
 
     # moving to another node
 

@@ -290,13 +290,18 @@ def queryArgs(request: Request) -> Dict[str, List[str]]:
     return args
 
 
-_SECRET_PARAMETERS = re.compile(rb"(?<=[?&;])(token|auth)=[^&;#]*")
+#: Query parameters whose values are secrets: txcomet's own (C{token},
+#: C{auth}) and those a client or a proxy in front may add by habit.
+_SECRET_PARAMETERS = re.compile(
+    rb"(?i)(?<=[?&;])(token|auth|access_token|key|api_key|apikey|secret|ticket|password)=[^&;#]*"
+)
 
 
 def redactURI(uri: bytes) -> bytes:
     """
-    C{uri} with the value of every C{token=} and C{auth=} query parameter
-    replaced by C{REDACTED}: what a log line may show of a request.
+    C{uri} with the value of every secret query parameter (C{token=},
+    C{auth=}, C{key=}, C{api_key=}, C{secret=}, C{ticket=}, C{password=},
+    ...) replaced by C{REDACTED}: what a log line may show of a request.
     """
     if b"=" not in uri:
         return uri
