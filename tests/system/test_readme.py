@@ -53,6 +53,7 @@ def environment():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in sys.path if p])
     env.pop("TXCOMET_PUBLISHER_SECRET", None)
+    env.pop("TXCOMET_API_KEY", None)
     return env
 
 
@@ -137,6 +138,24 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual((event["channel"], event["data"]), ("demo", {"hello": "world"}))
 
     test_quickStart.readme = [("sh", "curl -N")]
+
+    def test_operating(self):
+        """
+        The operating block: the server API's info, the command line's
+        channels (with a subscriber listening), and the metrics line.
+        """
+        text = block("sh", '{"method": "info"}')
+        info, cli, metrics = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
+        self.startServer()
+        listener = self.background("curl -sN 'http://localhost:8080/comet/sse?channel=news'")
+        time.sleep(1)
+        nodes = json.loads(self.shell(info))["result"]["nodes"]
+        self.assertEqual([n["connections"] for n in nodes], [{"sse": 1}])
+        self.assertEqual(json.loads(self.shell(cli))["channels"], {"news": {"subscribers": 1}})
+        self.assertEqual(self.shell(metrics).strip(), "txcomet_sessions 1.0")
+        listener.terminate()
+
+    test_operating.readme = [("sh", '{"method": "info"}')]
 
     def test_commandLine(self):
         """
