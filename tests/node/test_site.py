@@ -4,6 +4,7 @@ The stand-alone node's assembly: Comet.whenReady, listening once ready, the
 """
 
 from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -52,7 +53,7 @@ class WhenReadyTests(SynchronousTestCase):
         fires at once.
         """
         bus = _SlowBus()
-        comet = Comet(bus=bus)
+        comet = Comet(bus=bus, clock=Clock())
         waiting = comet.whenReady()
         comet.startService()
         self.assertNoResult(waiting)
@@ -84,7 +85,7 @@ class WhenReadyTests(SynchronousTestCase):
         Cancelling one wait leaves the others.
         """
         bus = _SlowBus()
-        comet = Comet(bus=bus)
+        comet = Comet(bus=bus, clock=Clock())
         cancelled, kept = comet.whenReady(), comet.whenReady()
         cancelled.cancel()
         self.failureResultOf(cancelled, CancelledError)
@@ -96,7 +97,7 @@ class WhenReadyTests(SynchronousTestCase):
         """
         A stopped service is not ready.
         """
-        comet = Comet()
+        comet = Comet(clock=Clock())
         comet.startService()
         self.successResultOf(comet.whenReady())
         self.successResultOf(comet.stopService())

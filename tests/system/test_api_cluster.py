@@ -163,13 +163,37 @@ class WorkersAPITests(test_workers.TwoWorkersProcessTests):
             self.assertEqual(channels["result"]["channels"], {"room": {"subscribers": 12}})
         status, presence = self.api(port, "presenceStats", channel="room")
         self.assertEqual((presence["result"]["clients"], presence["result"]["users"]), (12, 2))
-        self.assertEqual(self.api(port, "disconnect", user="u0")[0], 200)
+        status, members = self.api(port, "presence", channel="room")
+        self.assertEqual(sorted({m["user"] for m in members["result"]["members"]}), ["u0", "u1"])
+        status, published = self.api(port, "publish", channel="room", data={"n": 1})
+        self.assertEqual(status, 200, published)
+        status, history = self.api(port, "history", channel="room", order="newest", limit=1)
+        self.assertEqual(history["result"]["events"][0]["id"], published["result"]["id"])
+        # the event reached sessions on both workers
+        for session in (sessions[0], sessions[1]):
+            status, body = self.request(port, "GET", "/comet/poll?session=" + session)
+            self.assertEqual([m["data"] for m in json.loads(body) if m.get("type") == "event"], [{"n": 1}])
+        status, batch = self.api(port, "batch", calls=[
+            {"method": "broadcast", "params": {"channels": ["x", "room"], "data": 2}},
+            {"method": "unsubscribe", "params": {"user": "u1", "channel": "room"}},
+        ])
+        self.assertEqual([p["channel"] for p in batch["result"]["replies"][0]["result"]["published"]], ["x", "room"])
+        self.assertEqual(batch["result"]["replies"][1], {"result": {}})
         for attempt in range(50):
             status, channels = self.api(port, "channels")
             if channels["result"]["channels"] == {"room": {"subscribers": 6}}:
                 break
             time.sleep(0.1)
         self.assertEqual(channels["result"]["channels"], {"room": {"subscribers": 6}})
+        self.assertEqual(self.api(port, "disconnect", user="u0")[0], 200)
+        for attempt in range(50):
+            status, info = self.api(port, "info")
+            if sum(n["sessions"] for n in info["result"]["nodes"]) == 6:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sum(n["sessions"] for n in info["result"]["nodes"]), 6)
+        status, body = self.request(port, "POST", "/comet/control", {"op": "presence", "session": sessions[0], "channel": "room"})
+        self.assertEqual((status, json.loads(body)["reason"]), (410, "kicked"))
         self.assertEqual(self.api(port, "info", key="nope")[0], 401)
         self.assertEqual(self.api(port, "info", key=None)[0], 401)
 
