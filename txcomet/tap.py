@@ -110,7 +110,7 @@ class Options(usage.Options):
         ["ws-ping-timeout", None, 10.0, "Seconds a WebSocket peer has to answer a ping "
          "(sent every --heartbeat seconds) before it is dropped.", _positiveFloat],
         ["workers", None, 1, "Worker processes serving the same tcp: port(s) with SO_REUSEPORT, sharing one bus "
-         "through worker 0 (one per core).", _count],
+         "through the process started, which supervises them and starts again any that dies (one per core).", _count],
         ["token-secret", None, None, "The shared secret of HS256/384/512 connection tokens "
          "(default: $TXCOMET_TOKEN_SECRET; prefer the environment: a command line is visible to other users)."],
         ["token-public-key", None, None, "A PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens."],
@@ -140,7 +140,7 @@ class Options(usage.Options):
          "(default: the open-files limit less 256).", _count],
         ["max-connections-per-address", None, 1000, "Connections open at once from one client address; "
          "more are answered 429 too_many_connections (0: no limit).", _count],
-        ["worker-hub", None, None, "(Internal: set by worker 0 for the workers it starts.) The UNIX socket of the bus hub."],
+        ["worker-hub", None, None, "(Internal: set by the supervisor for the workers it starts.) The UNIX socket of the bus hub."],
         ["worker-index", None, 0, "(Internal.) This worker's number.", _count],
     ]
     optFlags = [

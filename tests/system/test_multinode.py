@@ -9,7 +9,11 @@ legs.
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.support.multinode import AlternatingPublisher, HTTPClient, NodeProcess
+import json
+
+import treq
+
+from tests.support.multinode import AlternatingPublisher, HTTPClient, NodeProcess, closeWebSocket, openWebSocket, take
 from tests.support.redisserver import RedisServer
 from .test_redisbus import sleep
 
@@ -205,6 +209,23 @@ class MultiNodeLongPollTests(TwoNodesMixin, TestCase):
         self.assertEqual((code, body["reason"]), (503, "Redis is unreachable"))
         reply = yield self.http.control(self.b, op="publish", session=onB, channel="news", data="during")
         self.assertEqual((reply["error"], reply["status"]), ("unavailable", 503))
+        # the server API, and a WebSocket client's publish, the same
+        response = yield treq.post(self.b.url + "/api", json.dumps(
+            {"method": "publish", "params": {"channel": "news", "data": "during"}}).encode(), pool=self.http.pool)
+        body = yield response.json()
+        self.assertEqual((response.code, body["error"], response.headers.getRawHeaders("retry-after")),
+                         (503, "unavailable", ["1"]))
+        response = yield treq.post(self.b.url + "/api", json.dumps(
+            {"method": "broadcast", "params": {"channels": ["news", "other"], "data": "during"}}).encode(),
+            pool=self.http.pool)
+        body = yield response.json()
+        self.assertEqual([p.get("error") for p in body["result"]["published"]], ["unavailable", "unavailable"])
+        ws = yield openWebSocket(self.b, "")
+        ws.protocol_.sendMessage(json.dumps({"op": "join", "ref": 1}).encode())
+        ws.protocol_.sendMessage(json.dumps({"op": "publish", "channel": "news", "data": "during", "ref": 2}).encode())
+        refused = yield take(ws.messages, 1, "the WebSocket publish's answer", kinds=("error",))
+        self.assertEqual((refused[0]["error"], refused[0].get("ref")), ("unavailable", 2))
+        yield closeWebSocket(ws)
         impatient = CometClient(self.b.url, publishRetries=0, backoff=(0.05, 0.2))
         self.addCleanup(impatient.close)
         error = yield self.assertFailure(impatient.publish("news", "during"), CometError)

@@ -78,7 +78,10 @@ class NginxTests(SynchronousTestCase):
         with open(os.path.join(static, "index.html"), "w") as f:
             f.write(PAGE)
         self.upstream, self.port = freePort(), freePort()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
+        # Behind a proxy every request comes from loopback with
+        # X-Forwarded-For: the publish API needs its secret.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]),
+                   TXCOMET_PUBLISHER_SECRET="behind-nginx")
         txcomet = subprocess.Popen(
             [sys.executable, "-m", "twisted", "txcomet", "--listen", "tcp:%d:interface=127.0.0.1" % (self.upstream,),
              "--static", static, "--heartbeat", "2"],
@@ -99,9 +102,19 @@ class NginxTests(SynchronousTestCase):
         self.base = "http://127.0.0.1:%d" % (self.port,)
 
     def publish(self, channel, data):
-        done = subprocess.run(["curl", "-s", "-H", "Content-Type: application/json", "-d", json.dumps(data),
-                               "%s/comet/publish/%s" % (self.base, channel)], capture_output=True, timeout=10)
+        done = subprocess.run(["curl", "-s", "-H", "Content-Type: application/json", "-H", "X-Comet-Secret: behind-nginx",
+                               "-d", json.dumps(data), "%s/comet/publish/%s" % (self.base, channel)],
+                              capture_output=True, timeout=10)
         self.assertTrue(json.loads(done.stdout)["ok"], done.stdout)
+
+    def test_publishWithoutSecretRefused(self):
+        """
+        Through the proxy, a publish without the secret is not taken for a
+        local one (the proxy's X-Forwarded-For says otherwise): 403.
+        """
+        done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "x",
+                               "%s/comet/publish/news" % (self.base,)], capture_output=True, timeout=10)
+        self.assertEqual(done.stdout, b"403")
 
     def stream(self, path):
         """

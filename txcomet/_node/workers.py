@@ -3,10 +3,11 @@
 Several worker processes serving one port (C{twist txcomet --workers N}).
 
 One Python process uses one core.  With C{--workers N} the process started
-is worker 0; it starts N-1 more (L{WorkerPool}), and every worker listens on
-the same TCP port with C{SO_REUSEPORT} (L{ReusePortEndpoint}), so the
-kernel spreads new connections over them.  The workers share one bus
-(L{txcomet._bus.workers}).
+is the group's supervisor (L{makeSupervisor}): it holds the bus hub and the
+ports, and starts N workers (L{WorkerPool}), starting again any that dies.
+Every worker listens on the same TCP port with C{SO_REUSEPORT}
+(L{ReusePortEndpoint}), so the kernel spreads new connections over them,
+and the workers share one bus through the hub (L{txcomet._bus.workers}).
 
 Sessions belong to the worker that made them; their ids start with the
 worker's number (C{Hub.sessionPrefix}).  Each worker also serves its site
@@ -68,28 +69,6 @@ class ReusePortEndpoint:
         self.interface = interface
         self.backlog = backlog
         self.after = after
-        self._result: Any = None
-        self._waiting: List[Deferred] = []
-
-    def whenListening(self) -> Deferred:
-        """
-        A L{Deferred} that fires with the listening port (or fails as
-        listening did).
-        """
-        if self._result is not None:
-            return succeed(self._result) if not isinstance(self._result, Exception) else fail(self._result)
-        d: Deferred = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def _listened(self, result: Any) -> None:
-        self._result = result
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            if isinstance(result, Exception):
-                d.errback(result)
-            else:
-                d.callback(result)
 
     def listen(self, factory: Any) -> Deferred:
         """
@@ -112,11 +91,8 @@ class ReusePortEndpoint:
             port = self.reactor.adoptStreamPort(sock.fileno(), family, factory)
         except OSError as e:
             sock.close()
-            err = error.CannotListenError(self.interface, self.port, e)
-            self._listened(err)
-            return fail(err)
+            return fail(error.CannotListenError(self.interface, self.port, e))
         sock.close()
-        self._listened(port)
         return succeed(port)
 
 
@@ -362,48 +338,31 @@ class _WorkerProcess(ProcessProtocol):
 
 class WorkerPool(Service):
     """
-    Starts workers 1..N-1 once worker 0 listens, and stops them with it.
-    A worker that exits while the pool runs is started again.
+    Starts workers 0..N-1, starts again any that exits while the pool runs
+    (after L{restartDelay} seconds), and stops them all with itself.
 
-    @param argv: a callable given the worker's index and the resolved
-        C{--listen} endpoints, returning its command line.
-    @param endpoints: the L{ReusePortEndpoint}s worker 0 listens on.
+    @param argv: a callable given the worker's index, returning its command
+        line.
     """
 
     restartDelay = 1.0
 
-    def __init__(self, reactor: Any, count: int, argv: Any, endpoints: List[ReusePortEndpoint], env: Optional[dict] = None) -> None:
+    def __init__(self, reactor: Any, count: int, argv: Any, env: Optional[dict] = None) -> None:
         self.reactor = reactor
         self.count = count
         self.argv = argv
-        self.endpoints = endpoints
         self.env = env if env is not None else dict(os.environ)
         self.processes: Dict[int, _WorkerProcess] = {}
-        self._listens: List[str] = []
+        #: How many times each worker was started again.
+        self.restarts: Dict[int, int] = {}
 
     def startService(self) -> None:
         Service.startService(self)
-        from twisted.internet.defer import gatherResults
-
-        def listening(ports: List[Any]) -> None:
-            self._listens = []
-            for endpoint, port in zip(self.endpoints, ports):
-                host = port.getHost()
-                interface = endpoint.interface.replace(":", "\\:")
-                self._listens.append(
-                    "tcp:%d:interface=%s:backlog=%d" % (host.port, interface, endpoint.backlog)
-                    if interface else "tcp:%d:backlog=%d" % (host.port, endpoint.backlog)
-                )
-            if self.running:
-                for index in range(1, self.count):
-                    self._spawn(index)
-
-        gatherResults([e.whenListening() for e in self.endpoints], consumeErrors=True).addCallbacks(
-            listening, lambda f: log.failure("Not starting workers: worker 0 could not listen", f)
-        )
+        for index in range(self.count):
+            self._spawn(index)
 
     def _spawn(self, index: int) -> None:
-        argv = self.argv(index, self._listens)
+        argv = self.argv(index)
         process = _WorkerProcess(self, index)
         self.processes[index] = process
         log.info("Starting worker {index}", index=index)
@@ -418,6 +377,7 @@ class WorkerPool(Service):
 
     def _respawn(self, index: int) -> None:
         if self.running and index not in self.processes:
+            self.restarts[index] = self.restarts.get(index, 0) + 1
             self._spawn(index)
 
     def stopService(self) -> Deferred:
@@ -445,7 +405,7 @@ class WorkerPool(Service):
 def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) -> List[str]:
     """
     The command line of worker C{index}: this server's options, listening
-    on the ports worker 0 resolved, joined to the hub at C{hubPath}.  (The
+    on the ports the supervisor resolved, joined to the hub at C{hubPath}.  (The
     publisher secret and a Redis URL go in the environment, not on a
     command line.)
     """
@@ -467,6 +427,8 @@ def workerCommand(options: Any, index: int, listens: List[str], hubPath: str) ->
         argv += ["--trust-proxy", proxy]
     if options.get("rulesPath") is not None:
         argv += ["--config", options["rulesPath"]]
+    if index == 0 and options["metrics-listen"] is not None:
+        argv += ["--metrics-listen", options["metrics-listen"]]
     argv += ["--worker-hub", hubPath, "--worker-index", str(index)]
     return argv
 
@@ -487,12 +449,124 @@ class _RemoveDirectory(Service):
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class PortHold:
+    """
+    A TCP port the supervisor binds (with C{SO_REUSEPORT}, never listening)
+    for the life of the group: it resolves C{tcp:0} to one port for every
+    worker, and keeps that port the group's while workers come and go.
+    The kernel hands connections only to listening sockets, so this one
+    takes none.
+
+    @ivar description: the endpoint string the workers listen on.
+    """
+
+    def __init__(self, reactor: Any, description: str) -> None:
+        endpoint = reusePortEndpoint(reactor, description)
+        family = socket.AF_INET6 if ":" in endpoint.interface else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.socket.bind((endpoint.interface, endpoint.port))
+        except OSError as e:
+            self.socket.close()
+            raise SystemExit("txcomet: cannot listen on %s: %s" % (description, e.strerror))
+        port = self.socket.getsockname()[1]
+        interface = endpoint.interface.replace(":", "\\:")
+        self.description = (
+            "tcp:%d:interface=%s:backlog=%d" % (port, interface, endpoint.backlog)
+            if interface
+            else "tcp:%d:backlog=%d" % (port, endpoint.backlog)
+        )
+
+
+class _Holds(Service):
+    """
+    Releases the supervisor's L{PortHold}s when the group stops.
+    """
+
+    def __init__(self, holds: List[PortHold]) -> None:
+        self.holds = holds
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        for hold in self.holds:
+            hold.socket.close()
+
+
 def makeWorkerService(options: Any) -> MultiService:
     """
-    One worker of a C{--workers} server: worker 0 (the process started)
-    holds the bus hub (with C{--redis}, every worker is a node of the Redis
-    bus instead) and starts the others; each listens on the same ports with
-    C{SO_REUSEPORT}.
+    C{--workers N}: the process started is the group's supervisor
+    (L{makeSupervisor}); it starts workers 0..N-1, each of which runs
+    L{makeWorker}.
+    """
+    if options["worker-hub"] is None:
+        return makeSupervisor(options)
+    return makeWorker(options)
+
+
+def workerEnvironment(options: Any) -> dict:
+    """
+    The environment of a worker: this one's, with the secrets (which never
+    go on a command line, where other users could read them).
+    """
+    config = options["config"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    if config.publisherSecret is not None:
+        env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
+    if config.apiKey is not None:
+        env["TXCOMET_API_KEY"] = config.apiKey
+    if config.tokenSecret is not None:
+        env["TXCOMET_TOKEN_SECRET"] = config.tokenSecret
+    if options["token-previous-secret"] is not None:
+        env["TXCOMET_TOKEN_PREVIOUS_SECRET"] = options["token-previous-secret"]
+    if options["redis"] is not None:
+        env["TXCOMET_REDIS"] = options["redis"]
+    return env
+
+
+def makeSupervisor(options: Any) -> MultiService:
+    """
+    The supervisor of a worker group: it serves no client itself.  It
+    holds the bus hub, which numbers every event and relays it to every
+    worker (with C{--redis} the workers are Redis nodes and no hub is
+    needed), binds the ports (L{PortHold}), and starts the workers
+    (L{WorkerPool}), starting again any that dies.  Killing a worker costs
+    its clients their sessions (they join again on another worker and
+    resume from the hub's history, losing nothing); killing the
+    supervisor ends the group, as its workers stop when they lose the
+    hub, so two numberings of events never coexist.
+    """
+    from twisted.internet import reactor
+
+    config = options["config"]
+    service = MultiService()
+    directory = tempfile.mkdtemp(prefix="txcomet-workers-")
+    hubPath = os.path.join(directory, "bus.sock")
+    _RemoveDirectory(directory).setServiceParent(service)
+    if options.get("bus") is None:
+        hub = BusHub(config.historyLength)
+        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
+    holds = [PortHold(reactor, description) for description in options["listen"]]
+    _Holds(holds).setServiceParent(service)
+    listens = [hold.description for hold in holds]
+    WorkerPool(
+        reactor,
+        options["workers"],
+        lambda index: workerCommand(options, index, listens, hubPath),
+        workerEnvironment(options),
+    ).setServiceParent(service)
+    warnOpenPublish(options)
+    return service
+
+
+def makeWorker(options: Any) -> MultiService:
+    """
+    One worker of a group: a node on the hub's bus (or on Redis) that
+    listens on the group's ports with C{SO_REUSEPORT}, serves its private
+    UNIX socket for requests other workers forward to it, and forwards
+    those for another worker's sessions.
     """
     from twisted.internet import reactor
 
@@ -500,23 +574,12 @@ def makeWorkerService(options: Any) -> MultiService:
     index = options["worker-index"]
     service = MultiService()
     hubPath = options["worker-hub"]
+    directory = os.path.dirname(hubPath)
     redisBus = options.get("bus")
-    if hubPath is None:
-        directory = tempfile.mkdtemp(prefix="txcomet-workers-")
-        hubPath = os.path.join(directory, "bus.sock")
-        _RemoveDirectory(directory).setServiceParent(service)
-    else:
-        directory = os.path.dirname(hubPath)
     if redisBus is not None:
         # Every worker is a node of the Redis bus; no hub is needed.
         comet = makeComet(options)
         after = comet.whenReady
-
-    elif options["worker-hub"] is None:
-        hub = BusHub(config.historyLength)
-        StreamServerEndpointService(UNIXServerEndpoint(reactor, hubPath), hub.factory()).setServiceParent(service)
-        comet = makeComet(options, hub.bus)
-        after = hub.bus.whenStarted
     else:
         bus = WorkerBus(HubClient(reactor, hubPath, onLost=reactor.stop), config.historyLength)
         comet = makeComet(options, bus)
@@ -529,43 +592,25 @@ def makeWorkerService(options: Any) -> MultiService:
     if isinstance(root, IndexPage):
         CounterService(comet.bus, root.counter).setServiceParent(service)
     # Requests for another worker's session reach it through its private
-    # socket, which serves the same root without the router.
-    StreamServerEndpointService(
-        UNIXServerEndpoint(reactor, workerSocket(directory, index)), makeSite(options, comet, root)
-    ).setServiceParent(service)
+    # socket, which serves the same root without the router.  A worker
+    # started again finds its predecessor's socket file: the pool starts
+    # it only once that one has exited.
+    private = workerSocket(directory, index)
+    if os.path.exists(private):
+        os.unlink(private)
+    StreamServerEndpointService(UNIXServerEndpoint(reactor, private), makeSite(options, comet, root)).setServiceParent(
+        service
+    )
     controlPath = b"/" + b"/".join(options["prefixSegments"]) + b"/control"
     router = WorkerRouter(root, index, options["workers"], directory, controlPath, reactor)
     site = makeSite(options, comet, router)
-    endpoints = []
     for description in options["listen"]:
         # Listen once the bus is connected: a worker takes no request it
         # could not publish or deliver for.
         endpoint = reusePortEndpoint(reactor, description, after=after)
-        endpoints.append(endpoint)
         StreamServerEndpointService(endpoint, guardedFactory(options, site)).setServiceParent(service)
-    if options["worker-hub"] is None:
-        # Worker 0 serves --metrics-listen, for the group.
-        metrics = metricsService(options, comet)
-        if metrics is not None:
-            metrics.setServiceParent(service)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        if config.publisherSecret is not None:
-            env["TXCOMET_PUBLISHER_SECRET"] = config.publisherSecret
-        if config.apiKey is not None:
-            env["TXCOMET_API_KEY"] = config.apiKey
-        if config.tokenSecret is not None:
-            env["TXCOMET_TOKEN_SECRET"] = config.tokenSecret
-        if options["token-previous-secret"] is not None:
-            env["TXCOMET_TOKEN_PREVIOUS_SECRET"] = options["token-previous-secret"]
-        if options["redis"] is not None:
-            env["TXCOMET_REDIS"] = options["redis"]
-        WorkerPool(
-            reactor,
-            options["workers"],
-            lambda index, listens: workerCommand(options, index, listens, hubPath),
-            endpoints,
-            env,
-        ).setServiceParent(service)
-        warnOpenPublish(options)
+    # Worker 0 alone is given --metrics-listen, and serves it for the group.
+    metrics = metricsService(options, comet)
+    if metrics is not None:
+        metrics.setServiceParent(service)
     return service

@@ -548,6 +548,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         hub = self.factory.hub
         session = None
         position = None
+        recovered = True
         try:
             credentials = self._context()
             credentials["auth"] = credentials.pop("token")
@@ -557,6 +558,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
                 ack = yield session.subscribe(name, params.last)
                 if position is None:
                     position = ack["position"]
+                if ack.get("recovered") is False:
+                    recovered = False
         except Exception:
             self._newSession = None
             if session is not None:
@@ -568,6 +571,10 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             session.close(None)
             raise ConnectionDeny(400, "Gone")
         headers = {"X-Comet-Position": position}
+        if params.last is not None:
+            # Resuming through history: whether it was complete, as over
+            # HTTP, so a gap is never silent.
+            headers["X-Comet-Recovered"] = "true" if recovered else "false"
         expires = getattr(session.grant, "expires", None)
         if expires is not None:
             headers["X-Comet-Token-Expires"] = "%d" % (expires,)
