@@ -41,7 +41,7 @@ class OptionsTests(SynchronousTestCase):
     def test_workerCommand(self):
         """
         A worker's command line carries this server's options (the worker
-        count too), the ports worker 0 resolved and the hub socket, but
+        count too), the ports the supervisor resolved and the hub socket, but
         never the publisher secret.
         """
         options = self.parse(

@@ -2,7 +2,7 @@
 """
 The bus shared by worker processes (C{twist txcomet --workers N}).
 
-Worker 0 holds the L{BusHub}: it numbers every event (so an id means the
+The supervisor of the group holds the L{BusHub}: it numbers every event (so an id means the
 same event on every worker), relays it to every worker over a UNIX socket,
 and keeps presence.  Each worker's bus is a L{WorkerBus}: an L{InMemoryBus}
 whose publishes go through the hub and whose subscribers, fan-out and
@@ -51,7 +51,7 @@ class WorkerBus(InMemoryBus):
     history, fed in publish order by the L{BusHub}; publishing and presence
     go through the hub.
 
-    @ivar link: what reaches the hub (L{BusHub.localLink} in worker 0, a
+    @ivar link: what reaches the hub (L{BusHub.localLink} in the supervisor, a
         L{HubClient} elsewhere).
     """
 
@@ -173,10 +173,10 @@ class _Presence:
 
 class BusHub:
     """
-    Worker 0's sequencer: numbers every event of every worker and relays it
+    The group's sequencer, in the supervisor: numbers every event of every worker and relays it
     to all of them, in one order.
 
-    @ivar bus: worker 0's own L{WorkerBus}.
+    @ivar bus: the hub's own L{WorkerBus} (its history of the group's events).
     @ivar epoch: the shared bus's epoch.
     """
 
@@ -210,7 +210,7 @@ class BusHub:
     def call(self, owner: Any, op: str, args: dict) -> Any:
         """
         A presence operation for C{owner} (a worker connection, or C{None}
-        for worker 0).
+        for the hub's own bus).
         """
         if op == "addMember":
             return self.presence.add(owner, args["channel"], args["client"], args["info"])
@@ -229,7 +229,7 @@ class BusHub:
 
 class _LocalLink:
     """
-    Worker 0's link to the hub: plain calls.
+    The hub's own bus's link to it: plain calls.
     """
 
     bus: WorkerBus
@@ -359,16 +359,16 @@ class HubClient:
     def connectionLost(self, reason: Any) -> None:
         self.protocol = None
         if not self._stopping:
-            log.error("Lost the connection to the bus hub (worker 0)")
+            log.error("Lost the connection to the bus hub (the supervisor)")
             if self.onLost is not None:
                 self.onLost()
         waiting, self._waiting = self._waiting, {}
         for d, _ in waiting.values():
-            d.errback(CometError("unavailable", "The bus hub (worker 0) has gone."))
+            d.errback(CometError("unavailable", "The bus hub (the supervisor) has gone."))
 
     def _send(self, convert: Any, op: str, **args: Any) -> Deferred:
         if self.protocol is None:
-            return fail(CometError("unavailable", "The bus hub (worker 0) is not connected."))
+            return fail(CometError("unavailable", "The bus hub (the supervisor) is not connected."))
         self._ref += 1
         d: Deferred = Deferred()
         self._waiting[self._ref] = (d, convert)

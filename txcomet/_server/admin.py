@@ -45,7 +45,7 @@ ADMIN_CHANNEL = RESERVED + "/admin/live"
 #: Seconds an admin ticket is good for.
 TICKET_LIFETIME = 12 * 3600.0
 
-#: The environment variable through which worker 0 hands its workers the
+#: The environment variable through which the supervisor hands its workers the
 #: secret tickets are signed with, when no API key is set.
 TICKET_SECRET_ENV = "TXCOMET_ADMIN_TICKET_SECRET"
 
