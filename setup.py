@@ -14,7 +14,7 @@ setup(
     # twisted.plugins is listed by hand: find_packages() would skip it,
     # because twisted/ and twisted/plugins/ must have no __init__.py.
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
-    package_data={"txcomet": ["py.typed", "static/*"]},
+    package_data={"txcomet": ["py.typed", "static/*", "_bus/lua/*.lua"]},
     install_requires=[
         "twisted>=24.7",
         "autobahn>=23.1",

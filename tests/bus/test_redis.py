@@ -34,3 +34,25 @@ class FromURLTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(ValueError, RedisBus.fromURL, url)
             self.assertIn(words, str(error))
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_presenceIsItsOwnObject(self):
+        """
+        The bus keeps presence in a L{RedisPresence} of its own, which
+        provides L{IPresence}; the bus's presence methods are its.
+        """
+        from zope.interface.verify import verifyObject
+
+        from txcomet._bus.redis import RedisBus
+        from txcomet._bus.redispresence import RedisPresence
+        from txcomet.interfaces import IPresence
+
+        bus = RedisBus.fromURL("redis://127.0.0.1:1/0?presence_ttl=12")
+        self.assertIsInstance(bus.presence, RedisPresence)
+        self.assertTrue(verifyObject(IPresence, bus.presence))
+        self.assertEqual(bus.presence._ttlMs, 12000)
+        bus.presence.keepMember("room", "c1", {"user": "ann"})
+        self.assertEqual(bus.presence.vouched, {("room", "c1"): b'{"user":"ann"}'})
+        bus.presence.forgetMember("room", "c1")
+        self.assertEqual(bus.presence.vouched, {})

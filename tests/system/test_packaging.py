@@ -36,6 +36,10 @@ class WheelTests(SynchronousTestCase):
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertIn("txcomet/py.typed", names)
+        # what the package reads from its own directory at run time
+        for shipped in ("txcomet/_bus/lua/publish.lua", "txcomet/_bus/lua/prelude.lua", "txcomet/static/admin.html",
+                        "txcomet/static/admin.js", "txcomet/static/txcomet.js"):
+            self.assertIn(shipped, names)
         self.assertFalse([n for n in names if n.startswith("tests/")])
 
         venv = os.path.join(work, "venv")
@@ -52,5 +56,6 @@ class WheelTests(SynchronousTestCase):
         options = run([twist, "txcomet", "--help"], cwd=work, env=env).stdout
         self.assertIn("--listen", options)
         self.assertIn("--heartbeat", options)
+        run([python, "-c", "import txcomet._bus.redis as r; assert 'PUBLISH' in r._SCRIPTS['publish']"], cwd=work, env=env)
         where = run([python, "-c", "import txcomet; print(txcomet.__file__)"], cwd=work, env=env).stdout
         self.assertTrue(where.startswith(venv), where)

@@ -146,8 +146,8 @@ class SessionRoutingTests(TestCase):
         self.assertEqual([e["data"] for e in events], [2])
         self.assertIn(session, self.b.sessions)
         self.assertNotIn(session, self.a.sessions)
-        self.assertIn(("news", joined["client"]), self.b.bus._members)
-        self.assertNotIn(("news", joined["client"]), self.a.bus._members)
+        self.assertIn(("news", joined["client"]), self.b.bus.presence.vouched)
+        self.assertNotIn(("news", joined["client"]), self.a.bus.presence.vouched)
         yield self.publish(self.a, "news", 3)
         held = treq.get(self.b.url + "/longpoll", params={"session": session}, pool=self.pool)
         response = yield held

@@ -46,8 +46,9 @@ from history and learns whether anything was lost.
 """
 
 import json
+import os
 import secrets
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -57,9 +58,10 @@ from txcomet._model.channels import isPattern, validateChannel, validatePattern
 from txcomet._model.errors import CometError
 from txcomet._bus.subscribers import LocalSubscribers
 from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
-from txcomet._model.stats import GAPS
+from txcomet._bus.redispresence import RedisPresence
+from txcomet._bus.resync import Outage, Resync, redisGlob
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from txcomet.interfaces import IBusHealth, IEventBus, IGapListener, IPresence, ISessionRouter, ISubscriber
+from txcomet.interfaces import IBusHealth, IEventBus, IPresence, ISessionRouter, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -67,287 +69,31 @@ __all__ = ["RedisBus", "RedisUnavailable"]
 #: (so a position on it is still judged exactly), in milliseconds.
 _LAST_LIFETIME_MS = 24 * 3600 * 1000
 
-#: The channels a node remembers publishing on while cut off from Redis;
-#: past this many it marks every channel as having a gap.
-MAX_OUTAGE_CHANNELS = 1000
 
-_WATERMARK = """
-local function watermark(clockKey, now, maxAge, counter)
-  local first = redis.call('ZRANGEBYSCORE', clockKey, now - maxAge, '+inf', 'LIMIT', 0, 1)
-  if #first > 0 then return tonumber(first[1]) end
-  return counter
-end
-local function offsetOf(id)
-  return tonumber(string.match(id, '^(%d+)'))
-end
-local function now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-# KEYS: epoch, offset ; ARGV: a new epoch to use if there is none
-_INIT = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
-"""
-
-# KEYS: epoch, offset, clock, stream, truncated, last
-# ARGV: epoch, kind, channel JSON, data JSON, store (1/0), maxlen, maxAge ms,
-#       pub/sub channel, last's lifetime ms
-_PUBLISH = _WATERMARK + """
-local epoch = redis.call('GET', KEYS[1])
-if epoch ~= ARGV[1] then return {0, epoch or ''} end
-local t = now()
-local maxAge = tonumber(ARGV[7])
-local before = tonumber(redis.call('GET', KEYS[2]) or '0')
-local newest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-if #newest == 0 or t - tonumber(newest[2]) >= 1000 then
-  redis.call('ZADD', KEYS[3], t, before)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (t - maxAge))
-redis.call('PEXPIRE', KEYS[3], maxAge + 1000)
-local offset = redis.call('INCR', KEYS[2])
-local envelope = '{"type":"' .. ARGV[2] .. '","channel":' .. ARGV[3] .. ',"id":"' ..
-  epoch .. '-' .. offset .. '","data":' .. ARGV[4] .. '}'
-local lastStored = redis.call('HGET', KEYS[6], 's')
-redis.call('HSET', KEYS[6], 'a', offset)
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[6], 's', offset)
-  local maxlen = tonumber(ARGV[6])
-  local truncated = tonumber(redis.call('GET', KEYS[5]) or '0')
-  local dropped = truncated
-  if maxlen == 0 then
-    dropped = offset
-  else
-    if redis.call('EXISTS', KEYS[4]) == 0 then
-      -- A new history, or one that aged away: its last event says what
-      -- was dropped; when that is forgotten too, nothing older than the
-      -- history's age is known about this channel.
-      if lastStored then
-        dropped = math.max(dropped, tonumber(lastStored))
-      else
-        dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, before))
-      end
-    end
-    redis.call('XADD', KEYS[4], offset .. '-0', 'e', envelope, 't', t)
-    local length = redis.call('XLEN', KEYS[4])
-    if length > maxlen then
-      local old = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', length - maxlen)
-      dropped = math.max(dropped, offsetOf(old[#old][1]))
-      redis.call('XTRIM', KEYS[4], 'MAXLEN', maxlen)
-    end
-    while true do
-      local head = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)
-      if #head == 0 or tonumber(head[1][2][4]) >= t - maxAge then break end
-      dropped = math.max(dropped, offsetOf(head[1][1]))
-      redis.call('XDEL', KEYS[4], head[1][1])
-    end
-    redis.call('PEXPIRE', KEYS[4], maxAge)
-  end
-  if dropped > truncated then redis.call('SET', KEYS[5], dropped) end
-  if dropped > 0 then redis.call('PEXPIRE', KEYS[5], maxAge) end
-end
-redis.call('PEXPIRE', KEYS[6], ARGV[9])
-redis.call('PUBLISH', ARGV[8], envelope)
-return {1, offset}
-"""
-
-# KEYS: epoch, offset, clock, stream, truncated, last, gap
-# ARGV: since offset (-1: everything), maxAge ms, this node's channel, a
-#       sync token to publish on it ('' for none)
-_HISTORY = _WATERMARK + """
-local epoch = redis.call('GET', KEYS[1]) or ''
-local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
-local t = now()
-local maxAge = tonumber(ARGV[2])
-local since = tonumber(ARGV[1])
-local dropped = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'),
-                         tonumber(redis.call('GET', KEYS[7]) or '0'))
-local start = '-'
-if since >= 0 then start = (since + 1) .. '-0' end
-local kept = {}
-for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+')) do
-  if tonumber(entry[2][4]) < t - maxAge then
-    dropped = math.max(dropped, offsetOf(entry[1]))
-  else
-    kept[#kept + 1] = entry[2][2]
-  end
-end
-if redis.call('EXISTS', KEYS[4]) == 0 then
-  local lastStored = redis.call('HGET', KEYS[6], 's')
-  if lastStored then
-    dropped = math.max(dropped, tonumber(lastStored))
-  else
-    dropped = math.max(dropped, watermark(KEYS[3], t, maxAge, counter))
-  end
-end
-if ARGV[4] ~= '' then
-  -- Behind every event published before this read, on this node's pub/sub
-  -- connection: when it arrives, so have they.
-  redis.call('PUBLISH', ARGV[3], '{"t":"sync","token":' .. ARGV[4] .. '}')
-end
-return {epoch, counter, dropped, kept}
-"""
-
-# KEYS: epoch, offset, gap, truncated keys...
-# ARGV: epoch, maxAge ms, all (1/0), notice channel, node id, channel names JSON
-# Marks positions before now as not covered on the given channels (or on
-# all), and tells every node.
-_GAP = """
-local epoch = redis.call('GET', KEYS[1])
-if epoch ~= ARGV[1] then return {0, epoch or ''} end
-local g = redis.call('INCR', KEYS[2])
-local maxAge = tonumber(ARGV[2])
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[3], g, 'PX', maxAge)
-else
-  for i = 4, #KEYS do
-    local old = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if g > old then redis.call('SET', KEYS[i], g, 'PX', maxAge) end
-  end
-end
-redis.call('PUBLISH', ARGV[4], '{"t":"gap","node":"' .. ARGV[5] .. '","epoch":"' .. epoch ..
-  '","offset":' .. g .. ',"all":' .. (ARGV[3] == '1' and 'true' or 'false') ..
-  ',"channels":' .. ARGV[6] .. '}')
-return {1, g}
-"""
-
-# KEYS: info hash, expiry zset ; ARGV: client, info JSON, ttl ms
-_ADD_MEMBER = _WATERMARK + """
-local t = now()
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-local new = (not score) or tonumber(score) <= t
-redis.call('ZADD', KEYS[2], t + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
--- The keys outlive their members, so a member whose node died is still
--- there to be reaped (and its leave announced) for a while.
-redis.call('PEXPIRE', KEYS[1], 3 * tonumber(ARGV[3]))
-redis.call('PEXPIRE', KEYS[2], 3 * tonumber(ARGV[3]))
-if new then return 1 else return 0 end
-"""
-
-# KEYS: info hash, expiry zset ; ARGV: client
-_REMOVE_MEMBER = _WATERMARK + """
-local t = now()
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], ARGV[1])
-if score and tonumber(score) > t then return 1 else return 0 end
-"""
-
-# KEYS: info hash, expiry zset
-# Returns {members (client, info)..., ghosts reaped (client, info)...}
-_MEMBERS = _WATERMARK + """
-local t = now()
-local ghosts = {}
-for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t)) do
-  ghosts[#ghosts + 1] = client
-  ghosts[#ghosts + 1] = redis.call('HGET', KEYS[1], client) or '{}'
-  redis.call('ZREM', KEYS[2], client)
-  redis.call('HDEL', KEYS[1], client)
-end
-local members = {}
-for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. t, '+inf')) do
-  members[#members + 1] = client
-  members[#members + 1] = redis.call('HGET', KEYS[1], client) or '{}'
-end
-return {members, ghosts}
-"""
-
-# KEYS: (info hash, expiry zset) per channel
-# Returns, per channel, the members reaped (client, info)...
-_REAP = _WATERMARK + """
-local t = now()
-local out = {}
-for i = 1, #KEYS, 2 do
-  local ghosts = {}
-  for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', t)) do
-    ghosts[#ghosts + 1] = client
-    ghosts[#ghosts + 1] = redis.call('HGET', KEYS[i], client) or '{}'
-    redis.call('ZREM', KEYS[i + 1], client)
-    redis.call('HDEL', KEYS[i], client)
-  end
-  out[#out + 1] = ghosts
-end
-return out
-"""
-
-# KEYS: (info hash, expiry zset) per member ; ARGV: ttl ms, then
-# (client, info JSON) per member.  Returns the indexes (1-based) of members
-# that had expired and were added again.
-_REFRESH = _WATERMARK + """
-local t = now()
-local ttl = tonumber(ARGV[1])
-local readded = {}
-for i = 1, #KEYS, 2 do
-  local n = (i + 1) / 2
-  local client = ARGV[2 * n]
-  local score = redis.call('ZSCORE', KEYS[i + 1], client)
-  if (not score) or tonumber(score) <= t then readded[#readded + 1] = n end
-  redis.call('ZADD', KEYS[i + 1], t + ttl, client)
-  redis.call('HSET', KEYS[i], client, ARGV[2 * n + 1])
-  redis.call('PEXPIRE', KEYS[i], 3 * ttl)
-  redis.call('PEXPIRE', KEYS[i + 1], 3 * ttl)
-end
-return readded
-"""
-
-# KEYS: last hashes ; returns the offset of each channel's newest event
-# (0 when unknown)
-_LASTS = """
-local out = {}
-for i = 1, #KEYS do
-  out[i] = tonumber(redis.call('HGET', KEYS[i], 'a') or '0')
-end
-return out
-"""
-
-_SCRIPTS = {
-    "lasts": _LASTS,
-    "init": _INIT,
-    "publish": _PUBLISH,
-    "history": _HISTORY,
-    "gap": _GAP,
-    "addMember": _ADD_MEMBER,
-    "removeMember": _REMOVE_MEMBER,
-    "members": _MEMBERS,
-    "refresh": _REFRESH,
-    "reap": _REAP,
-}
+#: The Lua scripts (txcomet/_bus/lua/*.lua, shipped as package data), each
+#: run with EVALSHA; those that read history or presence start with the
+#: helpers of prelude.lua.
+_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lua")
+_WITH_PRELUDE = frozenset(['addMember', 'history', 'members', 'publish', 'reap', 'refresh', 'removeMember'])
 
 
-def _glob(pattern: str) -> str:
-    """
-    The Redis glob that matches at least every channel C{pattern} matches
-    (C{*} in a glob also crosses C{/}; the bus filters exactly afterwards).
-    Channel names hold no other glob characters.
-    """
-    return "/".join("*" if segment in ("*", "**") else segment for segment in pattern.split("/"))
+def _loadScripts() -> Dict[str, str]:
+    def read(name: str) -> str:
+        with open(os.path.join(_LUA, name + ".lua"), encoding="utf-8") as f:
+            return f.read()
+
+    prelude = read("prelude")
+    return {
+        name: (prelude if name in _WITH_PRELUDE else "") + read(name)
+        for name in ['addMember', 'gap', 'history', 'init', 'lasts', 'members', 'publish', 'reap', 'refresh', 'removeMember']
+    }
+
+
+_SCRIPTS = _loadScripts()
 
 
 def _raise(error: Exception) -> None:
     raise error
-
-
-class _Outage:
-    """
-    What happened on this node while it could not publish through Redis:
-    the local epoch its events got ids in, and the channels published on.
-    """
-
-    def __init__(self) -> None:
-        self.epoch = secrets.token_hex(4)
-        self.offset = 0
-        self.channels: Set[str] = set()
-        self.everything = False
-
-    def published(self, channel: str) -> None:
-        if not self.everything:
-            self.channels.add(channel)
-            if len(self.channels) > MAX_OUTAGE_CHANNELS:
-                self.everything = True
-                self.channels.clear()
 
 
 #: How many request timeouts more a node listens for the answer to a take
@@ -435,7 +181,6 @@ class RedisBus:
         self.nodeId = secrets.token_hex(6)
         self.epoch = ""
         self._ageMs = int(historyAge * 1000)
-        self._ttlMs = max(1, int(presenceTTL * 1000))
         self._started = False
         self._stopped = False
         # channel -> {subscriber: None}; pattern -> (compiled, {subscriber: None});
@@ -457,12 +202,13 @@ class RedisBus:
         self._seen = 0
         # Set while pub/sub is down: the offset seen when it went.
         self._pubsubLostAt: Optional[int] = None
-        self._outage: Optional[_Outage] = None
-        self._resyncing: Optional[Deferred] = None
-        self._resyncAgain = False
+        self._outage: Optional[Outage] = None
+        #: Finds what may have been missed while Redis was away, and tells.
+        self.resync = Resync(self)
         # (channel, client) -> info JSON: the members this node keeps alive.
-        self._members: Dict[Tuple[str, str], bytes] = {}
-        self._refreshCall: Any = None
+        #: Who is on which channel: L{RedisPresence}, in Redis beside the
+        #: events.
+        self.presence = RedisPresence(self)
         self._shas: Dict[str, bytes] = {}
         # Pub/sub ignores the database number, so the names carry it.
         self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
@@ -559,7 +305,7 @@ class RedisBus:
             yield self._stopConnections()
             raise
         self._started = True
-        self._schedulePresenceRefresh()
+        self.presence.start()
 
     @inlineCallbacks
     def stop(self):
@@ -567,9 +313,7 @@ class RedisBus:
         Stop refreshing presence and close both connections.
         """
         self._stopped = True
-        if self._refreshCall is not None and self._refreshCall.active():
-            self._refreshCall.cancel()
-        self._refreshCall = None
+        self.presence.stop()
         for rid in list(self._requests):
             done, answers, expected, timer, late = self._requests.pop(rid)
             if timer.active():
@@ -602,7 +346,7 @@ class RedisBus:
             # The first connection: this node starts at the bus's present.
             self.epoch = epoch
             self._seen = int(counter)
-        self._scheduleResync()
+        self.resync.schedule()
 
     def _commandsLost(self) -> None:
         pass
@@ -615,7 +359,7 @@ class RedisBus:
         confirmations.append(protocol.execute(b"SUBSCRIBE", self._noticeChannel))
         confirmations.append(protocol.execute(b"SUBSCRIBE", self._nodeChannel))
         yield DeferredList(confirmations, fireOnOneErrback=True, consumeErrors=True)
-        self._scheduleResync()
+        self.resync.schedule()
 
     def _pubsubLost(self) -> None:
         if self._pubsubLostAt is None:
@@ -682,7 +426,7 @@ class RedisBus:
             ok, value = result
             if not ok:
                 # Redis has another epoch (or none: it lost its data).
-                return self._epochMismatch(value).addCallback(
+                return self.resync.epochMismatch(value).addCallback(
                     lambda _: self._publishThroughRedis(channel, data, dataJSON, kind, store, False)
                     if retry else _raise(CometError("unavailable", "The bus's epoch keeps changing."))
                 )
@@ -704,7 +448,7 @@ class RedisBus:
     def _publishLocally(self, channel: str, data: Any, kind: str) -> Event:
         outage = self._outage
         if outage is None:
-            outage = self._outage = _Outage()
+            outage = self._outage = Outage()
             self.log.warn(
                 "Redis is unreachable: publishing to this node's subscribers only, "
                 "in local epoch {epoch}", epoch=outage.epoch,
@@ -736,7 +480,7 @@ class RedisBus:
         envelope = json.loads(payload)
         epoch, offset = parsePosition(envelope["id"])
         if epoch != self.epoch:
-            self._epochChanged(epoch)
+            self.resync.epochChanged(epoch)
         elif offset <= self._seen:
             # Already delivered: the same event through a channel and a
             # pattern subscription, or delivered at publish while pub/sub
@@ -754,7 +498,7 @@ class RedisBus:
             node=notice.get("node"),
             what="every channel" if notice.get("all") else ", ".join(notice.get("channels", [])),
         )
-        self._reportGap(None if notice.get("all") else notice.get("channels", []))
+        self.resync.reportGap(None if notice.get("all") else notice.get("channels", []))
 
     # fan-out
 
@@ -764,7 +508,7 @@ class RedisBus:
         validatePattern(pattern)
         self._local.add(pattern, subscriber)
         if isPattern(pattern):
-            name = self._eventPrefix + _glob(pattern).encode("utf-8")
+            name = self._eventPrefix + redisGlob(pattern).encode("utf-8")
         else:
             name = self._eventPrefix + pattern.encode("utf-8")
         return self._redisSubscribe(name)
@@ -799,11 +543,11 @@ class RedisBus:
 
     def _redisUnsubscribe(self, pattern: str) -> None:
         if isPattern(pattern):
-            name = self._eventPrefix + _glob(pattern).encode("utf-8")
+            name = self._eventPrefix + redisGlob(pattern).encode("utf-8")
             command = b"PUNSUBSCRIBE"
             # Another pattern may share the glob (a/*/c and a/**/c do not,
             # but a/* and a/** do).
-            if any(_glob(p) == _glob(pattern) for p in self._patterns):
+            if any(redisGlob(p) == redisGlob(pattern) for p in self._patterns):
                 return
         else:
             name = self._eventPrefix + pattern.encode("utf-8")
@@ -840,7 +584,7 @@ class RedisBus:
             return self._localPosition()
         epoch = (epoch or b"").decode("ascii")
         if epoch != self.epoch:
-            yield self._epochMismatch(epoch)
+            yield self.resync.epochMismatch(epoch)
             return (yield self.position())
         return formatId(epoch, int(counter or 0))
 
@@ -870,7 +614,7 @@ class RedisBus:
             return History([], False, self._localPosition())
         epoch = epoch.decode("ascii")
         if epoch != self.epoch:
-            yield self._epochMismatch(epoch)
+            yield self.resync.epochMismatch(epoch)
             return History([], False, formatId(self.epoch, 0))
         events = [Event.fromEnvelope(payload) for payload in kept]
         if position is None:
@@ -899,259 +643,18 @@ class RedisBus:
             self._syncs.pop(token).callback(None)
 
 
-    # keeping in step with Redis
+    # keeping in step with Redis: self.resync (a Resync)
 
-    def _epochMismatch(self, epoch: Any) -> Deferred:
-        """
-        Redis answered with another epoch than ours (as its scripts give
-        it: bytes), or none: adopt it, making one if Redis has none (it
-        lost its data).
-        """
-        if isinstance(epoch, bytes):
-            # An epoch is text everywhere else: ids are "<epoch>-<offset>".
-            epoch = epoch.decode("ascii")
-        if epoch:
-            self._epochChanged(epoch)
-            return succeed(None)
-        d = self._script("init", [self._key("epoch"), self._key("offset")], [secrets.token_hex(4)])
+    # presence: kept by self.presence (a RedisPresence)
 
-        def adopted(result):
-            self._epochChanged(result[0].decode("ascii"))
+    def addMember(self, channel: str, clientId: str, info: dict) -> Deferred:
+        return self.presence.addMember(channel, clientId, info)
 
-        return d.addCallback(adopted)
+    def removeMember(self, channel: str, clientId: str) -> Deferred:
+        return self.presence.removeMember(channel, clientId)
 
-    def _epochChanged(self, epoch: str) -> None:
-        if epoch == self.epoch:
-            return
-        self.log.warn(
-            "The bus epoch changed from {old} to {new} (Redis lost its data, or is another one): "
-            "positions from before are not covered, and every local subscriber is told of the gap",
-            old=self.epoch, new=epoch,
-        )
-        self.epoch = epoch
-        self._seen = 0
-        self._pubsubLostAt = None
-        self._reportGap(None)
-
-    def _scheduleResync(self) -> None:
-        if self._resyncing is not None:
-            self._resyncAgain = True
-            return
-        self._resyncing = self._resync()
-
-        def done(result):
-            self._resyncing = None
-            if self._resyncAgain:
-                self._resyncAgain = False
-                self._scheduleResync()
-
-        self._resyncing.addErrback(
-            lambda f: None if f.check(RedisUnavailable) else self.log.failure("Resynchronising with Redis failed", f)
-        )
-        self._resyncing.addBoth(done)
-
-    @inlineCallbacks
-    def _resync(self):
-        """
-        Both connections are (again) ready: find out what may have been
-        missed while they were not, and report it.
-        """
-        if not (self.commands.ready and self.pubsub.ready):
-            return
-        epoch, counter = yield self._script(
-            "init", [self._key("epoch"), self._key("offset")], [secrets.token_hex(4)]
-        )
-        epoch = epoch.decode("ascii")
-        counter = int(counter)
-        if epoch != self.epoch:
-            self._epochChanged(epoch)
-        elif self._pubsubLostAt is not None:
-            lostAt, self._pubsubLostAt = self._pubsubLostAt, None
-            if counter > lostAt:
-                missed = yield self._channelsPublishedAfter(lostAt)
-                if missed is None or missed:
-                    self.log.warn(
-                        "Events were published on {what} while this node's pub/sub connection "
-                        "was down; reporting a gap to their local subscribers",
-                        what="channels this node listens to" if missed is None else ", ".join(sorted(missed)),
-                    )
-                    self._reportGap(missed)
-        outage, self._outage = self._outage, None
-        if outage is not None and outage.offset:
-            channels = sorted(outage.channels)
-            keys = [self._key("epoch"), self._key("offset"), self._key("gap")]
-            if not outage.everything:
-                keys += [self._key("t", c) for c in channels]
-            result = yield self._script(
-                "gap", keys,
-                [self.epoch, self._ageMs, b"1" if outage.everything else b"0",
-                 self._noticeChannel, self.nodeId, encodeJSON(channels)],
-            )
-            self.log.warn(
-                "Redis is back: {count} event(s) published here during the outage reached "
-                "only this node; positions before {gap} are marked not covered on {what}",
-                count=outage.offset, gap=int(result[1]),
-                what="every channel" if outage.everything else ", ".join(channels),
-            )
-
-    @inlineCallbacks
-    def _channelsPublishedAfter(self, offset: int):
-        """
-        The channels with local subscribers (through patterns too) that had
-        an event after C{offset}; C{None} when that cannot be told.
-        """
-        candidates = set(self._exact)
-        if self._patterns:
-            globs = {_glob(p) for p in self._patterns}
-            prefix = self._key("l") + b":"
-            for glob in globs:
-                cursor = b"0"
-                scanned = 0
-                while True:
-                    cursor, keys = yield self.commands.execute(
-                        b"SCAN", cursor, b"MATCH", prefix + glob.encode("utf-8"), b"COUNT", 1000
-                    )
-                    for key in keys:
-                        channel = key[len(prefix):].decode("utf-8")
-                        if any(compiled.matches(channel) for compiled, _ in self._patterns.values()):
-                            candidates.add(channel)
-                    scanned += 1000
-                    if cursor == b"0":
-                        break
-                    if scanned > 1000000:
-                        return None
-        channels = sorted(candidates)
-        missed = []
-        for start in range(0, len(channels), 500):
-            batch = channels[start : start + 500]
-            lasts = yield self._script("lasts", [self._key("l", c) for c in batch], [])
-            missed.extend(c for c, last in zip(batch, lasts) if last > offset)
-        return missed
-
-    def _reportGap(self, channels: Optional[Iterable[str]]) -> None:
-        """
-        Tell the local subscribers of C{channels} (all, for C{None}) that
-        events may have been lost on their way to them.
-        """
-        GAPS.inc()
-        for subscriber in self._subscribersOf(channels):
-            listener = IGapListener(subscriber, None)
-            if listener is None:
-                self.log.warn("{subscriber!r} may have missed events and cannot be told", subscriber=subscriber)
-                continue
-            try:
-                listener.gap()
-            except Exception:
-                self.log.failure("Telling {subscriber!r} of a gap failed", subscriber=subscriber)
-
-    # presence
-
-    def _presenceKeys(self, channel: str) -> List[bytes]:
-        return [self._key("p", channel), self._key("pe", channel)]
-
-    @inlineCallbacks
-    def addMember(self, channel: str, clientId: str, info: dict):
-        validateChannel(channel)
-        encoded = encodeJSON(info)
-        self._members[(channel, clientId)] = encoded
-        added = yield self._presenceScript("addMember", self._presenceKeys(channel), [clientId, encoded, self._ttlMs])
-        return bool(added)
-
-    @inlineCallbacks
-    def removeMember(self, channel: str, clientId: str):
-        validateChannel(channel)
-        self._members.pop((channel, clientId), None)
-        try:
-            removed = yield self._script("removeMember", self._presenceKeys(channel), [clientId])
-        except RedisUnavailable:
-            # No longer vouched for, the member expires within presenceTTL,
-            # and its leave is announced when it is reaped.
-            return False
-        return bool(removed)
-
-    @inlineCallbacks
-    def members(self, channel: str):
-        validateChannel(channel)
-        members, ghosts = yield self._presenceScript("members", self._presenceKeys(channel), [])
-        self._announceGhosts(channel, ghosts)
-        return [
-            dict(json.loads(members[i + 1]), client=members[i].decode("utf-8"))
-            for i in range(0, len(members), 2)
-        ]
-
-    def _announceGhosts(self, channel: str, ghosts: List[bytes]) -> None:
-        """
-        Announce the leave of members reaped because no node vouched for
-        them any more (their node died).
-        """
-        for i in range(0, len(ghosts), 2):
-            member = dict(json.loads(ghosts[i + 1]), client=ghosts[i].decode("utf-8"))
-            self.publish(channel, member, kind="leave", store=False).addErrback(
-                lambda f: None if f.check(CometError) else self.log.failure("Announcing a ghost's leave failed", f)
-            )
-
-    def _presenceScript(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Deferred:
-        def unavailable(failure):
-            failure.trap(RedisUnavailable)
-            raise CometError("unavailable", "Presence is kept in Redis, which cannot be reached now.")
-
-        return self._script(name, keys, args).addErrback(unavailable)
-
-    def keepMember(self, channel: str, clientId: str, info: dict) -> None:
-        """
-        Keep C{clientId} alive on C{channel} from this node (it was added
-        by another node, which handed its session over).
-        """
-        self._members[(channel, clientId)] = encodeJSON(info)
-
-    def forgetMember(self, channel: str, clientId: str) -> None:
-        """
-        Stop keeping C{clientId} alive on C{channel} from this node.
-        """
-        self._members.pop((channel, clientId), None)
-
-    def _schedulePresenceRefresh(self) -> None:
-        if self._stopped:
-            return
-        self._refreshCall = self.clock.callLater(self.presenceTTL / 3.0, self._refreshPresence)
-
-    @inlineCallbacks
-    def _refreshPresence(self):
-        self._refreshCall = None
-        members = list(self._members.items())
-        try:
-            for start in range(0, len(members), 500):
-                batch = members[start : start + 500]
-                keys: List[bytes] = []
-                args: List[Any] = [self._ttlMs]
-                for (channel, client), info in batch:
-                    keys += self._presenceKeys(channel)
-                    args += [client, info]
-                readded = yield self._script("refresh", keys, args)
-                for n in readded:
-                    (channel, client), info = batch[n - 1]
-                    member = dict(json.loads(info), client=client)
-                    yield self.publish(channel, member, kind="join", store=False)
-            # Reap the members of dead nodes (or removed while Redis was
-            # away) on the channels this node has members or subscribers
-            # on, announcing their leave.
-            channels = sorted({channel for channel, _ in self._members} | set(self._exact))
-            for start in range(0, len(channels), 500):
-                batch = channels[start : start + 500]
-                keys: List[bytes] = []
-                for channel in batch:
-                    keys += self._presenceKeys(channel)
-                reaped = yield self._script("reap", keys, [])
-                for channel, ghosts in zip(batch, reaped):
-                    self._announceGhosts(channel, ghosts)
-        except (RedisUnavailable, CometError):
-            pass
-        except Exception:
-            self.log.failure("Refreshing presence failed")
-        finally:
-            self._schedulePresenceRefresh()
-
-
+    def members(self, channel: str) -> Deferred:
+        return self.presence.members(channel)
 
     # routing sessions between nodes (ISessionRouter)
 
@@ -1238,7 +741,7 @@ class RedisBus:
             info = session._memberInfo()
             for pattern in patterns:
                 if not isPattern(pattern):
-                    self.keepMember(pattern, session.clientId, info)
+                    self.presence.keepMember(pattern, session.clientId, info)
         self.log.info("Session of client {client} moved here from node {node}", client=state["client"], node=owner)
         return session
 
@@ -1380,7 +883,7 @@ class RedisBus:
         if session.presence:
             for pattern in session.subscriptions:
                 if not isPattern(pattern):
-                    self.forgetMember(pattern, session.clientId)
+                    self.presence.forgetMember(pattern, session.clientId)
         self._hub.release(session)
         return {"found": True, "tail": tail}
 
