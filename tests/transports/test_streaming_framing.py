@@ -15,16 +15,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.event import Event
+from txcomet._model.wire import HEARTBEAT, closeMessage
 from txcomet._fastpath.writer import ChunkedFraming
 from txcomet._transports.streaming import (
     DATA_BODIES,
     DATA_HEADS,
     EVENT_STREAM,
-    HEARTBEAT,
     LINES,
     SCRIPT_ARRAY,
     SCRIPT_CALLS,
-    closeMessage,
     dataBody,
     decodeDataURL,
     eventStreamField,

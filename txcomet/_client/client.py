@@ -44,14 +44,13 @@ from txcomet._client.parsers import (
     parseScriptAnswer,
 )
 from txcomet._model.errors import CometError
+from txcomet._model.wire import CHANNEL_REASONS
 
 log = Logger()
 
 #: The data channel transports this client speaks.
 TRANSPORTS = ("ws", "sse", "xhr-stream", "iframe", "multipart", "longpoll", "jsonp", "poll")
 
-#: The close reasons after which the session still exists.
-_CHANNEL_REASONS = frozenset(["recycle", "replaced"])
 
 
 def _errorFrom(body: Any, status: int) -> CometError:
@@ -672,7 +671,7 @@ class CometClient:
             self.session = None
             self._setState("abort")
             return
-        if reason in _CHANNEL_REASONS:
+        if reason in CHANNEL_REASONS:
             self._retry(rejoin=False)
             return
         self.session = None

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from txcomet._model.channels import isPattern, isReserved, validateChannel, validatePattern
 from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
+from txcomet._model.wire import CLOSE_REASONS
 from txcomet._model.stats import AUTH_FAILURES, PUBLISHED, RESUMES, countRefusals, tally
 from txcomet.interfaces import IDataChannel, IGapListener
 
@@ -41,21 +42,6 @@ CLOSED = "closed"
 OLDEST = "oldest"
 
 #: close reason -> whether the client should reconnect (join again)
-CLOSE_REASONS = {
-    "left": False,
-    "expired": True,
-    "slow_consumer": True,
-    "replay_unavailable": True,
-    "replaced": False,
-    "shutdown": True,
-    "kicked": False,
-    "recycle": True,
-    # the connection token ran out (plus grace): fetch a new one and resume
-    "token_expired": True,
-    # a refresh brought an invalid token: final
-    "invalid_token": False,
-}
-
 #: Close reasons that are no news to the client that named the session: it
 #: left, or it moved to another node (no reason).
 _UNREMEMBERED = frozenset([None, "left"])

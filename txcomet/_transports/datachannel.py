@@ -22,7 +22,8 @@ from zope.interface import implementer
 
 from txcomet._model.channels import validatePattern
 from txcomet._model.errors import CometError
-from txcomet._model.event import Event, encodeJSON, parsePosition
+from txcomet._model.event import Event, parsePosition
+from txcomet._model.wire import closeMessage
 from txcomet._transports.http import (
     JSONResource,
     applyCORS,
@@ -352,7 +353,7 @@ class HTTPDataChannel:
         self.end(b"[]\n")
 
     def closeChannel(self, reason: str, reconnect: bool) -> None:
-        self.end(b"[" + encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect}) + b"]\n")
+        self.end(b"[" + closeMessage(reason, reconnect) + b"]\n")
 
 
 class DataChannelResource(JSONResource):

@@ -40,7 +40,8 @@ from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import ChunkedFraming, StreamWriter
 from txcomet._transports.http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
-from txcomet._sessions.session import CLOSE_REASONS, Session
+from txcomet._model.wire import CLOSE_REASONS, HEARTBEAT, closeMessage
+from txcomet._sessions.session import Session
 from txcomet.interfaces import IEvent, IFraming
 
 #: The callback script transports call when the request names none, so a
@@ -53,15 +54,7 @@ DEFAULT_CALLBACK = "txcometCallback"
 #: of a response before they hand any of it to the page.
 PADDING = 2048
 
-HEARTBEAT = b'{"type":"heartbeat"}'
 JSON_TYPE = b"application/json; charset=utf-8"
-
-
-def closeMessage(reason: str, reconnect: bool) -> bytes:
-    """
-    The close message, C{{"type":"close","reason":R,"reconnect":B}}.
-    """
-    return encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect})
 
 
 def positionScript(position: Optional[str]) -> bytes:

@@ -58,6 +58,7 @@ from txcomet._transports.datachannel import DataChannelParams, DataChannelResour
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._model.stats import tally
+from txcomet._model.wire import HEARTBEAT, closeMessage
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
@@ -140,7 +141,7 @@ FRAMING = WebSocketFraming()
 _FRAMING_NAME = FRAMING.name
 
 #: The heartbeat message's frame, the same for every connection.
-HEARTBEAT_FRAME = frameText(b'{"type":"heartbeat"}')
+HEARTBEAT_FRAME = frameText(HEARTBEAT)
 
 
 def _hostPort(netloc: str, scheme: str) -> Optional[Tuple[str, Optional[int]]]:
@@ -852,7 +853,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return
         self._flushAll()
-        self._sendNow(encodeJSON({"type": "close", "reason": reason, "reconnect": reconnect}))
+        self._sendNow(closeMessage(reason, reconnect))
         self.sendClose(CLOSE_CODES.get(reason, OTHER_REASON_CODE), reason)
 
     def sendCloseFrame(self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False) -> None:
