@@ -15,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet._model.event import Event
 from txcomet._model.stats import Tally
+from txcomet._fastpath.contracts import IRosterMember
+from zope.interface import implementer
 from txcomet._fastpath.roster import Roster
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.subscribers import LocalSubscribers
@@ -35,6 +37,7 @@ class Framing:
 FRAMING = Framing()
 
 
+@implementer(IRosterMember)
 class Member:
     """
     A roster member: what the roster needs of a data channel's sink, and a
@@ -44,6 +47,7 @@ class Member:
 
     rosterFraming = FRAMING
     rosterBudget = None
+    rosterMark = 0
     #: one transport's counters, shared by every member of a test
     rosterTally = Tally()
 
@@ -62,6 +66,10 @@ class Member:
     def close(self):
         self.rosterSocket.close()
         self.peer.close()
+
+    def deliverEvent(self, event):
+        # its own path: straight to its socket, as a sink writes
+        self.rosterSocket.send(event.framed(self.rosterFraming))
 
     def rosterLeft(self, roster, pending):
         self.left.append((roster, pending))

@@ -16,6 +16,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from txcomet import CometConfig, InMemoryBus
+from zope.interface import implementer
+
+from txcomet._fastpath.contracts import IDirectChannel, ISink
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
 from txcomet._sessions.hub import Hub
 from txcomet.testing import RecordingDataChannel
@@ -232,11 +235,14 @@ class DirectTransportTests(TestCase):
         self.assertEqual(b.recv(100), b"first,second,third")
 
 
+@implementer(IDirectChannel, ISink)
 class SinkChannel(RecordingDataChannel):
     """
     A streaming channel double offering the direct path: what arrives by
     it is recorded apart from writeEvents.
     """
+
+    roster = None
 
     def __init__(self):
         RecordingDataChannel.__init__(self, oneShot=False)

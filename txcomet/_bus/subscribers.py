@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.logger import Logger
 
+from txcomet._fastpath.contracts import IRosterSubscriber
 from txcomet._model.channels import RESERVED, Pattern, isPattern
 
 _RESERVED_PREFIX = RESERVED + "/"
@@ -211,9 +212,9 @@ class LocalSubscribers:
             group.loose[subscriber] = None
             if not any(r.members or r.pending for r in group.byFraming.values()):
                 del self.rosters[roster.channel]
-        leftRoster = getattr(subscriber, "leftRoster", None)
-        if leftRoster is not None:
-            leftRoster(roster)
+        listener = IRosterSubscriber(subscriber, None)
+        if listener is not None:
+            listener.leftRoster(roster)
         member.rosterLeft(roster, roster.takePending())
 
     def subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:

@@ -31,6 +31,7 @@ from txcomet._model.channels import isPattern, isReserved, validateChannel, vali
 from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
 from txcomet._model.wire import CLOSE_REASONS
+from txcomet._fastpath.contracts import IDirectChannel, IRosterSubscriber
 from txcomet._model.stats import AUTH_FAILURES, PUBLISHED, RESUMES, countRefusals, tally
 from txcomet.interfaces import IDataChannel, IGapListener
 
@@ -51,7 +52,7 @@ _UNREMEMBERED = frozenset([None, "left"])
 _TRIM_BATCH = 32
 
 
-@implementer(IGapListener)
+@implementer(IGapListener, IRosterSubscriber)
 class Session:
     """
     One client of the hub; see the module docstring.
@@ -331,7 +332,8 @@ class Session:
             and self._resuming is None
             and self._sent == self._base + len(self._buffer)
         ):
-            self._sink = getattr(channel, "sink", None)
+            direct = IDirectChannel(channel, None)
+            self._sink = direct.sink if direct is not None else None
         else:
             self._dropSink()
 
@@ -391,7 +393,7 @@ class Session:
         Bring the replay buffer up to date: the sink leaves its roster.
         """
         sink = self._sink
-        if sink is not None and getattr(sink, "roster", None) is not None:
+        if sink is not None and sink.roster is not None:
             sink.roster.owner.evict(sink)
 
     def attach(self, channel: IDataChannel, last: Optional[str] = None) -> None:

@@ -40,6 +40,7 @@ from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import ChunkedFraming, StreamWriter
 from txcomet._transports.http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
+from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._model.wire import CLOSE_REASONS, HEARTBEAT, closeMessage
 from txcomet._sessions.session import Session
 from txcomet.interfaces import IEvent, IFraming
@@ -263,7 +264,7 @@ SCRIPT_ARRAY = ScriptArrayFraming()
 # the streaming base class
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IDirectChannel, IRosterMember)
 class StreamingDataChannel(RosterMember, HTTPDataChannel):
     """
     A data channel that streams: one response carries every message until

@@ -59,13 +59,14 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import Event, encodeJSON
 from txcomet._model.stats import tally
 from txcomet._model.wire import HEARTBEAT, closeMessage
+from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TURN_FLUSH_BYTES
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
 from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
 from txcomet._sessions.session import Session
 from txcomet._sessions.hub import Hub
-from txcomet.interfaces import IDataChannel, IFraming
+from txcomet.interfaces import IFraming
 
 log = Logger()
 
@@ -289,6 +290,7 @@ class _ClockTimer:
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
+@implementer(IRosterMember)
 class _WebSocketSink(RosterMember):
     """
     The session's direct path into one WebSocket connection.
@@ -374,6 +376,12 @@ class _WebSocketSink(RosterMember):
         self.direct.spilled = True
         self.protocol.transport.write(data)
 
+    def rosterSpent(self) -> None:
+        """
+        Never called: a WebSocket has no byte budget (C{rosterBudget} is
+        C{None}); it is not recycled.
+        """
+
 
 #: What Autobahn keeps per connection (set in its C{__init__}, its
 #: C{connectionMade}, the handshake, frame processing, pings and closing),
@@ -412,7 +420,7 @@ _HANDSHAKE_LEFTOVERS = (
 )
 
 
-@implementer(IDataChannel, IPushProducer)
+@implementer(IDirectChannel, IPushProducer)
 class CometWebSocketProtocol(WebSocketServerProtocol):
     """
     One WebSocket connection: a streaming data channel for its session and
