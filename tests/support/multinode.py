@@ -325,3 +325,19 @@ class AlternatingPublisher:
         self._done = True
         return self._running
 
+
+def stopProcessGroup(process: Any) -> None:
+    """
+    Stop a server started in a session of its own (C{start_new_session}),
+    with its workers: SIGTERM to the group, SIGKILL after 15 s.
+    """
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -6,7 +6,6 @@ sessions held by the other.  (One node in memory: tests/server/test_api.py.)
 """
 
 import json
-import socket
 import time
 
 import treq
@@ -123,23 +122,11 @@ class WorkersAPITests(test_workers.TwoWorkersProcessTests):
     test_sharedPort = None
 
     def api(self, port, method, key=KEY, **params):
-        import socket
-
-        body = json.dumps({"method": method, "params": params}).encode()
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        head = "POST /comet/api HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n" % (len(body),)
-        if key is not None:
-            head += "X-API-Key: %s\r\n" % (key,)
-        s.sendall(head.encode() + b"\r\n" + body)
-        answer = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        s.close()
-        head, _, rest = answer.partition(b"\r\n\r\n")
-        return int(head.split()[1]), json.loads(rest)
+        status, body = self.request(
+            port, "POST", "/comet/api", {"method": method, "params": params},
+            headers={"X-API-Key": key} if key is not None else None,
+        )
+        return status, json.loads(body)
 
     def test_methodsAnswerForBothWorkers(self):
         """
@@ -209,27 +196,8 @@ class WorkersAPITests(test_workers.TwoWorkersProcessTests):
             status, body = self.request(port, "POST", "/comet/control", {"op": "join", "channels": ["room"]})
             self.assertEqual(status, 200, body)
         for attempt in range(4):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(("GET /comet/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                       "Authorization: Bearer %s\r\n\r\n" % (KEY,)).encode())
-            answer = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
-            s.close()
-            head, _, body = answer.partition(b"\r\n\r\n")
-            self.assertIn(b" 200 ", head.split(b"\r\n")[0])
-            if b"chunked" in head.lower():
-                text, rest = b"", body
-                while rest:
-                    size, _, rest = rest.partition(b"\r\n")
-                    n = int(size, 16)
-                    if n == 0:
-                        break
-                    text, rest = text + rest[:n], rest[n + 2:]
-                body = text
+            status, body = self.request(port, "GET", "/comet/metrics", headers={"Authorization": "Bearer " + KEY})
+            self.assertEqual(status, 200, body)
             sessions = {}
             for family in text_string_to_metric_families(body.decode()):
                 for sample in family.samples:

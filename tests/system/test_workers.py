@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from txcomet._node.workers import (
 from txcomet.interfaces import IEventBus, IPresence
 from txcomet.testing import RecordingSubscriber
 
+from tests.support.multinode import stopProcessGroup
 from tests.support.busconformance import BusConformanceMixin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -481,7 +481,7 @@ class TwoWorkersProcessTests(TestCase):
                 cwd=tempfile.gettempdir(), env=env, stdout=logFile, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.addCleanup(self._stop, process)
+        self.addCleanup(stopProcessGroup, process)
         port = None
         started = 0
         deadline = time.time() + 30
@@ -496,13 +496,15 @@ class TwoWorkersProcessTests(TestCase):
         self.assertEqual(started, 2, "both workers listen")
         return process, port
 
-    def request(self, port, method, path, body=None):
+    def request(self, port, method, path, body=None, headers=None):
         """
         One request on a new connection (so SO_REUSEPORT picks a worker
         for it); the status and the body.
         """
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" % (method, path)
+        for name, value in (headers or {}).items():
+            head += "%s: %s\r\n" % (name, value)
         data = b""
         if body is not None:
             data = json.dumps(body).encode()
@@ -624,11 +626,3 @@ class TwoWorkersProcessTests(TestCase):
             counts[pid] = served
         return counts
 
-    def _stop(self, process):
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()

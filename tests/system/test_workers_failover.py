@@ -30,7 +30,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from tests.support.multinode import SSEReader
+from tests.support.multinode import SSEReader, stopProcessGroup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHANNEL = "failover"
@@ -194,7 +194,7 @@ class WorkerFailoverTests(TestCase):
                  "tcp:0:interface=127.0.0.1", "--workers", "2", "--heartbeat", "2"] + list(args),
                 cwd=tempfile.gettempdir(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self.addCleanup(self._stop, process)
+        self.addCleanup(stopProcessGroup, process)
         deadline = time.time() + 30
         ports = []
         while len(ports) < 2 and time.time() < deadline and process.poll() is None:
@@ -220,15 +220,6 @@ class WorkerFailoverTests(TestCase):
         with open(self.logPath, "rb") as f:
             text = f.read().decode("utf-8", "replace")
         return text if whole else text[-6000:]
-
-    def _stop(self, process):
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
     def workers(self, supervisor):
         """

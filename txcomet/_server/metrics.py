@@ -22,9 +22,9 @@ from prometheus_client.metrics_core import Metric
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import Request
 
-from txcomet._model.channels import isReserved
 from txcomet._model.stats import PUBLISHED, REGISTRY, tallies
 from txcomet._server.api import checkAccess
+from txcomet._sessions.cluster import nodeCounts
 from txcomet._transports.http import JSONResource, respondLater, setNoCache
 from txcomet.interfaces import IBusHealth
 
@@ -41,18 +41,8 @@ class NodeCollector:
 
     def collect(self) -> Iterable[Metric]:
         hub = self.comet.hub
-        sessions = list(hub.sessions.values())
-        connections: dict = {}
-        subscriptions = 0
-        channels = set()
-        for session in sessions:
-            channel = session.dataChannel
-            if channel is not None:
-                name = channel.transportName
-                connections[name] = connections.get(name, 0) + 1
-            subscriptions += len(session.subscriptions)
-            channels.update(session.subscriptions)
-        channels = {name for name in channels if not isReserved(name)}
+        counts = nodeCounts(hub)
+        connections = counts["connections"]
         counted = tallies()
         yield CounterMetricFamily(
             "txcomet_events_published",
@@ -60,15 +50,15 @@ class NodeCollector:
             " one the bus refused is also counted in txcomet_errors_total{code=\"unavailable\"}.",
             value=PUBLISHED.n,
         )
-        yield GaugeMetricFamily("txcomet_sessions", "Open sessions.", value=len(sessions))
+        yield GaugeMetricFamily("txcomet_sessions", "Open sessions.", value=counts["sessions"])
         gauge = GaugeMetricFamily(
             "txcomet_connections", "Data channels attached to sessions, by transport.", labels=["transport"]
         )
         for name in sorted(set(connections) | set(counted)):
             gauge.add_metric([name], connections.get(name, 0))
         yield gauge
-        yield GaugeMetricFamily("txcomet_subscriptions", "Subscriptions held by sessions.", value=subscriptions)
-        yield GaugeMetricFamily("txcomet_channels", "Channels (and patterns) with a subscriber here.", value=len(channels))
+        yield GaugeMetricFamily("txcomet_subscriptions", "Subscriptions held by sessions.", value=counts["subscriptions"])
+        yield GaugeMetricFamily("txcomet_channels", "Channels (and patterns) with a subscriber here.", value=counts["channels"])
         deliveries = CounterMetricFamily(
             "txcomet_deliveries", "Events written to clients, by transport.", labels=["transport"]
         )

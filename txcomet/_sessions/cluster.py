@@ -245,9 +245,11 @@ def channelCounts(hub: Any, pattern: Optional[str] = None) -> Dict[str, int]:
     return {name: n for name, n in counts.items() if not isReserved(name)}
 
 
-def nodeInfo(hub: Any, cluster: Cluster, version: str) -> dict:
+def nodeCounts(hub: Any) -> dict:
     """
-    What the server API's C{info} says of this node.
+    This node's sessions, data channels attached to them by transport,
+    subscriptions, and channels (and patterns) with a subscriber, the
+    server's own channels left out: what C{info} and the metrics say.
     """
     connections: Dict[str, int] = {}
     subscriptions = 0
@@ -260,18 +262,27 @@ def nodeInfo(hub: Any, cluster: Cluster, version: str) -> dict:
             connections[name] = connections.get(name, 0) + 1
         subscriptions += len(session.subscriptions)
         channels.update(session.subscriptions)
-    channels = {name for name in channels if not isReserved(name)}
     return {
+        "sessions": len(sessions),
+        "connections": connections,
+        "subscriptions": subscriptions,
+        "channels": len([name for name in channels if not isReserved(name)]),
+    }
+
+
+def nodeInfo(hub: Any, cluster: Cluster, version: str) -> dict:
+    """
+    What the server API's C{info} says of this node.
+    """
+    info = {
         "node": cluster.nodeId,
         "version": version,
         "pid": os.getpid(),
         "uptime": round(hub.clock.seconds() - cluster.startedAt, 3),
-        "sessions": len(sessions),
-        "connections": connections,
-        "subscriptions": subscriptions,
-        "channels": len(channels),
-        "memory": memoryUse(),
     }
+    info.update(nodeCounts(hub))
+    info["memory"] = memoryUse()
+    return info
 
 
 def memoryUse() -> dict:
