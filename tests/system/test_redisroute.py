@@ -232,8 +232,9 @@ class SessionRoutingTests(TestCase):
         Make C{node} answer take requests C{delay} seconds late, as when
         its pub/sub connection is working through a backlog.
         """
-        answer = node.bus._answer_take
-        self.patch(node.bus, "_answer_take", lambda request: task.deferLater(reactor, delay, answer, request))
+        answer = node.bus.answerers["take"]
+        node.bus.answerers["take"] = lambda request: task.deferLater(reactor, delay, answer, request)
+        self.addCleanup(node.bus.answerers.__setitem__, "take", answer)
 
     @inlineCallbacks
     def test_lateHandoverLosesNothing(self):
@@ -273,7 +274,9 @@ class SessionRoutingTests(TestCase):
         session = joined["session"]
         self.b.bus.requestTimeout = 0.1
         self.a.bus.requestTimeout = 0.1
-        self.patch(self.a.bus, "_answer_take", lambda request: defer.Deferred())
+        answer = self.a.bus.answerers["take"]
+        self.a.bus.answerers["take"] = lambda request: defer.Deferred()
+        self.addCleanup(self.a.bus.answerers.__setitem__, "take", answer)
         code, body = yield self.poll(self.b, session=session)
         self.assertEqual((code, body["error"]), (503, "unavailable"), body)
         self.assertEqual(subscriberCount(self.b.bus, "news"), 1)

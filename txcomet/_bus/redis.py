@@ -61,7 +61,7 @@ from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosi
 from txcomet._bus.redispresence import RedisPresence
 from txcomet._bus.resync import Outage, Resync, redisGlob
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from txcomet.interfaces import IBusHealth, IEventBus, IPresence, ISessionRouter, ISubscriber
+from txcomet.interfaces import IBusHealth, IEventBus, IPresence, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -103,21 +103,7 @@ def _raise(error: Exception) -> None:
 LATE_ANSWER_FACTOR = 4
 
 
-@implementer(ISubscriber)
-class _Holder:
-    """
-    Holds the events of a session's channels while the session moves to
-    this node.
-    """
-
-    def __init__(self) -> None:
-        self.events: List[Event] = []
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-
-
-@implementer(IEventBus, IPresence, ISessionRouter, IBusHealth)
+@implementer(IEventBus, IPresence, IBusHealth)
 class RedisBus:
     """
     A bus shared by every txcomet node connected to the same Redis (and
@@ -214,10 +200,14 @@ class RedisBus:
         self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
         self._noticeChannel = ("%s:%d:all" % (prefix, self.address.db)).encode("ascii")
         self._nodeChannel = self._nodeChannelOf(self.nodeId)
-        # Routing sessions between nodes.
+        # Asking the other nodes (see _ask).
         self.requestTimeout = 5.0
-        self._hub: Any = None
-        self._dispatcher: Any = None
+        #: Request kind -> C{f(request)} answering it (a dict, or a
+        #: L{Deferred} of one): what this node answers other nodes (the
+        #: session router registers its own).
+        self.answerers: Dict[str, Any] = {}
+        #: Called with no arguments when the bus stops.
+        self.whenStopping: List[Any] = []
         self._requests: Dict[str, Tuple[Deferred, List[dict], int, Any, Any]] = {}
         # Requests whose answer still matters after the asker stopped
         # waiting: rid -> (called with the late answer, give-up timer).
@@ -226,8 +216,6 @@ class RedisBus:
         self._syncs: Dict[int, Deferred] = {}
         self._syncCount = 0
         self._requestCount = 0
-        # session id -> (session, end of its exported buffer, abort timer)
-        self._handingOver: Dict[str, Tuple[Any, int, Any]] = {}
         self.commands = RedisConnection(
             self.address, reactor, "command", onReady=self._commandsReady, onLost=self._commandsLost
         )
@@ -321,10 +309,8 @@ class RedisBus:
             done.callback((answers, False))
         for rid in list(self._lateReplies):
             self._lateAnswer(rid, {"found": False})
-        for sessionId in list(self._handingOver):
-            timer = self._handingOver.pop(sessionId)[2]
-            if timer.active():
-                timer.cancel()
+        for stopping in self.whenStopping:
+            stopping()
         # Let what is in flight finish (leaves announced as the hub closed
         # its sessions), for a moment.
         yield self.commands.drain(2.0)
@@ -473,7 +459,7 @@ class RedisBus:
                 self._noticeMessage(message)
             elif kind == "reply":
                 self._replyReceived(message)
-            elif kind in ("claim", "take", "control"):
+            elif isinstance(kind, str):
                 self._requestReceived(kind, message)
 
     def _eventMessage(self, payload: bytes) -> None:
@@ -656,111 +642,10 @@ class RedisBus:
     def members(self, channel: str) -> Deferred:
         return self.presence.members(channel)
 
-    # routing sessions between nodes (ISessionRouter)
+    # asking the other nodes (the session router's requests)
 
     def _nodeChannelOf(self, nodeId: str) -> bytes:
         return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
-
-    def bindHub(self, hub: Any) -> None:
-        self._hub = hub
-        # forwarded control requests run as the hub runs its own
-        self._dispatcher = hub.dispatcher
-
-    def sessionClosed(self, session: Any) -> None:
-        entry = self._handingOver.pop(session.id, None)
-        if entry is not None and entry[2].active():
-            entry[2].cancel()
-
-    @inlineCallbacks
-    def claimSession(self, sessionId: str):
-        """
-        Move session C{sessionId} here.  Every node is asked (one PUBLISH
-        to all); the one holding it hands over its state and keeps queueing
-        for it; this node subscribes to the session's channels, then asks
-        for what arrived meanwhile, and the other node lets go.  Both steps
-        travel on the holder's pub/sub connection behind the events, so
-        nothing published in between is lost.
-        """
-        answers, complete = yield self._ask("claim", {"session": sessionId})
-        found = [a for a in answers if a.get("found")]
-        if not found:
-            if any(a.get("busy") for a in answers):
-                raise CometError("unavailable", "The session is moving between nodes; try again.")
-            if not complete:
-                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
-            return None
-        state, owner = found[0]["state"], found[0]["node"]
-        holder = _Holder()
-        patterns = state["subscriptions"]
-        waitingLate = False
-        try:
-            for pattern in patterns:
-                yield self.subscribe(pattern, holder)
-
-            def lateTake(reply: dict) -> None:
-                # The holder let go after this node stopped waiting: the
-                # session exists nowhere else now, so carry on with it here.
-                try:
-                    if reply.get("found"):
-                        self._adopt(sessionId, state, reply["tail"], holder, owner)
-                finally:
-                    self._removeSubscriber(holder)
-
-            answers, complete = yield self._ask("take", {"session": sessionId}, node=owner, late=lateTake)
-            taken = [a for a in answers if a.get("found")]
-            if not taken:
-                if not complete:
-                    # The take may still reach the holder, behind whatever
-                    # its pub/sub connection is working through; keep the
-                    # holder so that a late answer loses nothing.
-                    waitingLate = True
-                    raise CometError("unavailable", "The node holding the session is slow to let it go; try again.")
-                raise CometError("unavailable", "The node holding the session did not let it go; try again.")
-            session = self._adopt(sessionId, state, taken[0]["tail"], holder, owner)
-        finally:
-            if not waitingLate:
-                self._removeSubscriber(holder)
-        return session
-
-    def _adopt(self, sessionId: str, state: dict, tail: List[str], holder: _Holder, owner: str) -> Any:
-        """
-        Carry on here with the session node C{owner} let go: its exported
-        C{state}, the C{tail} queued there after the export, and what
-        C{holder} caught here since subscribing.
-        """
-        if sessionId in self._hub.sessions:
-            return self._hub.sessions[sessionId]
-        patterns = state["subscriptions"]
-        state["events"] = state["events"] + tail
-        session = self._hub.adoptSession(state)
-        have = {e.id for e in session._buffer}
-        session._enqueueMany([e for e in holder.events if e.id not in have])
-        for pattern in patterns:
-            self.subscribe(pattern, session)
-        if state["presence"]:
-            info = session._memberInfo()
-            for pattern in patterns:
-                if not isPattern(pattern):
-                    self.presence.keepMember(pattern, session.clientId, info)
-        self.log.info("Session of client {client} moved here from node {node}", client=state["client"], node=owner)
-        return session
-
-    def forwardControl(self, sessionId: str, message: dict, context: dict) -> Deferred:
-        d = self._ask("control", {"session": sessionId, "message": message, "context": context})
-
-        def answered(result):
-            answers, complete = result
-            for answer in answers:
-                if answer.get("found"):
-                    if "error" in answer:
-                        error = answer["error"]
-                        raise CometError(error["error"], error["message"], error["status"])
-                    return answer["answer"]
-            if not complete:
-                raise CometError("unavailable", "Not every node answered; the session may be on one of them.")
-            raise CometError("unknown_session")
-
-        return d.addCallback(answered)
 
     def _ask(self, kind: str, fields: dict, node: Optional[str] = None, late: Any = None) -> Deferred:
         """
@@ -837,9 +722,10 @@ class RedisBus:
             late(reply)
 
     def _requestReceived(self, kind: str, request: dict) -> None:
-        if request.get("node") == self.nodeId or self._hub is None:
+        answerer = self.answerers.get(kind)
+        if request.get("node") == self.nodeId or answerer is None:
             return
-        d = maybeDeferred(getattr(self, "_answer_" + kind), request)
+        d = maybeDeferred(answerer, request)
 
         def reply(answer):
             answer.update(t="reply", rid=request.get("rid"), node=self.nodeId)
@@ -849,58 +735,3 @@ class RedisBus:
         d.addErrback(lambda f: None if f.check(RedisUnavailable) else self.log.failure(
             "Answering a {kind} request failed", f, kind=kind))
 
-    def _answer_claim(self, request: dict) -> dict:
-        sessionId = request.get("session")
-        session = self._hub.sessions.get(sessionId) if isinstance(sessionId, str) else None
-        if session is None or session.ephemeral:
-            return {"found": False}
-        if sessionId in self._handingOver:
-            return {"found": False, "busy": True}
-        state = session.exportState()
-        session.holdForHandover()
-        # Should the other node never take it, carry on here.
-        timer = self.clock.callLater(self.requestTimeout * 2, self._handoverAbandoned, sessionId)
-        self._handingOver[sessionId] = (session, state["end"], timer)
-        return {"found": True, "state": state}
-
-    def _handoverAbandoned(self, sessionId: str) -> None:
-        entry = self._handingOver.pop(sessionId, None)
-        if entry is not None:
-            session = entry[0]
-            if session.state != "closed" and session.dataChannel is None:
-                session._detached()
-
-    def _answer_take(self, request: dict) -> dict:
-        entry = self._handingOver.pop(request.get("session"), None)
-        if entry is None:
-            return {"found": False}
-        session, end, timer = entry
-        if timer.active():
-            timer.cancel()
-        if session.state == "closed":
-            return {"found": False}
-        tail = session.eventsSince(end)
-        if session.presence:
-            for pattern in session.subscriptions:
-                if not isPattern(pattern):
-                    self.presence.forgetMember(pattern, session.clientId)
-        self._hub.release(session)
-        return {"found": True, "tail": tail}
-
-    def _answer_control(self, request: dict) -> Deferred:
-        sessionId = request.get("session")
-        if not isinstance(sessionId, str) or sessionId not in self._hub.sessions:
-            return succeed({"found": False})
-        context = request.get("context") if isinstance(request.get("context"), dict) else {}
-        d = self._dispatcher.dispatch(request.get("message"), context)
-
-        def ok(answer):
-            return {"found": True, "answer": answer}
-
-        def failed(failure):
-            if failure.check(CometError):
-                return {"found": True, "error": failure.value.asDict()}
-            self.log.failure("A forwarded control operation failed", failure)
-            return {"found": True, "error": CometError("internal_error").asDict()}
-
-        return d.addCallbacks(ok, failed)

@@ -20,8 +20,13 @@ from txcomet._model.stats import AUTH_FAILURES, CLOSES, PUBLISHED, countRefusals
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
 from txcomet._sessions.control import ControlDispatcher
+from txcomet._sessions.redisrouter import RedisSessionRouter
 from txcomet._sessions.session import _UNREMEMBERED, CLOSE_REASONS, CLOSED, Session
 from txcomet.interfaces import IAuthorizer, IEventBus, IGrant, ISessionRouter, ITokenAuthorizer
+
+#: The session routers, each registered (on import) as the adapter from
+#: its bus to L{ISessionRouter}, which is how the hub finds them.
+ROUTERS = (RedisSessionRouter,)
 
 #: The everyday close reasons, counted in the metrics but not logged; any
 #: other (slow_consumer, kicked or a revocation's own reason,
