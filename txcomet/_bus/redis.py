@@ -177,7 +177,6 @@ class RedisBus:
         self._local = self.localSubscribers = LocalSubscribers(self.log, onEmpty=self._redisUnsubscribe)
         self._exact = self._local.exact
         self._patterns = self._local.patterns
-        self._bySubscriber = self._local.bySubscriber
         self._fanOut = self._local.fanOut
         self._subscribersOf = self._local.subscribersOf
         self._removeSubscriber = self._local.removeAll

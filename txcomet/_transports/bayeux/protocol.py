@@ -29,7 +29,6 @@ CONNECT = "/meta/connect"
 SUBSCRIBE = "/meta/subscribe"
 UNSUBSCRIBE = "/meta/unsubscribe"
 DISCONNECT = "/meta/disconnect"
-META_CHANNELS = frozenset([HANDSHAKE, CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT])
 
 LONG_POLLING = "long-polling"
 CALLBACK_POLLING = "callback-polling"
@@ -42,10 +41,6 @@ NONE = "none"
 
 #: The most messages one request (or WebSocket frame) may carry.
 MAX_BATCH = 100
-
-#: The error text of an unknown or expired client (the args are empty: the
-#: client id is not echoed in errors).
-SESSION_UNKNOWN = "402::session_unknown"
 
 
 class BayeuxError(Exception):
@@ -185,7 +180,7 @@ class BayeuxFraming:
     def frameEvent(self, event: Event) -> bytes:
         if event.kind != "event":
             return b""
-        return encodeJSON({"channel": "/" + event.channel, "data": event.data, "id": event.id})
+        return encodeJSON({"channel": toChannel(event.channel), "data": event.data, "id": event.id})
 
 
 BAYEUX = BayeuxFraming()
