@@ -176,6 +176,23 @@ class IEventBus(Interface):
         """
 
 
+class IEncodedPublisher(Interface):
+    """
+    A bus that can take an event's data already encoded as JSON, so that a
+    publish encodes it once (the size check's encoding serves the event's
+    envelope and the bus's wire).  Optional: the hub uses it where a bus
+    provides it, and L{IEventBus.publish} otherwise.
+    """
+
+    def publishEncoded(
+        channel: str, data: Any, dataJSON: bytes, kind: str = "event", store: bool = True
+    ) -> "Deferred[IEvent]":
+        """
+        L{IEventBus.publish}, with C{dataJSON}: C{data} as compact JSON
+        (as L{txcomet._model.event.encodeJSON} makes it).
+        """
+
+
 class ISessionRouter(Interface):
     """
     What a bus shared by several nodes offers so that no load balancer

@@ -110,6 +110,27 @@ class BusConformanceMixin:
         history = yield bus.history("a", None)
         self.assertTrue(verifyObject(IHistory, history))
 
+    @inlineCallbacks
+    def test_publishEncoded(self):
+        """
+        The bus takes data already encoded (L{IEncodedPublisher}), and its
+        subscribers see the same event as from a plain publish.
+        """
+        from txcomet._model.event import encodeJSON
+        from txcomet.interfaces import IEncodedPublisher
+
+        bus = yield self.setUpBus()
+        self.assertTrue(verifyObject(IEncodedPublisher, bus))
+        subscriber = RecordingSubscriber()
+        yield bus.subscribe("a", subscriber)
+        data = {"text": "h\u00e9llo", "n": [1, 2.5, None]}
+        plain = yield bus.publish("a", data)
+        encoded = yield bus.publishEncoded("a", data, encodeJSON(data))
+        yield self.waitFor(lambda: len(subscriber.events) == 2)
+        first, second = subscriber.events
+        self.assertEqual((second.data, second.id), (data, encoded.id))
+        self.assertEqual(second.json.replace(encoded.id.encode(), b"ID"), first.json.replace(plain.id.encode(), b"ID"))
+
     # publishing and delivery
 
     @inlineCallbacks

@@ -13,7 +13,7 @@ from zope.interface import implementer
 from txcomet._model.channels import validateChannel, validatePattern
 from txcomet._model.event import Event, History, formatId, parsePosition
 from txcomet._bus.subscribers import LocalSubscribers
-from txcomet.interfaces import IEventBus, IPresence, ISubscriber
+from txcomet.interfaces import IEncodedPublisher, IEventBus, IPresence, ISubscriber
 
 
 class _ChannelHistory:
@@ -29,7 +29,7 @@ class _ChannelHistory:
         self.truncatedThrough = 0
 
 
-@implementer(IEventBus, IPresence)
+@implementer(IEventBus, IEncodedPublisher, IPresence)
 class InMemoryBus:
     """
     A bus within one process.
@@ -74,9 +74,14 @@ class InMemoryBus:
     # publishing
 
     def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        return self.publishEncoded(channel, data, None, kind, store)
+
+    def publishEncoded(
+        self, channel: str, data: Any, dataJSON: Optional[bytes], kind: str = "event", store: bool = True
+    ) -> Deferred:
         validateChannel(channel)
         self._offset += 1
-        event = Event(channel, data, self.epoch, self._offset, kind)
+        event = Event(channel, data, self.epoch, self._offset, kind, dataJSON)
         if store:
             self._remember(event)
         self._fanOut(event)

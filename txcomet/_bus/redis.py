@@ -61,7 +61,7 @@ from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosi
 from txcomet._bus.redispresence import RedisPresence
 from txcomet._bus.resync import Outage, Resync, redisGlob
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
-from txcomet.interfaces import IBusHealth, IEventBus, IPresence, ISubscriber
+from txcomet.interfaces import IBusHealth, IEncodedPublisher, IEventBus, IPresence, ISubscriber
 
 __all__ = ["RedisBus", "RedisUnavailable"]
 
@@ -103,7 +103,7 @@ def _raise(error: Exception) -> None:
 LATE_ANSWER_FACTOR = 4
 
 
-@implementer(IEventBus, IPresence, IBusHealth)
+@implementer(IEventBus, IEncodedPublisher, IPresence, IBusHealth)
 class RedisBus:
     """
     A bus shared by every txcomet node connected to the same Redis (and
@@ -380,10 +380,16 @@ class RedisBus:
     # publishing
 
     def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        return self.publishEncoded(channel, data, None, kind, store)
+
+    def publishEncoded(
+        self, channel: str, data: Any, dataJSON: Optional[bytes], kind: str = "event", store: bool = True
+    ) -> Deferred:
         validateChannel(channel)
         if kind not in ("event", "join", "leave"):
             raise ValueError("kind is event, join or leave, not %r" % (kind,))
-        dataJSON = encodeJSON(data)
+        if dataJSON is None:
+            dataJSON = encodeJSON(data)
         if not self.commands.ready:
             if kind == "event" and self.outage == "refuse":
                 # Nothing is acknowledged that the other nodes will never

@@ -53,15 +53,21 @@ def parsePosition(eventId: object) -> Tuple[str, int]:
     )
 
 
+#: The event kinds, as the envelope's bytes.
+_KINDS = {"event": b"event", "join": b"join", "leave": b"leave"}
+
+
 @implementer(IEvent)
 class Event:
     """
     One published event; see L{IEvent}.
     """
 
-    __slots__ = ("channel", "data", "kind", "epoch", "offset", "id", "_json", "_frames", "size")
+    __slots__ = ("channel", "data", "kind", "epoch", "offset", "id", "_json", "_frames", "size", "_dataJSON")
 
-    def __init__(self, channel: str, data: Any, epoch: str, offset: int, kind: str = "event"):
+    def __init__(
+        self, channel: str, data: Any, epoch: str, offset: int, kind: str = "event", dataJSON: Optional[bytes] = None
+    ):
         self.channel = channel
         self.data = data
         self.kind = kind
@@ -70,6 +76,8 @@ class Event:
         self.id = formatId(epoch, offset)
         self._json: Optional[bytes] = None
         self._frames: Optional[Dict[str, bytes]] = None
+        # The data as JSON, when the publisher had it encoded already.
+        self._dataJSON = dataJSON
         #: The length of L{json} once it has been made (0 before): what
         #: the delivery counters add without a call.
         self.size = 0
@@ -78,9 +86,20 @@ class Event:
     def json(self) -> bytes:
         encoded = self._json
         if encoded is None:
-            encoded = self._json = _dumps(
-                {"type": self.kind, "channel": self.channel, "id": self.id, "data": self.data}
-            )
+            dataJSON = self._dataJSON
+            kind = _KINDS.get(self.kind)
+            if dataJSON is not None and kind is not None:
+                # The same bytes _dumps makes of the envelope, around the
+                # data's encoding made once at publishing.  A channel name
+                # and an id are ASCII with nothing JSON escapes (see
+                # txcomet._model.channels), so they go in as they are.
+                encoded = b'{"type":"%s","channel":"%s","id":"%s","data":%s}' % (
+                    kind, self.channel.encode("ascii"), self.id.encode("ascii"), dataJSON
+                )
+                self._dataJSON = None
+            else:
+                encoded = _dumps({"type": self.kind, "channel": self.channel, "id": self.id, "data": self.data})
+            self._json = encoded
             self.size = len(encoded)
         return encoded
 

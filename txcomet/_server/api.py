@@ -197,8 +197,9 @@ class ServerAPI:
         if "data" not in params:
             raise CometError("invalid_request", "params.data is the event's data (any JSON value).")
         data = params["data"]
-        self.hub.checkSize(data)
-        results = [maybeDeferred(self.hub.publish, name, data) for name in names]
+        # encoded once, for every channel
+        dataJSON = self.hub.checkSize(data)
+        results = [maybeDeferred(self.hub.publishEncoded, name, data, dataJSON) for name in names]
 
         def gathered(outcomes: list) -> dict:
             published = []

@@ -22,7 +22,7 @@ from txcomet._bus.memory import InMemoryBus
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._sessions.redisrouter import RedisSessionRouter
 from txcomet._sessions.session import _UNREMEMBERED, CLOSE_REASONS, CLOSED, Session
-from txcomet.interfaces import IAuthorizer, IEventBus, IGrant, ISessionRouter, ITokenAuthorizer
+from txcomet.interfaces import IAuthorizer, IEncodedPublisher, IEventBus, IGrant, ISessionRouter, ITokenAuthorizer
 
 #: The session routers, each registered (on import) as the adapter from
 #: its bus to L{ISessionRouter}, which is how the hub finds them.
@@ -114,6 +114,7 @@ class Hub:
         #: their operations through it.
         self.dispatcher = ControlDispatcher(self)
         self.router: Optional[ISessionRouter] = ISessionRouter(self.bus, None)
+        self._encodedPublisher = IEncodedPublisher(self.bus, None)
         if self.router is not None:
             self.router.bindHub(self)
 
@@ -387,8 +388,19 @@ class Hub:
         validateChannel(channel)
         if isReserved(channel):
             raise CometError("forbidden", "Channels under ~txcomet/ are the server's own.")
-        self.checkSize(data)
+        dataJSON = self.checkSize(data)
+        return self.publishEncoded(channel, data, dataJSON)
+
+    def publishEncoded(self, channel: str, data: Any, dataJSON: bytes) -> Deferred:
+        """
+        Publish C{data}, already encoded as C{dataJSON} by L{checkSize}, on
+        the bus: the encoding serves the event (and the bus's wire) when
+        the bus can take it (L{IEncodedPublisher}).
+        """
         PUBLISHED.n += 1
+        encoded = self._encodedPublisher
+        if encoded is not None:
+            return encoded.publishEncoded(channel, data, dataJSON)
         return self.bus.publish(channel, data)
 
     def _sessionClosed(self, session: Session, transport: Optional[str] = None) -> None:

@@ -32,7 +32,7 @@ from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
 from txcomet._model.wire import CLOSE_REASONS
 from txcomet._fastpath.contracts import IDirectChannel, IRosterSubscriber
-from txcomet._model.stats import AUTH_FAILURES, PUBLISHED, RESUMES, countRefusals, tally
+from txcomet._model.stats import AUTH_FAILURES, RESUMES, countRefusals, tally
 from txcomet.interfaces import IDataChannel, IGapListener
 
 JOINED = "joined"
@@ -659,12 +659,11 @@ class Session:
         hub = self.hub
         if not hub.config.clientPublish:
             raise CometError("forbidden", "Clients may not publish on this server.")
-        hub.checkSize(data)
+        dataJSON = hub.checkSize(data)
         allowed = yield countRefusals(maybeDeferred(hub.authorizer.authorizePublish, self, channel))
         if not allowed:
             AUTH_FAILURES.labels("forbidden").inc()
             raise CometError("forbidden", "Publishing on %r is not allowed." % (channel,))
         self.checkOpen()
-        PUBLISHED.n += 1
-        event = yield hub.bus.publish(channel, data)
+        event = yield hub.publishEncoded(channel, data, dataJSON)
         return {"channel": channel, "id": event.id}
