@@ -207,3 +207,30 @@ class WorkersAPITests(test_workers.TwoWorkersProcessTests):
             self.assertEqual(sum(sessions.values()), 8)
 
 
+class WorkersAdminWithoutKeyTests(WorkersAPITests):
+    """
+    C{--workers 2} with no API key: the admin page's ticket, issued by
+    whichever worker served the page, opens the server API on both, for a
+    client that is not local (the workers sign with one secret of the
+    group's).
+    """
+
+    serverArgs = ()
+    test_methodsAnswerForBothWorkers = None
+    test_oneScrapeShowsBothWorkers = None
+
+    def test_ticketOnEitherWorker(self):
+        process, port = self.startServer()
+        status, page = self.request(port, "GET", "/comet/admin")
+        self.assertEqual(status, 200)
+        ticket = page.decode().split('data-ticket="', 1)[1].split('"', 1)[0]
+        elsewhere = {"X-Forwarded-For": "198.51.100.4"}
+        status, body = self.request(port, "POST", "/comet/api", {"method": "info"}, headers=elsewhere)
+        self.assertEqual(status, 401, body)
+        answered = set()
+        for attempt in range(16):
+            status, body = self.request(port, "POST", "/comet/api", {"method": "info"},
+                                        headers=dict(elsewhere, **{"X-Admin-Ticket": ticket}))
+            self.assertEqual(status, 200, body)
+            answered.add(json.loads(body)["result"]["nodes"][0]["node"])
+        self.assertEqual(len(answered), 2, "both workers answered")

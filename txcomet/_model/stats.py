@@ -23,6 +23,8 @@ from typing import Any, Dict
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from txcomet._model.errors import CometError
+
 #: txcomet's own registry: its metrics stay apart from an application's
 #: (which may serve prometheus_client's default registry itself).
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -104,6 +106,15 @@ def tallies() -> Dict[str, Tally]:
 
 #: The error codes that are an authorization's refusal.
 REFUSALS = frozenset(["forbidden", "invalid_token", "token_expired", "unauthorized"])
+
+
+def forbidden(message: str) -> Any:
+    """
+    The C{forbidden} L{CometError} an authorizer's "no" becomes, counted
+    in L{AUTH_FAILURES}.
+    """
+    AUTH_FAILURES.labels("forbidden").inc()
+    return CometError("forbidden", message)
 
 
 def countRefusals(d: Any) -> Any:

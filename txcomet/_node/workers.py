@@ -20,6 +20,7 @@ WebSocket connections and the publish API are served where they land.
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -47,6 +48,7 @@ from txcomet._bus.workers import BusHub, HubClient, WorkerBus
 from txcomet._demo.chart import CounterService
 from txcomet._demo.page import IndexPage
 from txcomet._model.errors import CometError
+from txcomet._server.admin import TICKET_SECRET_ENV
 from txcomet._node.site import guardedFactory, makeComet, makeRoot, makeSite, metricsService, warnOpenPublish
 from txcomet._transports.http import writeError
 
@@ -523,6 +525,11 @@ def workerEnvironment(options: Any) -> dict:
         env["TXCOMET_TOKEN_PREVIOUS_SECRET"] = options["token-previous-secret"]
     if options["redis"] is not None:
         env["TXCOMET_REDIS"] = options["redis"]
+    if config.apiKey is None and not env.get(TICKET_SECRET_ENV):
+        # The admin page's tickets are signed with a secret of the group's
+        # (without an API key to derive it from), so that any worker
+        # accepts a ticket another issued.
+        env[TICKET_SECRET_ENV] = secrets.token_urlsafe(32)
     return env
 
 

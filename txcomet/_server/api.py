@@ -88,24 +88,25 @@ def checkAccess(request: Request, keys: List[str], what: str, tickets: Any = Non
     if not keys:
         if isLocal(request):
             return
-        AUTH_FAILURES.labels("unauthorized").inc()
-        raise CometError(
-            "unauthorized",
+        raise _unauthorized(
             "%s answers only clients on this machine while no API key is set: start the server with"
-            " --api-key (or $TXCOMET_API_KEY) and send it as X-API-Key or Authorization: Bearer." % (what,),
+            " --api-key (or $TXCOMET_API_KEY) and send it as X-API-Key or Authorization: Bearer." % (what,)
         )
     given = presentedKey(request)
     if given is None:
-        AUTH_FAILURES.labels("unauthorized").inc()
-        raise CometError("unauthorized", "%s needs the API key, as X-API-Key or Authorization: Bearer." % (what,))
+        raise _unauthorized("%s needs the API key, as X-API-Key or Authorization: Bearer." % (what,))
     givenBytes = given.encode("utf-8", "replace")
     matched = False
     for key in keys:
         # Every key is compared, so the time says nothing of which matched.
         matched |= hmac.compare_digest(givenBytes, key.encode("utf-8"))
     if not matched:
-        AUTH_FAILURES.labels("unauthorized").inc()
-        raise CometError("unauthorized", "The key given for %s is not the right one." % (what,))
+        raise _unauthorized("The key given for %s is not the right one." % (what,))
+
+
+def _unauthorized(message: str) -> CometError:
+    AUTH_FAILURES.labels("unauthorized").inc()
+    return CometError("unauthorized", message)
 
 
 def _params(params: Any) -> dict:

@@ -16,7 +16,7 @@ from txcomet._model.channels import isPattern, isReserved, validateChannel
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, encodeJSON
-from txcomet._model.stats import AUTH_FAILURES, CLOSES, PUBLISHED, countRefusals
+from txcomet._model.stats import CLOSES, PUBLISHED, countRefusals, forbidden
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
 from txcomet._sessions.control import ControlDispatcher
@@ -187,8 +187,7 @@ class Hub:
         credentials = dict(credentials, user=user, info=info)
         allowed = yield countRefusals(maybeDeferred(self.authorizer.authorizeJoin, credentials))
         if not allowed:
-            AUTH_FAILURES.labels("forbidden").inc()
-            raise CometError("forbidden", "Joining is not allowed.")
+            raise forbidden("Joining is not allowed.")
         grant = IGrant(allowed, None)
         if grant is not None:
             # Who the authorizer says the client is wins over what it said.
@@ -223,13 +222,11 @@ class Hub:
         else:
             allowed = yield countRefusals(maybeDeferred(self.authorizer.authorizeSubscribe, session, pattern))
         if not allowed:
-            AUTH_FAILURES.labels("forbidden").inc()
-            raise CometError("forbidden", "Subscribing to %r is not allowed." % (pattern,))
+            raise forbidden("Subscribing to %r is not allowed." % (pattern,))
         if since is not None and policy is not None:
             allowed = yield countRefusals(maybeDeferred(policy.authorizeHistory, session, pattern))
             if not allowed:
-                AUTH_FAILURES.labels("forbidden").inc()
-                raise CometError("forbidden", "Reading the history of %r is not allowed." % (pattern,))
+                raise forbidden("Reading the history of %r is not allowed." % (pattern,))
 
     @inlineCallbacks
     def authorizePresence(self, session: Session, channel: str):
@@ -242,8 +239,7 @@ class Hub:
         else:
             allowed = yield maybeDeferred(self.authorizer.authorizeSubscribe, session, channel)
         if not allowed:
-            AUTH_FAILURES.labels("forbidden").inc()
-            raise CometError("forbidden", "Seeing who is on %r is not allowed." % (channel,))
+            raise forbidden("Seeing who is on %r is not allowed." % (channel,))
 
     def notices(self, channel: str) -> bool:
         """

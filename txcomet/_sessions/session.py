@@ -32,7 +32,7 @@ from txcomet._model.errors import CometError, sessionClosed
 from txcomet._model.event import Event, formatId, parsePosition
 from txcomet._model.wire import CLOSE_REASONS
 from txcomet._fastpath.contracts import IDirectChannel, IRosterSubscriber
-from txcomet._model.stats import AUTH_FAILURES, RESUMES, countRefusals, tally
+from txcomet._model.stats import RESUMES, countRefusals, forbidden, tally
 from txcomet.interfaces import IDataChannel, IGapListener
 
 JOINED = "joined"
@@ -42,7 +42,6 @@ CLOSED = "closed"
 #: The C{since} value that asks for everything a channel's history retains.
 OLDEST = "oldest"
 
-#: close reason -> whether the client should reconnect (join again)
 #: Close reasons that are no news to the client that named the session: it
 #: left, or it moved to another node (no reason).
 _UNREMEMBERED = frozenset([None, "left"])
@@ -662,8 +661,7 @@ class Session:
         dataJSON = hub.checkSize(data)
         allowed = yield countRefusals(maybeDeferred(hub.authorizer.authorizePublish, self, channel))
         if not allowed:
-            AUTH_FAILURES.labels("forbidden").inc()
-            raise CometError("forbidden", "Publishing on %r is not allowed." % (channel,))
+            raise forbidden("Publishing on %r is not allowed." % (channel,))
         self.checkOpen()
         event = yield hub.publishEncoded(channel, data, dataJSON)
         return {"channel": channel, "id": event.id}
