@@ -355,8 +355,6 @@ class WorkerPool(Service):
         self.argv = argv
         self.env = env if env is not None else dict(os.environ)
         self.processes: Dict[int, _WorkerProcess] = {}
-        #: How many times each worker was started again.
-        self.restarts: Dict[int, int] = {}
 
     def startService(self) -> None:
         Service.startService(self)
@@ -379,7 +377,6 @@ class WorkerPool(Service):
 
     def _respawn(self, index: int) -> None:
         if self.running and index not in self.processes:
-            self.restarts[index] = self.restarts.get(index, 0) + 1
             self._spawn(index)
 
     def stopService(self) -> Deferred:
