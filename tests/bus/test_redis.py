@@ -56,3 +56,25 @@ class InterfaceTests(SynchronousTestCase):
         self.assertEqual(bus.presence.vouched, {("room", "c1"): b'{"user":"ann"}'})
         bus.presence.forgetMember("room", "c1")
         self.assertEqual(bus.presence.vouched, {})
+
+
+class EpochChangeTests(SynchronousTestCase):
+    def test_pubsubDownKeepsTheOutage(self):
+        """
+        A new epoch adopted while pub/sub is still down leaves the outage
+        marked from the epoch's start, so the resync once pub/sub is back
+        looks for what the new epoch published meanwhile; with pub/sub up
+        there is nothing to look for.
+        """
+        from txcomet._bus.redis import RedisBus
+
+        bus = RedisBus.fromURL("redis://127.0.0.1:1/0")
+        self.assertFalse(bus.pubsub.ready)
+        bus._pubsubLostAt = 17
+        bus.resync.epochChanged("newepoch")
+        self.assertEqual((bus.epoch, bus._seen, bus._pubsubLostAt), ("newepoch", 0, 0))
+        bus.pubsub.protocol = object()  # as when connected
+        self.addCleanup(setattr, bus.pubsub, "protocol", None)
+        self.assertTrue(bus.pubsub.ready)
+        bus.resync.epochChanged("another")
+        self.assertIsNone(bus._pubsubLostAt)

@@ -104,7 +104,10 @@ class Resync:
         )
         self.bus.epoch = epoch
         self.bus._seen = 0
-        self.bus._pubsubLostAt = None
+        # With pub/sub still down, every event of the new epoch may be
+        # missed until it is back: the resync then looks from its start,
+        # rather than forgetting the outage and missing them silently.
+        self.bus._pubsubLostAt = None if self.bus.pubsub.ready else 0
         self.reportGap(None)
 
     def schedule(self) -> None:
