@@ -206,13 +206,10 @@ class AdminPage(JSONResource):
         self.tickets = tickets
 
     def render_GET(self, request: Request) -> bytes:
-        from txcomet._server.api import checkAccess
+        from txcomet._server.api import checkAccess, keyMatches
 
         key = self.config.apiKey
-        password = basicPassword(request)
-        if key and password is not None and hmac.compare_digest(password.encode("utf-8"), key.encode("utf-8")):
-            pass
-        else:
+        if not (key and keyMatches(basicPassword(request), [key])):
             try:
                 checkAccess(request, [key] if key else [], "The admin page")
             except CometError:

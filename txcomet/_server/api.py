@@ -95,13 +95,22 @@ def checkAccess(request: Request, keys: List[str], what: str, tickets: Any = Non
     given = presentedKey(request)
     if given is None:
         raise _unauthorized("%s needs the API key, as X-API-Key or Authorization: Bearer." % (what,))
+    if not keyMatches(given, keys):
+        raise _unauthorized("The key given for %s is not the right one." % (what,))
+
+
+def keyMatches(given: Optional[str], keys: List[str]) -> bool:
+    """
+    Whether C{given} is one of C{keys}, compared in constant time: every
+    key is compared, so the time says nothing of which matched.
+    """
+    if given is None:
+        return False
     givenBytes = given.encode("utf-8", "replace")
     matched = False
     for key in keys:
-        # Every key is compared, so the time says nothing of which matched.
         matched |= hmac.compare_digest(givenBytes, key.encode("utf-8"))
-    if not matched:
-        raise _unauthorized("The key given for %s is not the right one." % (what,))
+    return matched
 
 
 def _unauthorized(message: str) -> CometError:

@@ -3,7 +3,6 @@ The resources under the mount point: the control channel, the publish API,
 and L{CometResource}, which holds every transport.
 """
 
-import hmac
 from typing import Any, Dict, List, Optional
 
 from twisted.application.service import IService, MultiService
@@ -11,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from txcomet._model.channels import validateChannel
-from txcomet._server.api import checkAccess, presentedKey
+from txcomet._server.api import checkAccess, keyMatches, presentedKey
 from txcomet._auth.tokens import bearerToken
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._transports.datachannel import LongPollResource, PollResource
@@ -145,11 +144,7 @@ class PublishResource(JSONResource):
         given = request.getHeader("X-Comet-Secret")
         if given is None:
             given = presentedKey(request)
-        matched = False
-        for key in keys:
-            if given is not None:
-                matched |= hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8"))
-        if not matched:
+        if not keyMatches(given, keys):
             raise CometError("forbidden", "Publishing needs the publisher secret (or the API key).")
 
     def _channel(self, request: Request) -> str:
