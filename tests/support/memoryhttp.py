@@ -170,6 +170,11 @@ class MemoryHTTP:
         self.reactor = MemoryReactorClock()
         self.agent = Agent.usingEndpointFactory(self.reactor, _Endpoints(self.reactor))
         self.streams: List[Stream] = []
+        # The hub's clock, when the resource has one: a flush lets the
+        # reactor turn end, as a real reactor would before the client
+        # reads (what a turn holds back goes out then; see TurnBatch).
+        hub = getattr(resource, "hub", None)
+        self.clock = getattr(hub, "clock", None)
 
     def open(self, path: str, headers: Optional[dict] = None, method: bytes = b"GET", **params: Any) -> Stream:
         """
@@ -196,6 +201,8 @@ class MemoryHTTP:
         """
         Move every pending byte (except what backed-up streams hold).
         """
+        if self.clock is not None and hasattr(self.clock, "advance"):
+            self.clock.advance(0)
         for stream in self.streams:
             if stream.holding:
                 continue

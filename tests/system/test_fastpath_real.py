@@ -119,7 +119,7 @@ class DirectPathRealSocketTests(LiveServerMixin, TestCase):
         self.assertEqual(len(writes), 1)
         roster = sink.roster
         self.assertIsNotNone(roster)
-        self.assertEqual((roster.events, roster.count), (4, self.comet.hub.turn.count))
+        self.assertEqual((roster.events, roster.turnCount), (4, self.comet.hub.turn.count))
         data = b"".join(received)
         self.assertEqual([data.index(b'{"i":%d}' % i) for i in range(5)], sorted(data.index(b'{"i":%d}' % i) for i in range(5)))
         self.assertEqual(data.count(marker), 5)

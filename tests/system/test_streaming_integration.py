@@ -213,7 +213,7 @@ class BackPressureTests(RealServerMixin, TestCase):
         transport = channel.request.channel.transport
         # Events after the first of a reactor turn are written when the
         # turn ends.
-        await until(lambda: not channel._pending)
+        await until(lambda: not channel.pending)
         self.assertGreater(transport._tempDataLen + len(transport.dataBuffer), 0)
         client.transport.resumeProducing()
         await client.waitFor(lambda: client.body.count(b"\n") >= count + 1)

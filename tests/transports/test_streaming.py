@@ -162,6 +162,27 @@ class DeliveryTests(CometTestCase):
         )
 
     @eachTransport
+    def test_turnRule(self, transport):
+        """
+        The turn rule, as on a WebSocket (TurnBatch): of what one reactor
+        turn writes to a stream, the first event goes at once and the rest
+        in one write when the turn ends, in order.
+        """
+        reader = self.openStream(transport, channel="news")
+        self.assertEqual(reader.events(), [])
+        io = reader.stream.pump.serverIO
+        writes = []
+        self.patch(io, "write", lambda data, w=io.write: (writes.append(data), w(data)))
+        self.patch(io, "writeSequence", lambda seq, w=io.writeSequence: (writes.append(b"".join(seq)), w(seq)))
+        for n in range(3):
+            self.successResultOf(self.comet.publish("news", n))
+        self.assertEqual(len(writes), 1)
+        self.assertIn(b"0", writes[0])
+        self.clock.advance(0)
+        self.assertEqual(len(writes), 2)
+        self.assertEqual([e["data"] for e in reader.events()], [0, 1, 2])
+
+    @eachTransport
     def test_sessionMode(self, transport):
         """
         With C{session=ID}, a stream carries what the session queued before

@@ -945,8 +945,10 @@ class FlowControlTests(SynchronousTestCase):
 
     def test_oneWritePerTurn(self):
         """
-        Everything a reactor turn produces for a connection (events and
-        replies) goes out in one write at the end of the turn, in order.
+        The turn rule, as on every stream (TurnBatch): the first thing a
+        reactor turn writes to a connection goes at once; everything else
+        it produces (events and replies) goes in one write at the end of
+        the turn, in order.
         """
         ws = connectWebSocket("/comet/ws?channel=demo")
         writes = []
@@ -955,9 +957,10 @@ class FlowControlTests(SynchronousTestCase):
         for n in range(3):
             self.successResultOf(ws.comet.publish("demo", n))
         ws.protocol.onMessage(b'{"op": "publish", "channel": "demo", "data": 3, "ref": "r"}', False)
-        self.assertEqual(writes, [])
-        ws.clock.advance(0)
         self.assertEqual(len(writes), 1)
+        self.assertEqual(json.loads(writes[0][2:])["data"], 0)
+        ws.clock.advance(0)
+        self.assertEqual(len(writes), 2)
         ws.flush()
         self.assertEqual([(m["type"], m.get("data")) for m in ws.client.messages()],
                          [("event", 0), ("event", 1), ("event", 2), ("event", 3), ("reply", None)])
@@ -969,13 +972,15 @@ class FlowControlTests(SynchronousTestCase):
         """
         ws = connectWebSocket("/comet/ws?channel=demo")
         self.successResultOf(ws.comet.publish("demo", 1))
-        ws.protocol.pauseProducing()
         self.successResultOf(ws.comet.publish("demo", 2))
+        self.assertTrue(ws.protocol.pending)
+        ws.protocol.pauseProducing()
+        self.successResultOf(ws.comet.publish("demo", 3))
         ws.flush()
-        self.assertEqual(ws.client.messages(), [])
+        self.assertEqual([m["data"] for m in ws.client.messages()], [1])
         ws.protocol.resumeProducing()
         ws.flush()
-        self.assertEqual([m["data"] for m in ws.client.messages()], [1, 2])
+        self.assertEqual([m["data"] for m in ws.client.messages()], [1, 2, 3])
 
     def test_dataBeforeClose(self):
         """

@@ -215,7 +215,7 @@ class LocalSubscribers:
         listener = IRosterSubscriber(subscriber, None)
         if listener is not None:
             listener.leftRoster(roster)
-        member.rosterLeft(roster, roster.takePending())
+        member.rosterLeft(roster, roster.heldBytes())
 
     def subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:
         """

@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from txcomet._fastpath.turn import TURN_FLUSH_BYTES, Turn
+from txcomet._fastpath.turn import Turn, TurnBatch
 from txcomet._fastpath.writer import _AGAIN
 from txcomet.interfaces import IEvent, IFraming
 
@@ -63,7 +63,7 @@ class RosterMember:
 _socketSend = socket.socket.send
 
 
-class Roster:
+class Roster(TurnBatch):
     """
     The subscribers to one channel whose events go straight to their
     sockets, all in one wire framing: fan-out's shortest way.
@@ -76,9 +76,9 @@ class Roster:
     loop, with none of the per-subscriber Python (the session's
     C{deliver}, the channel's C{deliverEvent}, the writer) in between: that
     Python costs about as much again as the kernel's C{send} it wraps.
-    The turn rule of L{Turn} holds for the roster as a whole: the first
-    event of a reactor turn goes at once, the rest of the turn in one write
-    at its end.
+    The turn rule (L{TurnBatch}) holds for the roster as a whole: the
+    first event of a reactor turn goes at once, the rest of the turn in
+    one write at its end.
 
     A member leaves (L{txcomet._bus.subscribers.LocalSubscribers.evict}) before
     anything else is written to its connection, when its socket does not
@@ -105,7 +105,7 @@ class Roster:
 
     __slots__ = (
         "owner", "channel", "framing", "turn", "members", "sockets",
-        "index", "pending", "pendingSize", "pendingEvents", "count", "events", "bytes",
+        "index", "pending", "pendingSize", "pendingEvents", "turnCount", "events", "bytes",
         "delivered", "log", "logBase", "replayers", "keep", "budgets", "tally", "pendingSizes",
     )
 
@@ -118,14 +118,10 @@ class Roster:
         self.pendingSizes = 0
         self.channel = channel
         self.framing = framing
-        self.turn = turn
+        self.startTurns(turn)
         self.members: List[Any] = []
         self.sockets: List[Any] = []
         self.index: dict = {}
-        self.pending: List[bytes] = []
-        self.pendingSize = 0
-        self.pendingEvents = 0
-        self.count = -1
         self.events = 0
         self.bytes = 0
         self.delivered = 0
@@ -172,15 +168,6 @@ class Roster:
             self.index[last] = i
         member.roster = None
 
-    def takePending(self) -> Optional[bytes]:
-        """
-        What this turn held back, as one write, for a member that leaves.
-        """
-        pending = self.pending
-        if not pending:
-            return None
-        return pending[0] if len(pending) == 1 else b"".join(pending)
-
     # what sessions that keep a replay buffer need
 
     def addReplayer(self, keep: int) -> None:
@@ -221,29 +208,20 @@ class Roster:
         turn = self.turn
         if not turn.open:
             turn.begin()
-        if self.count == turn.count:
-            # Written to in this turn already: the rest goes at its end.
-            if not self.pending:
-                turn.add(self)
-            self.pending.append(wire)
-            self.pendingSize += len(wire)
-            self.pendingEvents += 1
+        if self.turnCount == turn.count:
+            # Written to in this turn already: the rest goes at its end
+            # (TurnBatch.writeInTurn, its first test made here).
             self.pendingSizes += event.size
-            if self.pendingSize > TURN_FLUSH_BYTES:
-                self.flushPending()
+            self.hold(wire, 1)
             return
-        self.count = turn.count
+        self.turnCount = turn.count
         self._sendAll(wire, 1, event.size)
 
-    def flushPending(self) -> None:
-        data = self.takePending()
-        if data is None:
-            return
-        events = self.pendingEvents
+    def writeNow(self, data: bytes, events: int) -> None:
+        """
+        Send what the turn held back (L{TurnBatch.flushPending}).
+        """
         sizes = self.pendingSizes
-        self.pending = []
-        self.pendingSize = 0
-        self.pendingEvents = 0
         self.pendingSizes = 0
         self._sendAll(data, events, sizes)
 

@@ -37,8 +37,8 @@ from txcomet._model.errors import CometError
 from txcomet._model.event import encodeJSON
 from txcomet._model.stats import tally
 from txcomet._fastpath.roster import RosterMember
-from txcomet._fastpath.turn import TURN_FLUSH_BYTES
-from txcomet._fastpath.writer import ChunkedFraming, StreamWriter
+from txcomet._fastpath.turn import TurnBatch
+from txcomet._fastpath.writer import ChunkedFraming, StreamWriter, chunk
 from txcomet._transports.http import asCometError, escapeScript, queryArgs, setNoCache, singleArg, validateCallback
 from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._model.wire import CLOSE_REASONS, HEARTBEAT, closeMessage
@@ -265,7 +265,7 @@ SCRIPT_ARRAY = ScriptArrayFraming()
 
 
 @implementer(IPushProducer, IDirectChannel, IRosterMember)
-class StreamingDataChannel(RosterMember, HTTPDataChannel):
+class StreamingDataChannel(RosterMember, TurnBatch, HTTPDataChannel):
     """
     A data channel that streams: one response carries every message until
     the channel closes.
@@ -312,15 +312,12 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         self._direct: Any = None
         self._wire: Any = None
         self._wireName = ""
-        self._turn = self.hub.turn
-        self._turnCount = -1
+        # The turn rule (TurnBatch); what a turn holds back is an empty
+        # tuple (the class's) until then, to keep a quiet stream small.
+        self.turn = self.hub.turn
         self._rosterReady = False
         # The roster's byte count when this stream joined it.
         self._rosterBytes = 0
-        # What this turn gathered beyond its first event (see Turn); an
-        # empty tuple until then, to keep a quiet stream small.
-        self._pending: Any = ()
-        self._pendingSize = 0
         #: Bytes after which this stream is recycled (0: never).
         self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
 
@@ -423,28 +420,16 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         if wire is None:
             wire = event.framed(self._wire)
         self.wrote = True
-        size = len(wire)
-        self.directBytes += size
-        turn = self._turn
+        self.directBytes += len(wire)
+        turn = self.turn
         if not turn.open:
             turn.begin()
-        direct = self._direct
-        if self._turnCount == turn.count and not direct.spilled:
-            pending = self._pending
-            if not pending:
-                turn.add(self)
-                pending = self._pending = []
-            pending.append(wire)
-            self._pendingSize += size
-            if self._pendingSize > TURN_FLUSH_BYTES:
-                self.flushPending()
+        if self.turnCount == turn.count:
+            # TurnBatch.writeInTurn, its first test made here.
+            self.hold(wire, 1)
         else:
-            # Backed up, nothing is gathered: the transport's buffer is
-            # what the slow-consumer limit looks at.
-            if self._pending:
-                self.flushPending()
-            self._turnCount = turn.count
-            if direct.write(wire):
+            self.turnCount = turn.count
+            if self._direct.write(wire):
                 self._checkHeld()
             elif self._rosterReady:
                 self._joinRoster()
@@ -470,7 +455,7 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
 
     @property
     def rosterTurn(self) -> Any:
-        return self._turn
+        return self.turn
 
     @property
     def rosterTally(self) -> Any:
@@ -511,37 +496,46 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         direct.transport.write(data)
         self._checkHeld()
 
-    def flushPending(self) -> None:
-        """
-        Write what L{deliverEvent} held back in this turn, in one write.
-        """
-        pending = self._pending
-        if pending:
-            self._pending = ()
-            self._pendingSize = 0
-            if not self.ended and self._direct.write(pending[0] if len(pending) == 1 else b"".join(pending)):
-                self._checkHeld()
-
     def send(self, data: bytes, wire: Optional[bytes] = None) -> None:
         """
-        Write C{data} to the response, unless the client has gone.
+        Write C{data} to the response by the turn rule (L{TurnBatch}),
+        unless the client has gone.
 
         @param wire: the same bytes as they go on the connection, when
             shared pre-framed bytes are at hand (see L{StreamWriter}).
         """
         if self.ended or not data:
             return
-        assert self.writer is not None
+        writer = self.writer
+        assert writer is not None
         if self.roster is not None:
             self.leaveRoster()
-        if self._pending:
-            self.flushPending()
-        self.writer.write(data, wire)
         self.written += len(data)
         if self._direct is not None:
-            if self._direct.spilled:
+            # What is held is what goes on the wire: the direct path's
+            # shared chunks and these, in order.
+            if wire is None:
+                wire = chunk(data) if writer.chunked else data
+            self.request.sentLength += len(data)
+            self.writeInTurn(wire)
+        else:
+            self.writeInTurn(data)
+
+    def writeNow(self, data: bytes, events: int) -> None:
+        """
+        Write C{data} now: to the socket on a plain connection, else
+        through the L{StreamWriter}, watching for back-pressure either way.
+        """
+        if self.ended:
+            return
+        direct = self._direct
+        if direct is not None:
+            if direct.write(data):
                 self._checkHeld()
-        elif self.paused:
+            return
+        assert self.writer is not None
+        self.writer.write(data)
+        if self.paused:
             self._backedUp(len(data))
 
     def _backedUp(self, size: int) -> None:
@@ -558,8 +552,7 @@ class StreamingDataChannel(RosterMember, HTTPDataChannel):
         if self.ended:
             return
         self.leaveRoster()
-        if self._pending:
-            self.flushPending()
+        self.flushPending()
         # What the direct path wrote counts in the access log's byte count
         # (with its chunk framing).
         self.request.sentLength += self.directBytes

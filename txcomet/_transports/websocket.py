@@ -61,7 +61,7 @@ from txcomet._model.stats import tally
 from txcomet._model.wire import HEARTBEAT, closeMessage
 from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._fastpath.roster import RosterMember
-from txcomet._fastpath.turn import TURN_FLUSH_BYTES
+from txcomet._fastpath.turn import TurnBatch
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
 from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
 from txcomet._sessions.session import Session
@@ -320,8 +320,7 @@ class _WebSocketSink(RosterMember):
     def __init__(self, protocol: "CometWebSocketProtocol", direct: DirectWriter) -> None:
         self.protocol = protocol
         self.direct = direct
-        self.turn = protocol._turn
-        self.count = -1
+        self.turn = protocol.turn
         self.blocked = False
         self.wrote = False
         #: The L{txcomet._fastpath.roster.Roster} this connection is in, or C{None}.
@@ -334,14 +333,16 @@ class _WebSocketSink(RosterMember):
         turn = self.turn
         if not turn.open:
             turn.begin()
-        if self.blocked or self.count == turn.count:
-            self.protocol.writeEvents([event])
+        protocol = self.protocol
+        if self.blocked or protocol.turnCount == turn.count:
+            # Blocked, or TurnBatch.writeInTurn's second case.
+            protocol.writeEvents([event])
             return
         frames = event._frames
         wire = frames.get(_FRAMING_NAME) if frames is not None else None
         if wire is None:
             wire = event.framed(FRAMING)
-        self.count = turn.count
+        protocol.turnCount = turn.count
         self.wrote = True
         if not self.direct.write(wire) and self.ready:
             self._joinRoster()
@@ -421,7 +422,7 @@ _HANDSHAKE_LEFTOVERS = (
 
 
 @implementer(IDirectChannel, IPushProducer)
-class CometWebSocketProtocol(WebSocketServerProtocol):
+class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
     """
     One WebSocket connection: a streaming data channel for its session and
     a control channel for the operations the client sends.
@@ -439,8 +440,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     __slots__ = _AUTOBAHN_STATE + (
         "session", "sink", "_params", "_error", "_origin", "_auth", "_newSession", "_joining", "_lost",
-        "_paused", "_backlog", "_backlogBytes", "_backlogCount", "_pending", "_pendingCount",
-        "_pendingSize", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_turn", "_strikes",
+        "_paused", "_backlog", "_backlogBytes", "_backlogCount", "turn", "turnCount", "pending",
+        "pendingSize", "pendingEvents", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_strikes",
     )
 
     oneShot = False
@@ -478,15 +479,13 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self._backlog: Any = ()
         self._backlogBytes = 0
         self._backlogCount = 0
-        self._pending: List[bytes] = []
-        self._pendingCount = 0
+        # The turn rule (TurnBatch), on the factory's turn once connected.
+        self.startTurns(None)  # type: ignore[arg-type]
         self._direct: Optional[DirectWriter] = None
-        self._pendingSize = 0
         self._wrote = False
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
         self._closeWaiters: Optional[List[Deferred]] = None
-        self._turn: Any = None
 
     # connection
 
@@ -497,7 +496,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         self.send_queue = ()
         self.factory.connections.add(self)
         self.factory.heartbeats.start()
-        self._turn = self.factory.turn
+        self.turn = self.factory.turn
         # twisted.web's channel registered itself as the transport's
         # producer; the connection is ours now, and so is its flow control.
         transport = self.transport
@@ -639,8 +638,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if not self.factory.connections:
             self.factory.heartbeats.stop()
         self._backlog = deque() if self._paused else ()
-        self._pending = []
-        self._pendingSize = 0
+        self.pending = ()
+        self.pendingSize = 0
+        self.pendingEvents = 0
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
@@ -815,17 +815,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self._queued(len(frames), len(events))
             return
         self._wrote = True
-        pending = self._pending
-        if not pending:
-            self._turn.add(self)
-            if self.sink is not None:
-                # Written to in this turn: the direct path must not overtake.
-                self.sink.count = self._turn.count
-        pending.append(frames)
-        self._pendingCount += len(events)
-        self._pendingSize += len(frames)
-        if self._pendingSize > TURN_FLUSH_BYTES:
-            self.flushPending()
+        self.writeInTurn(frames, len(events))
 
     def writeHeartbeat(self) -> None:
         """
@@ -902,15 +892,15 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
 
     # writing, with flow control
     #
-    # The first frame of a reactor turn goes straight to the socket
-    # (deliverEvent, through the connection's DirectWriter); frames written
-    # after it in the same turn, and those of the slow path (writeEvents),
-    # wait in _pending until the end of the turn, then go out in one write:
-    # at most two sends per connection per turn, however many events the
-    # turn published.  While the transport is full (paused),
+    # The turn rule (TurnBatch), as for every stream: the first frame of a
+    # reactor turn goes straight to the socket (deliverEvent, through the
+    # connection's DirectWriter, or writeNow), frames written after it in
+    # the same turn wait in pending until the end of the turn, then go out
+    # in one write: at most two sends per connection per turn, however many
+    # events the turn published.  While the transport is full (paused),
     # frames wait in _backlog instead, within the session queue limits.
-    # _pending is only ever non-empty while not paused and _backlog is
-    # empty, so _pending always comes first.
+    # pending is only ever non-empty while not paused and _backlog is
+    # empty, so pending always comes first.
 
     def _sendText(self, payload: bytes) -> None:
         if self.state != self.STATE_OPEN:
@@ -942,13 +932,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
             self._backlog.append((True, frames))
             self._queued(len(frames), count)
             return
-        if not self._pending:
-            self._turn.add(self)
-            if self.sink is not None:
-                self.sink.count = self._turn.count
-        self._pending.append(frames)
-        self._pendingCount += count
-        self._pendingSize += len(frames)
+        self.writeInTurn(frames, count)
 
     def _writeMessage(self, payload: bytes) -> None:
         self._wrote = True
@@ -958,17 +942,10 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         else:
             self.sendMessage(payload)
 
-    def flushPending(self) -> None:
+    def writeNow(self, data: bytes, events: int) -> None:
         """
-        Write the frames this turn produced, in one write.
+        Write frames now, in one write (see L{TurnBatch}).
         """
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        self._pendingCount = 0
-        self._pendingSize = 0
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
         if self._direct is not None:
             self._direct.write(data)
         else:
@@ -1032,15 +1009,14 @@ class CometWebSocketProtocol(WebSocketServerProtocol):
         if self.sink is not None:
             self.sink.leaveRoster()
             self.sink.blocked = True
-        pending = self._pending
-        if pending:
+        data = self.heldBytes()
+        if data is not None:
             # Keep their place ahead of what comes next.  The limits are
             # checked on the next write, not here, inside the transport's.
-            count = self._pendingCount
-            self._pending = []
-            self._pendingCount = 0
-            self._pendingSize = 0
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            count = self.pendingEvents
+            self.pending = ()
+            self.pendingSize = 0
+            self.pendingEvents = 0
             self._backlog.appendleft((True, data))
             self._queued(len(data), count, check=False)
 
