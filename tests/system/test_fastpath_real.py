@@ -183,12 +183,12 @@ class RosterRealSocketTests(LiveServerMixin, TestCase):
         channel = session._sink
         written = channel.written
         channel.wrote = False
-        channel._stopHeartbeat()
+        channel.stopBeating()
         channel._beat()
-        channel._stopHeartbeat()
+        channel.stopBeating()
         self.assertEqual(channel.written, written, "events flowed: no heartbeat")
         channel._beat()
-        channel._stopHeartbeat()
+        channel.stopBeating()
         self.assertGreater(channel.written, written, "quiet: a heartbeat")
         self.assertIsNone(channel.roster, "it wrote the heartbeat itself")
 

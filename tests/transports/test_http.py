@@ -5,10 +5,8 @@ through the real resources in memory (StubTreq), with timers on a Clock.
 
 import json
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from txcomet._transports.datachannel import HeartbeatTimer
 from txcomet.testing import MemoryCometClient, makeComet
 
 
@@ -293,78 +291,6 @@ class LongPollTests(HTTPTestCase):
         again = self.client.request("GET", "longpoll", session=session, last=events[0].id).json()
         self.assertEqual([e["id"] for e in again], [e.id for e in events[1:]])
 
-
-
-class Beating:
-    """
-    A channel as L{HeartbeatTimer} sees one: it records its beats and asks
-    for the next.
-    """
-
-    def __init__(self, timer, name, fail=False):
-        self.timer = timer
-        self.name = name
-        self.fail = fail
-        self.beats = []
-        self._beatAt = None
-
-    def _beat(self):
-        self.beats.append(self.timer.clock.seconds())
-        self.timer.add(self)
-        if self.fail:
-            raise RuntimeError(self.name)
-
-
-class HeartbeatTimerTests(SynchronousTestCase):
-    def test_dueEachInterval(self):
-        """
-        A channel is due an interval after it was added, rounded down to
-        the resolution; channels due in the same second share the call.
-        """
-        clock = Clock()
-        timer = HeartbeatTimer(clock, 10)
-        a = Beating(timer, "a")
-        timer.add(a)
-        clock.advance(3)
-        b, c = Beating(timer, "b"), Beating(timer, "c")
-        timer.add(b)
-        clock.advance(0.5)
-        timer.add(c)
-        self.assertEqual(len(clock.getDelayedCalls()), 1)
-        for step in [6.5, 3, 7, 3, 7, 3]:
-            clock.advance(step)
-        self.assertEqual((a.beats, b.beats, c.beats), ([10, 20, 30], [13, 23, 33], [13, 23, 33]))
-
-    def test_removed(self):
-        """
-        A removed channel is not called; with none left, no call waits.
-        """
-        clock = Clock()
-        timer = HeartbeatTimer(clock, 10)
-        a, b = Beating(timer, "a"), Beating(timer, "b")
-        timer.add(a)
-        timer.add(b)
-        timer.remove(a)
-        timer.remove(a)
-        clock.advance(10)
-        self.assertEqual((a.beats, b.beats), ([], [10]))
-        timer.remove(b)
-        self.assertEqual(clock.getDelayedCalls(), [])
-
-    def test_failingBeat(self):
-        """
-        A channel whose heartbeat fails is logged; the others beat, and the
-        timer goes on.
-        """
-        clock = Clock()
-        timer = HeartbeatTimer(clock, 10)
-        channels = [Beating(timer, "a"), Beating(timer, "b", fail=True), Beating(timer, "c")]
-        for channel in channels:
-            timer.add(channel)
-        clock.advance(10)
-        clock.advance(10)
-        self.assertEqual([c.beats for c in channels], [[10, 20]] * 3)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
 
 class PollTests(HTTPTestCase):

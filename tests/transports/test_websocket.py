@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 
 from txcomet import CometConfig
 from txcomet._model.event import Event
+from txcomet._transports.heartbeat import HeartbeatTimer
 from txcomet._transports.websocket import (
     CLOSE_CODES,
     FRAMING,
@@ -880,14 +881,18 @@ class HeartbeatTests(SynchronousTestCase):
 
     def test_heartbeatTimerStops(self):
         """
-        The heartbeat timer runs only while there are connections.
+        The heartbeat timer (the one HTTP channels use too) runs only while
+        there are connections.
         """
         ws = connectWebSocket("/comet/ws?channel=demo")
         heartbeats = ws.protocol.factory.heartbeats
-        self.assertIsNotNone(heartbeats.call)
+        self.assertIsInstance(heartbeats, HeartbeatTimer)
+        self.assertIsNotNone(heartbeats._call)
+        self.assertEqual(sum(len(c) for c in heartbeats.due.values()), 1)
         ws.closeClient()
         self.assertTrue(ws.client.disconnected)
-        self.assertIsNone(heartbeats.call)
+        self.assertIsNone(heartbeats._call)
+        self.assertEqual(heartbeats.due, {})
         self.assertEqual([c for c in ws.clock.getDelayedCalls() if c.active()], [])
 
     def test_noHeartbeatWhileBacklogged(self):

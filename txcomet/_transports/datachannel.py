@@ -11,8 +11,7 @@ L{HTTPDataChannel} subclass.
 Polling and long-polling live here too; they answer a JSON array.
 """
 
-import math
-from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
@@ -24,6 +23,7 @@ from txcomet._model.channels import validatePattern
 from txcomet._model.errors import CometError
 from txcomet._model.event import Event, parsePosition
 from txcomet._model.wire import closeMessage
+from txcomet._transports.heartbeat import Beating, HeartbeatTimer
 from txcomet._transports.http import (
     JSONResource,
     applyCORS,
@@ -124,92 +124,8 @@ class DataChannelParams:
         return cls(session, channels, last, args)
 
 
-class HeartbeatTimer:
-    """
-    The heartbeat timer of many data channels, on one clock call at a time.
-
-    A channel scheduled with L{add} is due C{interval} seconds later, when
-    its C{_beat} is called (which may L{add} it again).  Channels falling
-    due in the same C{resolution} seconds share one call of the clock, a
-    little early rather than late: each is due at C{interval} seconds after
-    it was added, rounded down to a multiple of C{resolution}.  A channel
-    costs a set entry instead of a L{DelayedCall} of its own (a few hundred
-    bytes), and the clock's queue holds one call for all of them.
-
-    @ivar due: bucket time -> the channels due then.
-    """
-
-    def __init__(self, clock: Any, interval: float, resolution: float = 1.0) -> None:
-        self.clock = clock
-        self.interval = interval
-        self.resolution = min(resolution, interval / 10)
-        self.due: Dict[float, Set[Any]] = {}
-        self._call: Any = None
-        self._callAt = 0.0
-        self._running = False
-
-    def add(self, channel: Any) -> None:
-        """
-        Call C{channel._beat()} C{interval} seconds from now (up to
-        C{resolution} sooner).  The channel remembers its bucket in
-        C{_beatAt} until then.
-        """
-        resolution = self.resolution
-        at = math.floor((self.clock.seconds() + self.interval) / resolution) * resolution
-        channels = self.due.get(at)
-        if channels is None:
-            channels = self.due[at] = set()
-        channels.add(channel)
-        channel._beatAt = at
-        if self._call is None or at < self._callAt:
-            self._schedule()
-
-    def remove(self, channel: Any) -> None:
-        """
-        Forget C{channel}, if it is waiting.
-        """
-        at = channel._beatAt
-        if at is None:
-            return
-        channel._beatAt = None
-        channels = self.due.get(at)
-        if channels is not None:
-            channels.discard(channel)
-            if not channels:
-                del self.due[at]
-                if not self.due:
-                    self._schedule()
-
-    def _schedule(self) -> None:
-        if self._running:
-            return
-        call = self._call
-        if call is not None and call.active():
-            call.cancel()
-        self._call = None
-        if self.due:
-            self._callAt = at = min(self.due)
-            self._call = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._run)
-
-    def _run(self) -> None:
-        self._call = None
-        self._running = True
-        try:
-            now = self.clock.seconds()
-            for at in sorted(at for at in self.due if at <= now):
-                for channel in self.due.pop(at):
-                    channel._beatAt = None
-                    try:
-                        channel._beat()
-                    except Exception:
-                        log.failure("A heartbeat to {channel!r} failed", channel=channel)
-        finally:
-            self._running = False
-        self._schedule()
-
-
 @implementer(IDataChannel)
-class HTTPDataChannel:
+class HTTPDataChannel(Beating):
     """
     A data channel on one HTTP request.  The base class answers one JSON
     array (C{[event, ...]}) and ends: polling and long-polling.
@@ -219,7 +135,7 @@ class HTTPDataChannel:
 
     Heartbeats: every C{heartbeat} seconds, a channel that wrote nothing in
     the last interval writes a heartbeat (for a one-shot channel, the empty
-    answer C{[]} that ends it).  The timer is the resource's
+    answer C{[]} that ends it): the rule of L{Beating}, on the resource's
     L{HeartbeatTimer}, shared by its channels.
     """
 
@@ -237,10 +153,7 @@ class HTTPDataChannel:
         self.params = params
         self.session: Optional[Session] = None
         self.position: Optional[str] = None
-        self.wrote = False
         self.ended = False
-        # The resource's heartbeat timer bucket this channel is in, if any.
-        self._beatAt: Optional[float] = None
         # Whether the client has gone, and whether the response was
         # finished (as a RequestTracker would know; one finish notice for
         # both keeps a held connection's state small).
@@ -279,23 +192,22 @@ class HTTPDataChannel:
         heartbeat.  Streaming channels write their prelude here.
         """
         self.session = session
-        self.resource.heartbeats.add(self)
+        self.startBeating()
 
-    def _beat(self) -> None:
-        if self.ended:
-            return
-        if self.wrote or self.rosterWrote():
-            self.wrote = False
-        else:
-            self.writeHeartbeat()
-            if self.ended:
-                return
-        self.resource.heartbeats.add(self)
+    # Beating
+
+    @property
+    def heartbeats(self) -> HeartbeatTimer:
+        return self.resource.heartbeats
+
+    @property
+    def beating(self) -> bool:
+        return not self.ended
 
     def rosterWrote(self) -> bool:
         """
         Whether a roster wrote to this channel since the last call (see
-        L{txcomet._fastpath.writer.Roster}); never, here.
+        L{txcomet._fastpath.roster.Roster}); never, here.
         """
         return False
 
@@ -303,13 +215,9 @@ class HTTPDataChannel:
         if isinstance(result, Failure):
             self._gone = True
         self.ended = True
-        self._stopHeartbeat()
+        self.stopBeating()
         if self.session is not None:
             self.session.detach(self)
-
-    def _stopHeartbeat(self) -> None:
-        if self._beatAt is not None:
-            self.resource.heartbeats.remove(self)
 
     @property
     def gone(self) -> bool:
@@ -325,7 +233,7 @@ class HTTPDataChannel:
         if self.ended:
             return
         self.ended = True
-        self._stopHeartbeat()
+        self.stopBeating()
         if self._gone or self._finished:
             return
         self._finished = True

@@ -62,6 +62,7 @@ from txcomet._model.wire import HEARTBEAT, closeMessage
 from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TurnBatch
+from txcomet._transports.heartbeat import Beating, HeartbeatTimer
 from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
 from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
 from txcomet._sessions.session import Session
@@ -307,10 +308,9 @@ class _WebSocketSink(RosterMember):
     @ivar count: the L{Turn} count when this connection last wrote.
     @ivar blocked: whether the protocol's own path must be taken: the
         connection is not open for writing, is paused or has a backlog.
-    @ivar wrote: whether an event went out since the last heartbeat check.
     """
 
-    __slots__ = ("protocol", "direct", "turn", "count", "blocked", "wrote", "roster", "ready", "rosterMark")
+    __slots__ = ("protocol", "direct", "turn", "blocked", "roster", "ready", "rosterMark")
 
     #: What a roster member says of itself (see L{txcomet._fastpath.roster.Roster}).
     rosterFraming = FRAMING
@@ -322,7 +322,6 @@ class _WebSocketSink(RosterMember):
         self.direct = direct
         self.turn = protocol.turn
         self.blocked = False
-        self.wrote = False
         #: The L{txcomet._fastpath.roster.Roster} this connection is in, or C{None}.
         self.roster: Any = None
         #: Whether this connection may join a roster.
@@ -343,7 +342,7 @@ class _WebSocketSink(RosterMember):
         if wire is None:
             wire = event.framed(FRAMING)
         protocol.turnCount = turn.count
-        self.wrote = True
+        protocol.wrote = True
         if not self.direct.write(wire) and self.ready:
             self._joinRoster()
 
@@ -367,9 +366,9 @@ class _WebSocketSink(RosterMember):
         This connection has left C{roster}; C{pending}, what the roster held
         back in this turn, goes before anything else written to it.
         """
-        if roster.events != self.rosterMark:
-            self.wrote = True
         protocol = self.protocol
+        if roster.events != self.rosterMark:
+            protocol.wrote = True
         if pending is not None and protocol.state == _OPEN and not protocol._lost:
             protocol._write(pending, 1)
 
@@ -422,7 +421,7 @@ _HANDSHAKE_LEFTOVERS = (
 
 
 @implementer(IDirectChannel, IPushProducer)
-class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
+class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
     """
     One WebSocket connection: a streaming data channel for its session and
     a control channel for the operations the client sends.
@@ -441,7 +440,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
     __slots__ = _AUTOBAHN_STATE + (
         "session", "sink", "_params", "_error", "_origin", "_auth", "_newSession", "_joining", "_lost",
         "_paused", "_backlog", "_backlogBytes", "_backlogCount", "turn", "turnCount", "pending",
-        "pendingSize", "pendingEvents", "_direct", "_wrote", "_holdClose", "_heldClose", "_closeWaiters", "_strikes",
+        "pendingSize", "pendingEvents", "_direct", "wrote", "_beatAt", "_holdClose", "_heldClose", "_closeWaiters", "_strikes",
     )
 
     oneShot = False
@@ -482,7 +481,9 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
         # The turn rule (TurnBatch), on the factory's turn once connected.
         self.startTurns(None)  # type: ignore[arg-type]
         self._direct: Optional[DirectWriter] = None
-        self._wrote = False
+        # Beating: whether something went out since the last beat.
+        self.wrote = False
+        self._beatAt: Optional[float] = None
         self._holdClose = False
         self._heldClose: Optional[Tuple[str, bool]] = None
         self._closeWaiters: Optional[List[Deferred]] = None
@@ -495,7 +496,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
         # protocol never makes: made if one is (see sendData).
         self.send_queue = ()
         self.factory.connections.add(self)
-        self.factory.heartbeats.start()
         self.turn = self.factory.turn
         # twisted.web's channel registered itself as the transport's
         # producer; the connection is ours now, and so is its flow control.
@@ -594,6 +594,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
         params, self._params = self._params, None
         if self._lost:
             return
+        self.startBeating()
         if self._error is not None:
             self._fail(self._error)
             return
@@ -635,8 +636,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
             self.closeHandshakeTimeoutCall.cancel()
             self.closeHandshakeTimeoutCall = None
         self.factory.connections.discard(self)
-        if not self.factory.connections:
-            self.factory.heartbeats.stop()
+        self.stopBeating()
         self._backlog = deque() if self._paused else ()
         self.pending = ()
         self.pendingSize = 0
@@ -814,7 +814,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
             self._backlog.append((True, frames))
             self._queued(len(frames), len(events))
             return
-        self._wrote = True
+        self.wrote = True
         self.writeInTurn(frames, len(events))
 
     def writeHeartbeat(self) -> None:
@@ -827,18 +827,19 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
         if self.state == _OPEN and not self._paused and not self._backlog:
             self._write(HEARTBEAT_FRAME, 1)
 
-    def _beat(self) -> None:
-        # Called every heartbeat interval: a connection that sent nothing
-        # since the last call sends a heartbeat, so at most two intervals
-        # pass in silence.
+    # Beating (the heartbeat rule)
+
+    @property
+    def heartbeats(self) -> HeartbeatTimer:
+        return self.factory.heartbeats
+
+    @property
+    def beating(self) -> bool:
+        return self.state == _OPEN and not self._lost
+
+    def rosterWrote(self) -> bool:
         sink = self.sink
-        if self._wrote or (sink is not None and (sink.wrote or sink.rosterWrote())):
-            self._wrote = False
-            if sink is not None:
-                sink.wrote = False
-        else:
-            self.writeHeartbeat()
-            self._wrote = False
+        return sink is not None and sink.rosterWrote()
 
     def closeChannel(self, reason: str, reconnect: bool) -> None:
         if self._holdClose:
@@ -924,7 +925,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
             self.sendMessage(payload)
 
     def _write(self, frames: bytes, count: int) -> None:
-        self._wrote = True
+        self.wrote = True
         sink = self.sink
         if sink is not None and sink.roster is not None:
             sink.leaveRoster()
@@ -935,7 +936,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
         self.writeInTurn(frames, count)
 
     def _writeMessage(self, payload: bytes) -> None:
-        self._wrote = True
+        self.wrote = True
         if self._paused or self._backlog:
             self._backlog.append((False, payload))
             self._queued(len(payload), 1)
@@ -1036,41 +1037,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch):
             self.sink.blocked = True
 
 
-class _Heartbeats:
-    """
-    One timer for all of a factory's connections: every C{interval}
-    seconds each open connection that has been quiet sends a heartbeat.
-    It runs while there are connections.
-    """
-
-    def __init__(self, clock: Any, interval: float, connections: "set[CometWebSocketProtocol]") -> None:
-        self.clock = clock
-        self.interval = interval
-        self.connections = connections
-        self.call: Any = None
-
-    def start(self) -> None:
-        if self.call is None:
-            self.call = self.clock.callLater(self.interval, self.run)
-
-    def stop(self) -> None:
-        if self.call is not None:
-            if self.call.active():
-                self.call.cancel()
-            self.call = None
-
-    def run(self) -> None:
-        self.call = None
-        for protocol in list(self.connections):
-            if protocol.state == _OPEN:
-                try:
-                    protocol._beat()
-                except Exception:
-                    log.failure("A heartbeat to {protocol!r} failed", protocol=protocol)
-        if self.connections:
-            self.start()
-
-
 class CometWebSocketFactory(WebSocketServerFactory):
     """
     Makes a L{CometWebSocketProtocol} per connection, configured from the
@@ -1095,7 +1061,7 @@ class CometWebSocketFactory(WebSocketServerFactory):
         self.stopped = False
         self._batched_timer = _ClockTimer(hub.clock)
         self.turn = hub.turn
-        self.heartbeats = _Heartbeats(hub.clock, hub.config.heartbeat, self.connections)
+        self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
         self.setProtocolOptions(

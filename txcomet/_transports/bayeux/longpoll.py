@@ -35,7 +35,8 @@ from txcomet._transports.bayeux.protocol import (
     fromCometError,
     parseMessages,
 )
-from txcomet._transports.datachannel import HeartbeatTimer, HTTPDataChannel
+from txcomet._transports.datachannel import HTTPDataChannel
+from txcomet._transports.heartbeat import HeartbeatTimer
 from txcomet._transports.http import (
     JSONResource,
     RequestTracker,
