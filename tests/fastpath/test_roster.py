@@ -17,7 +17,7 @@ from txcomet._model.event import Event
 from txcomet._model.stats import Tally
 from txcomet._fastpath.contracts import IRosterMember
 from zope.interface import implementer
-from txcomet._fastpath.roster import Roster
+from txcomet._fastpath.roster import Roster, Seat
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.subscribers import LocalSubscribers
 
@@ -47,7 +47,7 @@ class Member:
 
     rosterFraming = FRAMING
     rosterBudget = None
-    rosterMark = 0
+    seat = None
     #: one transport's counters, shared by every member of a test
     rosterTally = Tally()
 
@@ -58,7 +58,6 @@ class Member:
             self.rosterSocket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer)
         self.rosterSocket.setblocking(False)
         self.peer.setblocking(False)
-        self.roster = None
         self.left = []
         self.spilled = []
         self.spent = 0
@@ -71,8 +70,15 @@ class Member:
         # its own path: straight to its socket, as a sink writes
         self.rosterSocket.send(event.framed(self.rosterFraming))
 
-    def rosterLeft(self, roster, pending):
-        self.left.append((roster, pending))
+    @property
+    def roster(self):
+        """
+        The roster it is in (its seat's), or C{None}.
+        """
+        return self.seat.roster if self.seat is not None else None
+
+    def rosterLeft(self, seat, pending):
+        self.left.append((seat.roster, pending))
 
     def rosterSpill(self, data):
         self.spilled.append(data)
@@ -138,6 +144,33 @@ class RosterTests(SynchronousTestCase):
         self.assertEqual(member.received(), b"c:1;")
         self.assertEqual(subscriber.events, [])
         self.assertEqual(other.events, [1])
+
+    def test_oneSeat(self):
+        """
+        A member's membership is one L{Seat}: the member holds it, the
+        registry finds it by subscriber, and its position is the member's
+        place in the roster, kept as members leave; its marks are the
+        roster's counters when it joined.
+        """
+        pairs = [self.member() for _ in range(3)]
+        for subscriber, member in pairs[:2]:
+            self.local.join(subscriber, member)
+        self.publish(1)
+        self.clock.advance(0)
+        late, lateMember = pairs[2]
+        self.assertTrue(self.local.join(late, lateMember))
+        seat = lateMember.seat
+        self.assertIsInstance(seat, Seat)
+        self.assertIs(self.local.members[late], seat)
+        roster = seat.roster
+        self.assertEqual((seat.member, seat.subscriber), (lateMember, late))
+        self.assertEqual((seat.events, seat.bytes, seat.delivered), (1, len(b"c:1;"), 1))
+        self.local.evict(pairs[0][1])
+        self.assertIsNone(pairs[0][1].seat)
+        for position, each in enumerate(roster.seats):
+            self.assertEqual(each.position, position)
+            self.assertIs(roster.sockets[position], each.member.rosterSocket)
+        self.assertEqual(sorted(id(s.member) for s in roster.seats), sorted([id(pairs[1][1]), id(lateMember)]))
 
     def test_turn(self):
         """
@@ -232,7 +265,7 @@ class RosterTests(SynchronousTestCase):
         self.local.remove("c", subscriber)
         [(roster, pending)] = member.left
         self.assertEqual(pending, b"c:2;")
-        self.assertNotIn(member, roster.members)
+        self.assertNotIn(member, [seat.member for seat in roster.seats])
         self.clock.advance(0)
         self.assertEqual(member.received(), b"c:1;")
         self.assertEqual(staying.received(), b"c:1;c:2;")
@@ -268,7 +301,7 @@ class RosterTests(SynchronousTestCase):
         got = member.received()
         self.assertEqual(got + rest, b"c:%s;" % (big.encode(),))
         self.assertEqual(subscriber.events, [])
-        self.assertEqual(healthyMember.roster.members, [healthyMember])
+        self.assertEqual([seat.member for seat in healthyMember.roster.seats], [healthyMember])
         self.publish(2)
         self.assertEqual(subscriber.events, [2])
 

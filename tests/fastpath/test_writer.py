@@ -242,7 +242,7 @@ class SinkChannel(RecordingDataChannel):
     it is recorded apart from writeEvents.
     """
 
-    roster = None
+    seat = None
 
     def __init__(self):
         RecordingDataChannel.__init__(self, oneShot=False)

@@ -102,7 +102,7 @@ class CallCountTests(TestCase):
         await until(lambda: len(comet.hub.sessions) == SUBSCRIBERS)
         sessions = list(comet.hub.sessions.values())
         await self.warm(comet, sockets, "roster",
-                        lambda: all(s._sink is not None and s._sink.roster is not None for s in sessions))
+                        lambda: all(s._sink is not None and s._sink.seat is not None for s in sessions))
         perDelivery = await self.perDelivery(comet, sockets, "roster")
         self.assertLessEqual(perDelivery, BOUNDS["roster"], perDelivery)
 
@@ -116,7 +116,7 @@ class CallCountTests(TestCase):
         await until(lambda: len(comet.hub.sessions) == SUBSCRIBERS)
         sessions = list(comet.hub.sessions.values())
         await self.warm(comet, sockets, "direct", lambda: all(s._sink is not None for s in sessions))
-        self.assertTrue(all(s._sink.roster is None for s in sessions))
+        self.assertTrue(all(s._sink.seat is None for s in sessions))
         perDelivery = await self.perDelivery(comet, sockets, "direct")
         self.assertLessEqual(perDelivery, BOUNDS["direct"], perDelivery)
 

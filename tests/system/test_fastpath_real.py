@@ -117,7 +117,7 @@ class DirectPathRealSocketTests(LiveServerMixin, TestCase):
         # After its first clean write the connection joined its channel's
         # roster, which sent the rest at the turn's end, in one write.
         self.assertEqual(len(writes), 1)
-        roster = sink.roster
+        roster = sink.seat.roster
         self.assertIsNotNone(roster)
         self.assertEqual((roster.events, roster.turnCount), (4, self.comet.hub.turn.count))
         data = b"".join(received)
@@ -166,7 +166,7 @@ class RosterRealSocketTests(LiveServerMixin, TestCase):
 
         received = []
         count = 0
-        while session._sink.roster is None or session._sink.roster.events == 0:
+        while session._sink.seat is None or session._sink.seat.roster.events == 0:
             self.comet.publish("burst", {"i": count})
             count += 1
             await until(lambda: self.read(s, received).count(marker) >= count)
@@ -190,7 +190,7 @@ class RosterRealSocketTests(LiveServerMixin, TestCase):
         channel._beat()
         channel.stopBeating()
         self.assertGreater(channel.written, written, "quiet: a heartbeat")
-        self.assertIsNone(channel.roster, "it wrote the heartbeat itself")
+        self.assertIsNone(channel.seat, "it wrote the heartbeat itself")
 
     async def test_webSocketPingAndCloseKeepOrder(self):
         """
@@ -207,7 +207,7 @@ class RosterRealSocketTests(LiveServerMixin, TestCase):
         self.comet.publish("burst", {"i": n})
         self.comet.publish("burst", {"i": n + 1})
         protocol.sendPing()
-        self.assertIsNone(session._sink.roster)
+        self.assertIsNone(session._sink.seat)
         self.comet.publish("burst", {"i": n + 2})
         session.close("shutdown")
         await until(lambda: b'"type":"close"' in self.read(s, received))
@@ -286,11 +286,11 @@ class RosterReplayTests(LiveServerMixin, TestCase):
         self.assertTrue(session.keepsReplay)
         s = await self.listen(session)
         ids = await self.publishTen(s)
-        roster = session._sink.roster
+        roster = session._sink.seat.roster
         self.assertIsNotNone(roster, "the session's stream joined the roster")
         self.assertEqual(roster.replayers, 1)
         self.assertEqual(session.resumePoint, ids[-1])
-        self.assertIsNone(session._sink.roster, "looking at the buffer settled it")
+        self.assertIsNone(session._sink.seat, "looking at the buffer settled it")
         self.assertEqual([e.id for e in session._buffer], ids[-4:])
         self.assertEqual(roster.replayers, 0)
         s.close()
@@ -343,7 +343,7 @@ class RosterRecycleTests(LiveServerMixin, TestCase):
             self.comet.publish("r", {"i": i, "pad": "p" * 100})
             i += 1
             await self.receive(s, received, i)
-            rostered = rostered or channel.roster is not None
+            rostered = rostered or channel.seat is not None
             self.assertLess(i, 100)
         self.assertTrue(rostered)
         data = b"".join(received)

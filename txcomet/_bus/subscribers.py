@@ -12,7 +12,7 @@ from txcomet._model.channels import RESERVED, Pattern, isPattern
 
 _RESERVED_PREFIX = RESERVED + "/"
 from txcomet._model.event import Event
-from txcomet._fastpath.roster import Roster
+from txcomet._fastpath.roster import Roster, Seat
 from txcomet.interfaces import ISubscriber
 
 
@@ -30,7 +30,8 @@ class LocalSubscribers:
     @ivar bySubscriber: subscriber -> ordered set of its patterns and channels.
     @ivar rosters: channel -> its L{_RosterGroup}, for the channels with
         members (see L{join}).
-    @ivar members: subscriber -> its data channel's sink, in a roster.
+    @ivar members: subscriber -> the L{Seat} of its data channel's sink, in
+        a roster.
     """
 
     def __init__(self, log: Logger, onEmpty: Optional[Callable[[str], None]] = None) -> None:
@@ -44,8 +45,7 @@ class LocalSubscribers:
         self.patterns: Dict[str, Tuple[Pattern, Dict[ISubscriber, None]]] = {}
         self.bySubscriber: Dict[ISubscriber, Dict[str, None]] = {}
         self.rosters: Dict[str, _RosterGroup] = {}
-        self.members: Dict[ISubscriber, Any] = {}
-        self._memberOf: Dict[Any, ISubscriber] = {}
+        self.members: Dict[ISubscriber, Seat] = {}
 
     def add(self, pattern: str, subscriber: ISubscriber) -> None:
         """
@@ -125,7 +125,7 @@ class LocalSubscribers:
             # roster drops while it sends has had the event already.
             loose = list(group.loose)
             for roster in list(group.byFraming.values()):
-                if roster.members:
+                if roster.seats:
                     roster.deliver(event)
         if not self.patterns or event.channel.startswith(_RESERVED_PREFIX):
             # txcomet's own channels reach exact subscribers only.
@@ -182,18 +182,16 @@ class LocalSubscribers:
         if budget is not None and budget <= 0:
             return False
         del group.loose[subscriber]
-        roster.add(member, budget)
-        self.members[subscriber] = member
-        self._memberOf[member] = subscriber
+        self.members[subscriber] = roster.add(member, subscriber, budget)
         return True
 
     def evictSubscriber(self, subscriber: ISubscriber) -> None:
         """
         C{subscriber}'s member, if it has one, leaves its roster.
         """
-        member = self.members.get(subscriber)
-        if member is not None:
-            self.evict(member)
+        seat = self.members.get(subscriber)
+        if seat is not None:
+            self.evict(seat.member)
 
     def evict(self, member: Any) -> None:
         """
@@ -201,21 +199,22 @@ class LocalSubscribers:
         is handed to it to write first, and its subscriber gets events one
         by one again.
         """
-        roster = member.roster
-        subscriber = self._memberOf.pop(member, None)
-        if roster is None or subscriber is None:
+        seat = member.seat
+        if seat is None:
             return
+        roster = seat.roster
+        subscriber = seat.subscriber
         del self.members[subscriber]
-        roster.remove(member)
+        roster.remove(seat)
         group = self.rosters.get(roster.channel)
         if group is not None:
             group.loose[subscriber] = None
-            if not any(r.members or r.pending for r in group.byFraming.values()):
+            if not any(r.seats or r.pending for r in group.byFraming.values()):
                 del self.rosters[roster.channel]
         listener = IRosterSubscriber(subscriber, None)
         if listener is not None:
-            listener.leftRoster(roster)
-        member.rosterLeft(roster, roster.heldBytes())
+            listener.leftRoster(seat)
+        member.rosterLeft(seat, roster.heldBytes())
 
     def subscribersOf(self, channels: Optional[Iterable[str]]) -> List[ISubscriber]:
         """

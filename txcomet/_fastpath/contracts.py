@@ -22,7 +22,7 @@ class ISink(Interface):
     A data channel's direct path.
     """
 
-    roster = Attribute("The L{txcomet._fastpath.roster.Roster} this sink is in, or C{None}.")
+    seat = Attribute("Its L{txcomet._fastpath.roster.Seat} while it is in a roster, or C{None}.")
 
     def deliverEvent(event):
         """
@@ -44,17 +44,17 @@ class IRosterMember(ISink):
     L{txcomet._fastpath.roster.Roster}.
     """
 
-    rosterMark = Attribute("The roster's C{events} when this member last looked (for heartbeats).")
     rosterSocket = Attribute("The member's socket, which the roster sends to.")
     rosterFraming = Attribute("The L{txcomet.interfaces.IFraming} of its wire bytes.")
     rosterTurn = Attribute("Its L{txcomet._fastpath.turn.Turn}.")
     rosterTally = Attribute("Its transport's delivery counters (L{txcomet._model.stats.Tally}).")
     rosterBudget = Attribute("Bytes it may take before it must leave (to be recycled), or C{None}.")
 
-    def rosterLeft(roster, pending):
+    def rosterLeft(seat, pending):
         """
-        It has left C{roster}; C{pending} (bytes, or C{None}) is what the
-        roster held back for it in this turn, to be written first.
+        It has left its roster, where it had C{seat}; C{pending} (bytes, or
+        C{None}) is what the roster held back for it in this turn, to be
+        written first.
         """
 
     def rosterSpill(data):
@@ -79,7 +79,8 @@ class IRosterSubscriber(Interface):
         when it never may.
         """
 
-    def leftRoster(roster):
+    def leftRoster(seat):
         """
-        Its sink has left C{roster}.
+        Its sink has left its roster, where it had C{seat} (a
+        L{txcomet._fastpath.roster.Seat}).
         """

@@ -17,44 +17,81 @@ from txcomet.interfaces import IEvent, IFraming
 _log = Logger()
 
 
+class Seat:
+    """
+    One member's place in a L{Roster}: the one record of its membership.
+
+    The member holds it (C{seat}) while it is in the roster, the registry
+    that keeps the rosters (L{txcomet._bus.subscribers.LocalSubscribers})
+    finds it by subscriber, and the roster by C{position}.  Its marks are
+    the roster's counters when the member joined or last looked, from
+    which the member and its session tell what the roster did for them.
+
+    @ivar roster: the L{Roster}.
+    @ivar member: the data channel's sink in it.
+    @ivar subscriber: the session the member writes for.
+    @ivar position: the member's index in the roster's C{seats} and
+        C{sockets}.
+    @ivar events: the roster's C{events} when the member last looked (has
+        the roster written to it since? for heartbeats).
+    @ivar bytes: the roster's C{bytes} when the member joined (what it has
+        been sent since, for its byte count).
+    @ivar delivered: the roster's C{delivered} when the member joined (what
+        its session has been sent since, for its replay buffer).
+    """
+
+    __slots__ = ("roster", "member", "subscriber", "position", "events", "bytes", "delivered")
+
+    def __init__(self, roster: "Roster", member: Any, subscriber: Any, position: int) -> None:
+        self.roster = roster
+        self.member = member
+        self.subscriber = subscriber
+        self.position = position
+        self.events = roster.events
+        self.bytes = roster.bytes
+        self.delivered = roster.delivered
+
+    def __repr__(self) -> str:
+        return "<Seat %d in %r>" % (self.position, self.roster)
+
+
 class RosterMember:
     """
-    What a data channel's sink has of its own as a L{Roster} member: the
-    roster it is in, and a mark of the roster's C{events} for telling
-    whether the roster wrote to it (for heartbeats).
+    What a data channel's sink has of its own as a L{Roster} member: its
+    L{Seat} while it is in one.
     """
 
     __slots__ = ()
 
-    roster: Any = None
-    rosterMark = 0
+    seat: Optional[Seat] = None
 
     def joinedRoster(self, joined: Optional[bool]) -> bool:
         """
         The session's answer to joining (see
-        L{txcomet._sessions.session.Session.joinRoster}): note the roster's count if
-        it joined; C{False} when it never may, to ask no more.
+        L{txcomet._sessions.session.Session.joinRoster}): C{False} when it
+        never may, to ask no more.
         """
-        if joined:
-            self.rosterMark = self.roster.events
         return joined is not None
 
     def leaveRoster(self) -> None:
         """
         Leave the roster, if in one (before writing anything else).
         """
-        roster = self.roster
-        if roster is not None:
-            roster.owner.evict(self)
+        seat = self.seat
+        if seat is not None:
+            seat.roster.owner.evict(self)
 
     def rosterWrote(self) -> bool:
         """
         Whether the roster wrote to this connection since the last call.
         """
-        roster = self.roster
-        if roster is None or roster.events == self.rosterMark:
+        seat = self.seat
+        if seat is None:
             return False
-        self.rosterMark = roster.events
+        events = seat.roster.events
+        if events == seat.events:
+            return False
+        seat.events = events
         return True
 
 
@@ -91,9 +128,9 @@ class Roster(TurnBatch):
     keeps one log of the last events for all of them, and a session takes
     what it missed from there as its connection leaves (L{tail}).
 
-    What a member (the data channel's C{sink}) provides: C{roster} (this
-    roster or C{None}), C{rosterSocket}, C{rosterFraming}, C{rosterTurn},
-    C{rosterTally} (its transport's delivery counters) and C{rosterBudget} (bytes it may take, or C{None}); C{rosterLeft(roster,
+    What a member (the data channel's C{sink}) provides: C{seat} (its
+    L{Seat} in this roster, or C{None}), C{rosterSocket}, C{rosterFraming}, C{rosterTurn},
+    C{rosterTally} (its transport's delivery counters) and C{rosterBudget} (bytes it may take, or C{None}); C{rosterLeft(seat,
     pending)} when it leaves (C{pending}: bytes it must write first, or
     C{None}); C{rosterSpill(data)} for what its socket did not take;
     C{rosterSpent()} once it has had its budget.
@@ -104,8 +141,8 @@ class Roster(TurnBatch):
     """
 
     __slots__ = (
-        "owner", "channel", "framing", "turn", "members", "sockets",
-        "index", "pending", "pendingSize", "pendingEvents", "turnCount", "events", "bytes",
+        "owner", "channel", "framing", "turn", "seats", "sockets",
+        "pending", "pendingSize", "pendingEvents", "turnCount", "events", "bytes",
         "delivered", "log", "logBase", "replayers", "keep", "budgets", "tally", "pendingSizes",
     )
 
@@ -119,9 +156,9 @@ class Roster(TurnBatch):
         self.channel = channel
         self.framing = framing
         self.startTurns(turn)
-        self.members: List[Any] = []
+        #: The members' L{Seat}s and sockets, at the same positions.
+        self.seats: List[Seat] = []
         self.sockets: List[Any] = []
-        self.index: dict = {}
         self.events = 0
         self.bytes = 0
         self.delivered = 0
@@ -129,44 +166,48 @@ class Roster(TurnBatch):
         self.logBase = 0
         self.replayers = 0
         self.keep = 0
-        #: A heap of (C{bytes} at which, member): members that must leave
+        #: A heap of (C{bytes} at which, id, seat): members that must leave
         #: then (a stream recycled after so many bytes).
         self.budgets: List[Tuple[int, int, Any]] = []
 
     def __repr__(self) -> str:
-        return "<Roster %s %s, %d members>" % (self.channel, self.framing.name, len(self.members))
+        return "<Roster %s %s, %d members>" % (self.channel, self.framing.name, len(self.seats))
 
-    def add(self, member: Any, budget: Optional[int] = None) -> None:
+    def add(self, member: Any, subscriber: Any, budget: Optional[int] = None) -> Seat:
         """
+        Seat C{member}, the sink C{subscriber} writes through.
+
         @param budget: the bytes C{member} may take before it must leave
             (to be recycled); C{None} for no limit.
+        @return: its L{Seat}, which it holds as C{seat}.
         """
-        self.index[member] = len(self.members)
-        self.members.append(member)
+        seats = self.seats
+        seat = member.seat = Seat(self, member, subscriber, len(seats))
+        seats.append(seat)
         self.sockets.append(member.rosterSocket)
-        member.roster = self
         if budget is not None:
             budgets = self.budgets
-            if len(budgets) > 2 * len(self.members) + 64:
+            if len(budgets) > 2 * len(seats) + 64:
                 # Drop what members that have left since pushed.
-                budgets[:] = [entry for entry in budgets if entry[2].roster is self]
+                budgets[:] = [entry for entry in budgets if entry[2].member.seat is entry[2]]
                 heapq.heapify(budgets)
-            heapq.heappush(budgets, (self.bytes + budget, id(member), member))
+            heapq.heappush(budgets, (self.bytes + budget, id(seat), seat))
+        return seat
 
-    def remove(self, member: Any) -> None:
+    def remove(self, seat: Seat) -> None:
         """
-        Take C{member} out (the last member takes its place).
+        Take C{seat}'s member out (the last member takes its place).
         """
-        i = self.index.pop(member)
-        members = self.members
+        i = seat.position
+        seats = self.seats
         sockets = self.sockets
-        last = members.pop()
+        last = seats.pop()
         lastSocket = sockets.pop()
-        if last is not member:
-            members[i] = last
+        if last is not seat:
+            seats[i] = last
             sockets[i] = lastSocket
-            self.index[last] = i
-        member.roster = None
+            last.position = i
+        seat.member.seat = None
 
     # what sessions that keep a replay buffer need
 
@@ -263,8 +304,9 @@ class Roster(TurnBatch):
         """
         budgets = self.budgets
         while budgets and budgets[0][0] <= self.bytes:
-            member = heapq.heappop(budgets)[2]
-            if member.roster is self:
+            seat = heapq.heappop(budgets)[2]
+            member = seat.member
+            if member.seat is seat:
                 self.owner.evict(member)
                 try:
                     member.rosterSpent()
@@ -276,9 +318,10 @@ class Roster(TurnBatch):
         The members whose sockets did not take all of C{data}: they leave,
         and their own paths write the rest.
         """
-        members = [(self.members[i], sent) for i, sent in short]
-        for member, sent in members:
-            if member.roster is self:
+        seats = [(self.seats[i], sent) for i, sent in short]
+        for seat, sent in seats:
+            member = seat.member
+            if member.seat is seat:
                 self.owner.evict(member)
             try:
                 member.rosterSpill(data[sent:] if sent > 0 else data)

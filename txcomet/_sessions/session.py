@@ -85,7 +85,6 @@ class Session:
         "_expiry",
         "_resuming",
         "_sink",
-        "_rosterMark",
         "_replayLength",
         "keepsReplay",
         "grant",
@@ -132,8 +131,6 @@ class Session:
         # pending, no subscription is resuming and the session listens; see
         # deliver.
         self._sink: Any = None
-        # The sink's roster's delivered count when the sink joined it.
-        self._rosterMark = 0
         self._replayLength = hub.config.replayLength
         #: Whether delivered events are kept for replay (see attach).  Only
         #: a session nothing can attach to again nor resume (an HTTP
@@ -358,23 +355,22 @@ class Session:
             return None
         if sink is not self._sink or not rosters.join(self, sink):
             return False
-        roster = sink.roster
-        self._rosterMark = roster.delivered
         if self.keepsReplay:
-            roster.addReplayer(self._replayLength)
+            sink.seat.roster.addReplayer(self._replayLength)
         return True
 
-    def leftRoster(self, roster: Any) -> None:
+    def leftRoster(self, seat: Any) -> None:
         """
-        This session's sink has left C{roster}: what the roster delivered
-        meanwhile counts as sent, and its replay buffer takes it from the
-        roster's log.
+        This session's sink has left its roster (C{seat}): what the roster
+        delivered meanwhile counts as sent, and its replay buffer takes it
+        from the roster's log.
         """
         if not self.keepsReplay:
             return
-        delivered = roster.delivered - self._rosterMark
+        roster = seat.roster
+        delivered = roster.delivered - seat.delivered
         if delivered:
-            tail = roster.tail(self._rosterMark)
+            tail = roster.tail(seat.delivered)
             buffer = self._buffer
             if len(tail) < delivered:
                 # Older events than the log holds: gone from here too.
@@ -392,8 +388,8 @@ class Session:
         Bring the replay buffer up to date: the sink leaves its roster.
         """
         sink = self._sink
-        if sink is not None and sink.roster is not None:
-            sink.roster.owner.evict(sink)
+        if sink is not None and sink.seat is not None:
+            sink.leaveRoster()
 
     def attach(self, channel: IDataChannel, last: Optional[str] = None) -> None:
         """

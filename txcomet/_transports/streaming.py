@@ -316,8 +316,6 @@ class StreamingDataChannel(RosterMember, TurnBatch, HTTPDataChannel):
         # tuple (the class's) until then, to keep a quiet stream small.
         self.turn = self.hub.turn
         self._rosterReady = False
-        # The roster's byte count when this stream joined it.
-        self._rosterBytes = 0
         #: Bytes after which this stream is recycled (0: never).
         self.recycleLimit = self.hub.config.recycleBytes if self.recycles else 0
 
@@ -440,10 +438,7 @@ class StreamingDataChannel(RosterMember, TurnBatch, HTTPDataChannel):
 
     def _joinRoster(self) -> None:
         session = self.session
-        joined = session.joinRoster(self) if session is not None else None
-        self._rosterReady = self.joinedRoster(joined)
-        if joined:
-            self._rosterBytes = self.roster.bytes
+        self._rosterReady = self.joinedRoster(session.joinRoster(self) if session is not None else None)
 
     @property
     def rosterSocket(self) -> Any:
@@ -473,13 +468,14 @@ class StreamingDataChannel(RosterMember, TurnBatch, HTTPDataChannel):
     def rosterSpent(self) -> None:
         self._maybeRecycle()
 
-    def rosterLeft(self, roster: Any, pending: Optional[bytes]) -> None:
+    def rosterLeft(self, seat: Any, pending: Optional[bytes]) -> None:
         """
-        This stream has left C{roster}: count what it wrote, and write
+        This stream has left its roster (C{seat}): count what it wrote, and write
         C{pending} (what the roster held back in this turn) first.
         """
-        self.directBytes += roster.bytes - self._rosterBytes
-        if roster.events != self.rosterMark:
+        roster = seat.roster
+        self.directBytes += roster.bytes - seat.bytes
+        if roster.events != seat.events:
             self.wrote = True
         if pending is not None and not self.ended:
             self.directBytes += len(pending)
@@ -508,7 +504,7 @@ class StreamingDataChannel(RosterMember, TurnBatch, HTTPDataChannel):
             return
         writer = self.writer
         assert writer is not None
-        if self.roster is not None:
+        if self.seat is not None:
             self.leaveRoster()
         self.written += len(data)
         if self._direct is not None:

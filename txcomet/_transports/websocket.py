@@ -310,7 +310,7 @@ class _WebSocketSink(RosterMember):
         connection is not open for writing, is paused or has a backlog.
     """
 
-    __slots__ = ("protocol", "direct", "turn", "blocked", "roster", "ready", "rosterMark")
+    __slots__ = ("protocol", "direct", "turn", "blocked", "seat", "ready")
 
     #: What a roster member says of itself (see L{txcomet._fastpath.roster.Roster}).
     rosterFraming = FRAMING
@@ -322,11 +322,10 @@ class _WebSocketSink(RosterMember):
         self.direct = direct
         self.turn = protocol.turn
         self.blocked = False
-        #: The L{txcomet._fastpath.roster.Roster} this connection is in, or C{None}.
-        self.roster: Any = None
+        #: Its L{txcomet._fastpath.roster.Seat} while in a roster, or C{None}.
+        self.seat: Any = None
         #: Whether this connection may join a roster.
         self.ready = True
-        self.rosterMark = 0
 
     def deliverEvent(self, event: Event) -> None:
         turn = self.turn
@@ -361,13 +360,14 @@ class _WebSocketSink(RosterMember):
     def rosterTurn(self) -> Any:
         return self.turn
 
-    def rosterLeft(self, roster: Any, pending: Optional[bytes]) -> None:
+    def rosterLeft(self, seat: Any, pending: Optional[bytes]) -> None:
         """
-        This connection has left C{roster}; C{pending}, what the roster held
-        back in this turn, goes before anything else written to it.
+        This connection has left its roster (C{seat}); C{pending}, what the
+        roster held back in this turn, goes before anything else written to
+        it.
         """
         protocol = self.protocol
-        if roster.events != self.rosterMark:
+        if seat.roster.events != seat.events:
             protocol.wrote = True
         if pending is not None and protocol.state == _OPEN and not protocol._lost:
             protocol._write(pending, 1)
@@ -800,7 +800,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
         if self.state != _OPEN:
             return
         sink = self.sink
-        if sink is not None and sink.roster is not None:
+        if sink is not None and sink.seat is not None:
             sink.leaveRoster()
         if self._perMessageCompress is not None:
             for event in events:
@@ -927,7 +927,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
     def _write(self, frames: bytes, count: int) -> None:
         self.wrote = True
         sink = self.sink
-        if sink is not None and sink.roster is not None:
+        if sink is not None and sink.seat is not None:
             sink.leaveRoster()
         if self._paused or self._backlog:
             self._backlog.append((True, frames))
