@@ -14,6 +14,7 @@ from txcomet._auth.rules import ChannelRules
 from txcomet._auth.tokens import TokenVerifier
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError
+from txcomet._sessions import handover
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IGrant, ITokenAuthorizer
@@ -225,7 +226,7 @@ class AuthorizerTests(SynchronousTestCase):
         claims), and it closes the session there at expiry.
         """
         _, session = self.join(exp=NOW + 60, info={"n": 1})
-        state = session.exportState()
+        state = handover.exportState(session)
         self.hub.release(session)
         other = Hub(clock=self.clock, authorizer=self.authorizer)
         moved = other.adoptSession(state)

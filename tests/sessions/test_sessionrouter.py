@@ -12,6 +12,7 @@ from txcomet import CometError, InMemoryBus
 from txcomet.interfaces import ISessionRouter
 from txcomet.testing import MemoryCometClient, RecordingDataChannel, makeComet
 from txcomet._server.service import Comet
+from txcomet._sessions import handover
 from txcomet._model.config import CometConfig
 from twisted.internet.task import Clock
 from tests.support import subscriberCount
@@ -99,7 +100,7 @@ class HubRoutingTests(SynchronousTestCase):
         session = self.successResultOf(source.hub.join(user="ann"))
         self.successResultOf(session.subscribe("news"))
         self.successResultOf(source.publish("news", "queued"))
-        state = session.exportState()
+        state = handover.exportState(session)
         bus.elsewhere[session.id] = state
         events = client.poll(session.id)
         self.assertEqual([(e["type"], e["data"]) for e in events],
@@ -125,12 +126,12 @@ class HubRoutingTests(SynchronousTestCase):
         channel = RecordingDataChannel()
         session.attach(channel)
         self.successResultOf(comet.publish("n", 2))
-        state = session.exportState()
+        state = handover.exportState(session)
         self.assertEqual(state["sent"], 2)
-        session.holdForHandover()
+        handover.hold(session)
         self.assertEqual(channel.closed, ("replaced", False))
         self.successResultOf(comet.publish("n", 3))
-        tail = session.eventsSince(state["end"])
+        tail = handover.eventsSince(session, state["end"])
         self.assertEqual(len(tail), 1)
         comet.hub.release(session)
         self.assertNotIn(session.id, comet.hub.sessions)

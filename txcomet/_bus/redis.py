@@ -179,7 +179,6 @@ class RedisBus:
         self._patterns = self._local.patterns
         self._fanOut = self._local.fanOut
         self._subscribersOf = self._local.subscribersOf
-        self._removeSubscriber = self._local.removeAll
         # Redis pub/sub names -> Deferred of a SUBSCRIBE in flight, or None
         # once in place.
         self._subscribed: Dict[bytes, Optional[Deferred]] = {}
@@ -199,7 +198,10 @@ class RedisBus:
         self._eventPrefix = ("%s:%d:c:" % (prefix, self.address.db)).encode("ascii")
         self._noticeChannel = ("%s:%d:all" % (prefix, self.address.db)).encode("ascii")
         self._nodeChannel = self._nodeChannelOf(self.nodeId)
-        # Asking the other nodes (see _ask).
+        #: Its L{txcomet.interfaces.ISessionRouter}, once the adapter
+        #: (L{txcomet._sessions.redisrouter.routerOf}) has made it.
+        self.router: Any = None
+        # Asking the other nodes (see ask).
         self.requestTimeout = 5.0
         #: Request kind -> C{f(request)} answering it (a dict, or a
         #: L{Deferred} of one): what this node answers other nodes (the
@@ -652,10 +654,11 @@ class RedisBus:
     def _nodeChannelOf(self, nodeId: str) -> bytes:
         return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
 
-    def _ask(self, kind: str, fields: dict, node: Optional[str] = None, late: Any = None) -> Deferred:
+    def ask(self, kind: str, fields: dict, node: Optional[str] = None, late: Any = None) -> Deferred:
         """
         Publish a request to every node (or to C{node}) and gather the
-        answers: a L{Deferred} firing with C{(answers, complete)}, as soon
+        answers (for this bus's adapters: the session router): a
+        L{Deferred} firing with C{(answers, complete)}, as soon
         as one answer says C{found}, or when every node that received the
         request has answered (C{complete}), or after L{requestTimeout}
         seconds (not complete).

@@ -15,13 +15,14 @@ from zope.interface import implementer
 from txcomet._model.channels import isPattern, isReserved, validateChannel
 from txcomet._model.config import CometConfig
 from txcomet._model.errors import CometError, sessionClosed
-from txcomet._model.event import Event, encodeJSON
+from txcomet._model.event import encodeJSON
 from txcomet._model.stats import CLOSES, PUBLISHED, countRefusals, forbidden
 from txcomet._fastpath.turn import Turn
 from txcomet._bus.memory import InMemoryBus
+from txcomet._sessions import handover
 from txcomet._sessions.control import ControlDispatcher
 from txcomet._sessions.redisrouter import RedisSessionRouter
-from txcomet._sessions.session import _UNREMEMBERED, CLOSE_REASONS, CLOSED, Session
+from txcomet._sessions.session import _UNREMEMBERED, Session
 from txcomet.interfaces import IAuthorizer, IEncodedPublisher, IEventBus, IGrant, ISessionRouter, ITokenAuthorizer
 
 #: The session routers, each registered (on import) as the adapter from
@@ -286,51 +287,20 @@ class Hub:
 
     def adoptSession(self, state: dict) -> Session:
         """
-        Carry on here with a session another node held (L{Session.exportState}
-        there, plus what arrived until it let go): same id, client id,
-        subscriptions and buffer.  Its presence stays as it is.  The caller
-        (the router) subscribes it on the bus.
+        Carry on here with a session another node held (exported there
+        with L{txcomet._sessions.handover.exportState}, plus what arrived
+        until it let go): same id, client id, subscriptions and buffer.
+        Its presence stays as it is.  The caller (the router) subscribes
+        it on the bus.
         """
-        session = Session(self, user=state["user"], info=state["info"], presence=state["presence"])
-        session.id = state["id"]
-        session.clientId = state["client"]
-        for pattern in state["subscriptions"]:
-            session.subscriptions[pattern] = None
-        events = [Event.fromEnvelope(text.encode("utf-8")) for text in state["events"]]
-        session._buffer.extend(events)
-        session._sent = min(state["sent"], len(events))
-        session._pendingBytes = sum(len(e.json) for e in events[session._sent :])
-        self.sessions[session.id] = session
-        session._expiry = self.clock.callLater(self.config.sessionTimeout, session._expire)
-        exported = state.get("grant")
-        if exported is not None and self.policy is not None:
-            # Its token's expiry and what the hooks need go with it.
-            session.grant = self.policy.restoreGrant(exported)
-            session.grant.bind(session)
-        return session
+        return handover.adopt(self, state)
 
     def release(self, session: Session) -> None:
         """
         Forget C{session} without closing it for its client: another node
         carries on with it.  No leave is announced and its presence stays.
         """
-        if session.state == CLOSED:
-            return
-        session._cancelExpiry()
-        if session.grant is not None:
-            session.grant.release()
-        session._dropSink()
-        channel, session._channel = session._channel, None
-        if channel is not None:
-            channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
-        session.state = CLOSED
-        session.closeReason = "moved"
-        session._buffer.clear()
-        self.sessions.pop(session.id, None)
-        session.subscriptions.clear()
-        maybeDeferred(self.bus.unsubscribeAll, session).addErrback(
-            lambda f: self.log.failure("Unsubscribing {session!r} failed", f, session=session)
-        )
+        handover.release(self, session)
 
     def getSession(self, sessionId: object) -> Session:
         """

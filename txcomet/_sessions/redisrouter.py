@@ -10,11 +10,12 @@ A request naming a session another node holds is run there
 keeps queueing, this node subscribes to the session's channels, then takes
 what arrived meanwhile, and the holder lets go.  Both steps travel on the
 holder's pub/sub connection behind the events, so nothing published in
-between is lost.  The requests go through the bus's C{_ask} (one PUBLISH
-to every node, or to one).
+between is lost.  The requests go through the bus's C{ask} (one PUBLISH
+to every node, or to one); what is done with a session at either end is
+L{txcomet._sessions.handover}'s.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, List
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.python.components import registerAdapter
@@ -23,6 +24,7 @@ from zope.interface import implementer
 from txcomet._bus.redis import RedisBus
 from txcomet._model.channels import isPattern
 from txcomet._model.errors import CometError
+from txcomet._sessions.handover import Handover, adopt
 from txcomet._model.event import Event
 from txcomet.interfaces import ISessionRouter, ISubscriber
 
@@ -53,26 +55,24 @@ class RedisSessionRouter:
         self.bus = bus
         self._hub: Any = None
         self._dispatcher: Any = None
-        # session id -> (session, end of its exported buffer, abort timer)
-        self._handingOver: Dict[str, Tuple[Any, int, Any]] = {}
+        self._handover: Any = None
         bus.answerers.update(claim=self._answerClaim, take=self._answerTake, control=self._answerControl)
         bus.whenStopping.append(self._stop)
 
     def _stop(self) -> None:
-        for sessionId in list(self._handingOver):
-            timer = self._handingOver.pop(sessionId)[2]
-            if timer.active():
-                timer.cancel()
+        if self._handover is not None:
+            self._handover.stop()
 
     def bindHub(self, hub: Any) -> None:
         self._hub = hub
+        # A claimed session waits this long for the claiming node's take.
+        self._handover = Handover(hub, self.bus.clock, self.bus.requestTimeout * 2)
         # forwarded control requests run as the hub runs its own
         self._dispatcher = hub.dispatcher
 
     def sessionClosed(self, session: Any) -> None:
-        entry = self._handingOver.pop(session.id, None)
-        if entry is not None and entry[2].active():
-            entry[2].cancel()
+        if self._handover is not None:
+            self._handover.closed(session)
 
     @inlineCallbacks
     def claimSession(self, sessionId: str):
@@ -84,7 +84,7 @@ class RedisSessionRouter:
         travel on the holder's pub/sub connection behind the events, so
         nothing published in between is lost.
         """
-        answers, complete = yield self.bus._ask("claim", {"session": sessionId})
+        answers, complete = yield self.bus.ask("claim", {"session": sessionId})
         found = [a for a in answers if a.get("found")]
         if not found:
             if any(a.get("busy") for a in answers):
@@ -107,9 +107,9 @@ class RedisSessionRouter:
                     if reply.get("found"):
                         self._adopt(sessionId, state, reply["tail"], holder, owner)
                 finally:
-                    self.bus._removeSubscriber(holder)
+                    self.bus.unsubscribeAll(holder)
 
-            answers, complete = yield self.bus._ask("take", {"session": sessionId}, node=owner, late=lateTake)
+            answers, complete = yield self.bus.ask("take", {"session": sessionId}, node=owner, late=lateTake)
             taken = [a for a in answers if a.get("found")]
             if not taken:
                 if not complete:
@@ -122,7 +122,7 @@ class RedisSessionRouter:
             session = self._adopt(sessionId, state, taken[0]["tail"], holder, owner)
         finally:
             if not waitingLate:
-                self.bus._removeSubscriber(holder)
+                self.bus.unsubscribeAll(holder)
         return session
 
     def _adopt(self, sessionId: str, state: dict, tail: List[str], holder: _Holder, owner: str) -> Any:
@@ -134,14 +134,11 @@ class RedisSessionRouter:
         if sessionId in self._hub.sessions:
             return self._hub.sessions[sessionId]
         patterns = state["subscriptions"]
-        state["events"] = state["events"] + tail
-        session = self._hub.adoptSession(state)
-        have = {e.id for e in session._buffer}
-        session._enqueueMany([e for e in holder.events if e.id not in have])
+        session = adopt(self._hub, dict(state, events=state["events"] + tail), holder.events)
         for pattern in patterns:
             self.bus.subscribe(pattern, session)
         if state["presence"]:
-            info = session._memberInfo()
+            info = session.memberInfo()
             for pattern in patterns:
                 if not isPattern(pattern):
                     self.bus.presence.keepMember(pattern, session.clientId, info)
@@ -149,7 +146,7 @@ class RedisSessionRouter:
         return session
 
     def forwardControl(self, sessionId: str, message: dict, context: dict) -> Deferred:
-        d = self.bus._ask("control", {"session": sessionId, "message": message, "context": context})
+        d = self.bus.ask("control", {"session": sessionId, "message": message, "context": context})
 
         def answered(result):
             answers, complete = result
@@ -166,42 +163,17 @@ class RedisSessionRouter:
         return d.addCallback(answered)
 
     def _answerClaim(self, request: dict) -> dict:
-        sessionId = request.get("session")
-        session = self._hub.sessions.get(sessionId) if isinstance(sessionId, str) else None
-        if session is None or session.ephemeral:
-            return {"found": False}
-        if sessionId in self._handingOver:
-            return {"found": False, "busy": True}
-        state = session.exportState()
-        session.holdForHandover()
-        # Should the other node never take it, carry on here.
-        timer = self.bus.clock.callLater(self.bus.requestTimeout * 2, self._handoverAbandoned, sessionId)
-        self._handingOver[sessionId] = (session, state["end"], timer)
-        return {"found": True, "state": state}
-
-    def _handoverAbandoned(self, sessionId: str) -> None:
-        entry = self._handingOver.pop(sessionId, None)
-        if entry is not None:
-            session = entry[0]
-            if session.state != "closed" and session.dataChannel is None:
-                session._detached()
+        return self._handover.claim(request.get("session"))
 
     def _answerTake(self, request: dict) -> dict:
-        entry = self._handingOver.pop(request.get("session"), None)
-        if entry is None:
-            return {"found": False}
-        session, end, timer = entry
-        if timer.active():
-            timer.cancel()
-        if session.state == "closed":
-            return {"found": False}
-        tail = session.eventsSince(end)
+        return self._handover.take(request.get("session"), leaving=self._forgetPresence)
+
+    def _forgetPresence(self, session: Any) -> None:
+        # The claiming node keeps the member alive from now on.
         if session.presence:
             for pattern in session.subscriptions:
                 if not isPattern(pattern):
                     self.bus.presence.forgetMember(pattern, session.clientId)
-        self._hub.release(session)
-        return {"found": True, "tail": tail}
 
     def _answerControl(self, request: dict) -> Deferred:
         sessionId = request.get("session")
@@ -224,12 +196,12 @@ class RedisSessionRouter:
 
 def routerOf(bus: RedisBus) -> RedisSessionRouter:
     """
-    The one L{RedisSessionRouter} of C{bus} (made on first use).
+    The one L{RedisSessionRouter} of C{bus} (made on first use, kept as
+    its C{router}).
     """
-    router = bus.__dict__.get("_sessionRouter")
-    if router is None:
-        router = bus._sessionRouter = RedisSessionRouter(bus)
-    return router
+    if bus.router is None:
+        bus.router = RedisSessionRouter(bus)
+    return bus.router
 
 
 registerAdapter(routerOf, RedisBus, ISessionRouter)

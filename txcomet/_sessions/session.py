@@ -20,7 +20,6 @@ is the fan-out hot path, and it runs once per subscriber per event.
 """
 
 import secrets
-from itertools import islice
 from typing import Any, Dict, Iterable, List, Optional
 
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
@@ -488,53 +487,6 @@ class Session:
             channel.closeChannel(reason, reconnect)
         self.hub._sessionClosed(self, channel.transportName if channel is not None else None)
 
-    # moving to another node
-
-    def exportState(self) -> dict:
-        """
-        What another node needs to carry on with this session: who it is,
-        its subscriptions, and its buffer (events as their JSON envelopes,
-        with how many of them were already sent).  Events that arrive later
-        are read with L{eventsSince}.
-        """
-        self._settle()
-        return {
-            "id": self.id,
-            "client": self.clientId,
-            "user": self.user,
-            "info": self.info,
-            "presence": self.presence,
-            "grant": self.grant.export() if self.grant is not None else None,
-            "subscriptions": list(self.subscriptions),
-            "events": [e.json.decode("utf-8") for e in self._buffer],
-            "sent": self._sent - self._base,
-            "end": self._base + len(self._buffer),
-        }
-
-    def eventsSince(self, end: int) -> List[str]:
-        """
-        The JSON envelopes of the events queued after absolute index C{end}
-        (an L{exportState}'s C{"end"}).
-        """
-        self._settle()
-        start = max(0, end - self._base)
-        return [e.json.decode("utf-8") for e in islice(self._buffer, start, None)]
-
-    def holdForHandover(self) -> None:
-        """
-        Another node is taking this session over: end the data channel
-        (C{replaced}: the client's new one is on the other node) and stop
-        the expiry timer; events go on queueing until L{Hub.release}.
-        """
-        self._settle()
-        self.checkOpen()
-        self._cancelExpiry()
-        channel = self._channel
-        if channel is not None:
-            self._channel = None
-            channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
-        self.state = JOINED
-
     # control operations
 
     @inlineCallbacks
@@ -616,12 +568,15 @@ class Session:
             else:
                 ack["position"] = start
         if new and self.presence and not isPattern(pattern) and self.state != CLOSED:
-            added = yield hub.bus.addMember(pattern, self.clientId, self._memberInfo())
+            added = yield hub.bus.addMember(pattern, self.clientId, self.memberInfo())
             if added and hub.notices(pattern):
                 yield hub.bus.publish(pattern, self.member(), kind="join", store=False)
         return ack
 
-    def _memberInfo(self) -> dict:
+    def memberInfo(self) -> dict:
+        """
+        What presence keeps of this session (L{member} less the client id).
+        """
         info = self.member()
         del info["client"]
         return info
