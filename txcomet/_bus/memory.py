@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from txcomet._model.channels import validateChannel, validatePattern
 from txcomet._model.event import Event, History, formatId, parsePosition
-from txcomet._bus.subscribers import LocalSubscribers
+from txcomet._bus.subscribers import LocalSubscribers, BusCommon
 from txcomet.interfaces import IEncodedPublisher, IEventBus, IPresence, ISubscriber
 
 
@@ -30,7 +30,7 @@ class _ChannelHistory:
 
 
 @implementer(IEventBus, IEncodedPublisher, IPresence)
-class InMemoryBus:
+class InMemoryBus(BusCommon):
     """
     A bus within one process.
 
@@ -73,9 +73,6 @@ class InMemoryBus:
 
     # publishing
 
-    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
-        return self.publishEncoded(channel, data, None, kind, store)
-
     def publishEncoded(
         self, channel: str, data: Any, dataJSON: Optional[bytes], kind: str = "event", store: bool = True
     ) -> Deferred:
@@ -111,14 +108,6 @@ class InMemoryBus:
     def subscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
         validatePattern(pattern)
         self._local.add(pattern, subscriber)
-        return succeed(None)
-
-    def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
-        self._local.remove(pattern, subscriber)
-        return succeed(None)
-
-    def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
-        self._local.removeAll(subscriber)
         return succeed(None)
 
     # history

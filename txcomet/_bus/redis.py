@@ -56,7 +56,7 @@ from zope.interface import implementer
 
 from txcomet._model.channels import isPattern, validateChannel, validatePattern
 from txcomet._model.errors import CometError
-from txcomet._bus.subscribers import LocalSubscribers
+from txcomet._bus.subscribers import LocalSubscribers, BusCommon
 from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
 from txcomet._bus.redispresence import RedisPresence
 from txcomet._bus.resync import Outage, Resync, redisGlob
@@ -104,7 +104,7 @@ LATE_ANSWER_FACTOR = 4
 
 
 @implementer(IEventBus, IEncodedPublisher, IPresence, IBusHealth)
-class RedisBus:
+class RedisBus(BusCommon):
     """
     A bus shared by every txcomet node connected to the same Redis (and
     key prefix); see the module docstring for what is kept where.
@@ -381,9 +381,6 @@ class RedisBus:
 
     # publishing
 
-    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
-        return self.publishEncoded(channel, data, None, kind, store)
-
     def publishEncoded(
         self, channel: str, data: Any, dataJSON: Optional[bytes], kind: str = "event", store: bool = True
     ) -> Deferred:
@@ -550,14 +547,6 @@ class RedisBus:
         protocol = self.pubsub.protocol
         if protocol is not None:
             protocol.execute(command, name).addErrback(lambda f: f.trap(RedisUnavailable))
-
-    def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
-        self._local.remove(pattern, subscriber)
-        return succeed(None)
-
-    def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
-        self._local.removeAll(subscriber)
-        return succeed(None)
 
     # history
 

@@ -5,6 +5,7 @@ fan-out to them: shared by every bus (in memory, Redis, worker).
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from txcomet._fastpath.contracts import IRosterSubscriber
@@ -244,3 +245,31 @@ class _RosterGroup:
     def __init__(self, subscribers: Dict[ISubscriber, None]) -> None:
         self.byFraming: Dict[str, Roster] = {}
         self.loose: Dict[ISubscriber, None] = dict(subscribers)
+
+
+class BusCommon:
+    """
+    What every bus with a registry of local subscribers does alike: drop
+    subscriptions from that registry (C{localSubscribers}, a
+    L{LocalSubscribers}, which tells a networked bus when a channel has no
+    local subscriber left), and publish through C{publishEncoded} (see
+    L{txcomet.interfaces.IEncodedPublisher}).
+    """
+
+    localSubscribers: LocalSubscribers
+
+    def publishEncoded(
+        self, channel: str, data: Any, dataJSON: Optional[bytes], kind: str = "event", store: bool = True
+    ) -> Deferred:
+        raise NotImplementedError()
+
+    def publish(self, channel: str, data: Any, kind: str = "event", store: bool = True) -> Deferred:
+        return self.publishEncoded(channel, data, None, kind, store)
+
+    def unsubscribe(self, pattern: str, subscriber: ISubscriber) -> Deferred:
+        self.localSubscribers.remove(pattern, subscriber)
+        return succeed(None)
+
+    def unsubscribeAll(self, subscriber: ISubscriber) -> Deferred:
+        self.localSubscribers.removeAll(subscriber)
+        return succeed(None)

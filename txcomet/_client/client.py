@@ -223,23 +223,26 @@ class CometClient:
         return response, content
 
     @inlineCallbacks
-    def control(self, op: str, **fields: Any):
+    def _postJSON(self, path: str, body: Any, headers: Optional[dict] = None, answered: str = "ok"):
+        """
+        POST C{body} as JSON to C{path}; fire with the reply (a dict with
+        an C{answered} field, true when it is C{"ok"}), or fail with the
+        L{CometError} the server answered.
+        """
+        headers = dict(headers or {}, **{"Content-Type": ["application/json"]})
+        response, content = yield self._request("POST", self.url + path, json.dumps(body).encode("utf-8"), headers)
+        reply = _safeJSON(content)
+        good = isinstance(reply, dict) and (reply.get("ok") if answered == "ok" else answered in reply)
+        if response.code != 200 or not good:
+            raise _errorFrom(reply, response.code)
+        return reply
+
+    def control(self, op: str, **fields: Any) -> Deferred:
         """
         Send one control message (C{session} is added once joined); fire
         with the answer, or fail with L{CometError}.
         """
-        message = dict(fields, op=op)
-        response, content = yield self._request(
-            "POST", self.url + "/control", json.dumps(message).encode("utf-8"),
-            {"Content-Type": ["application/json"]},
-        )
-        try:
-            reply = json.loads(content.decode("utf-8"))
-        except ValueError:
-            reply = None
-        if response.code != 200 or not isinstance(reply, dict) or not reply.get("ok"):
-            raise _errorFrom(reply, response.code)
-        return reply
+        return self._postJSON("/control", dict(fields, op=op))
 
     # operations
 
@@ -426,18 +429,8 @@ class CometClient:
     @inlineCallbacks
     def _publishOnce(self, channel: str, data: Any):
         if self.session is None or self.secret is not None:
-            headers = {"Content-Type": ["application/json"]}
-            if self.secret is not None:
-                headers["Authorization"] = ["Bearer " + self.secret]
-            response, content = yield self._request(
-                "POST", self.url + "/publish/" + channel, json.dumps(data).encode("utf-8"), headers
-            )
-            try:
-                reply = json.loads(content.decode("utf-8"))
-            except ValueError:
-                reply = None
-            if response.code != 200 or not isinstance(reply, dict) or not reply.get("ok"):
-                raise _errorFrom(reply, response.code)
+            headers = {"Authorization": ["Bearer " + self.secret]} if self.secret is not None else {}
+            reply = yield self._postJSON("/publish/" + channel, data, headers)
             return reply
         reply = yield self.control("publish", session=self.session, channel=channel, data=data)
         return reply
@@ -449,18 +442,9 @@ class CometClient:
         C{key} (default: this client's C{secret}); fire with its C{result},
         or fail with the L{CometError} the server answered.
         """
-        headers = {"Content-Type": ["application/json"]}
         key = key if key is not None else self.secret
-        if key is not None:
-            headers["X-API-Key"] = [key]
-        body = json.dumps({"method": method, "params": params or {}}).encode("utf-8")
-        response, content = yield self._request("POST", self.url + "/api", body, headers)
-        try:
-            reply = json.loads(content.decode("utf-8"))
-        except ValueError:
-            reply = None
-        if response.code != 200 or not isinstance(reply, dict) or "result" not in reply:
-            raise _errorFrom(reply, response.code)
+        headers = {"X-API-Key": [key]} if key is not None else {}
+        reply = yield self._postJSON("/api", {"method": method, "params": params or {}}, headers, answered="result")
         return reply["result"]
 
     @inlineCallbacks

@@ -22,7 +22,6 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 from txcomet._model.event import Event
-from txcomet._model.wire import CLOSE_REASONS
 from txcomet._sessions.session import CLOSED, JOINED, Session
 
 _log = Logger()
@@ -69,10 +68,7 @@ def hold(session: Session) -> None:
     session._settle()
     session.checkOpen()
     session._cancelExpiry()
-    channel = session._channel
-    if channel is not None:
-        session._channel = None
-        channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
+    session._endChannel()
     session.state = JOINED
 
 
@@ -97,9 +93,7 @@ def release(hub: Any, session: Session) -> None:
     if session.grant is not None:
         session.grant.release()
     session._dropSink()
-    channel, session._channel = session._channel, None
-    if channel is not None:
-        channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
+    session._endChannel()
     session.state = CLOSED
     session.closeReason = "moved"
     session._buffer.clear()

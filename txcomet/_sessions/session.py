@@ -406,10 +406,7 @@ class Session:
         """
         self.checkOpen()
         self._dropSink()
-        old = self._channel
-        if old is not None:
-            self._channel = None
-            old.closeChannel("replaced", CLOSE_REASONS["replaced"])
+        self._endChannel()
         self._cancelExpiry()
         self._channel = channel
         self._tally = tally(channel.transportName)
@@ -454,6 +451,16 @@ class Session:
             self.close(None)
         elif self._expiry is None:
             self._expiry = self.hub.clock.callLater(self.hub.config.sessionTimeout, self._expire)
+
+    def _endChannel(self) -> None:
+        """
+        End the data channel, if any, with reason C{replaced}: the client's
+        next one has come (here, or on another node).
+        """
+        channel = self._channel
+        if channel is not None:
+            self._channel = None
+            channel.closeChannel("replaced", CLOSE_REASONS["replaced"])
 
     def _cancelExpiry(self) -> None:
         if self._expiry is not None:

@@ -291,6 +291,37 @@ class _ClockTimer:
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
+class ClosedNotice:
+    """
+    L{whenClosed}, for both txcomet WebSocket protocols: C{_lost} is set
+    once the connection has ended, when the protocol calls L{_tellClosed}.
+    C{_closeWaiters} is C{None} until someone waits, to keep an idle
+    connection small.
+    """
+
+    __slots__ = ()
+
+    _lost: bool
+    _closeWaiters: Optional[List[Deferred]]
+
+    def whenClosed(self) -> Deferred:
+        """
+        A L{Deferred} that fires when the connection has ended.
+        """
+        if self._lost:
+            return succeed(None)
+        d: Deferred = Deferred()
+        if self._closeWaiters is None:
+            self._closeWaiters = []
+        self._closeWaiters.append(d)
+        return d
+
+    def _tellClosed(self) -> None:
+        waiters, self._closeWaiters = self._closeWaiters, None
+        for waiter in waiters or ():
+            waiter.callback(None)
+
+
 @implementer(IRosterMember)
 class _WebSocketSink(RosterMember):
     """
@@ -421,7 +452,7 @@ _HANDSHAKE_LEFTOVERS = (
 
 
 @implementer(IDirectChannel, IPushProducer)
-class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
+class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating, ClosedNotice):
     """
     One WebSocket connection: a streaming data channel for its session and
     a control channel for the operations the client sends.
@@ -647,21 +678,7 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
         newSession, self._newSession = self._newSession, None
         if newSession is not None:
             newSession.close(None)
-        waiters, self._closeWaiters = self._closeWaiters, None
-        for waiter in waiters or ():
-            waiter.callback(None)
-
-    def whenClosed(self) -> Deferred:
-        """
-        A L{Deferred} that fires when the connection has ended.
-        """
-        if self._lost:
-            return succeed(None)
-        d: Deferred = Deferred()
-        if self._closeWaiters is None:
-            self._closeWaiters = []
-        self._closeWaiters.append(d)
-        return d
+        self._tellClosed()
 
     # control channel
 
@@ -1037,47 +1054,68 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating):
             self.sink.blocked = True
 
 
-class CometWebSocketFactory(WebSocketServerFactory):
+def _refuseDeflate(offers: Any) -> None:
+    return None
+
+
+class HubWebSocketFactory(WebSocketServerFactory):
     """
-    Makes a L{CometWebSocketProtocol} per connection, configured from the
-    hub's L{CometConfig}: message and frame size limits, pings every
-    C{heartbeat} seconds, close frames (not dropped connections) for
-    protocol errors, compression only when enabled.  Its timers run on
-    the hub's clock.
+    What every txcomet WebSocket endpoint's factory (the comet one, and
+    Bayeux's) shares: the hub, whose clock runs Autobahn's timers (pings,
+    the close handshake) too; the open connections; whether the service
+    has stopped; and these Autobahn options from the hub's config: no
+    status page, close frames rather than dropped connections for protocol
+    errors, the message size limit, and pings every heartbeat interval.
+    Origins are checked in C{onConnect}, against the Host as well as the
+    configured list; Autobahn's own check is a pattern list that knows
+    nothing of the Host, so it lets every origin through.
 
     @ivar connections: the open connections.
     @ivar stopped: whether the service has stopped; new handshakes are
         refused (503).
     """
 
-    protocol = CometWebSocketProtocol
     noisy = False
 
-    def __init__(self, hub: Hub, dispatcher: ControlDispatcher) -> None:
+    def __init__(self, hub: Any, **options: Any) -> None:
         WebSocketServerFactory.__init__(self, server="txcomet", reactor=hub.clock)
         self.hub = hub
-        self.dispatcher = dispatcher
-        self.connections: "set[CometWebSocketProtocol]" = set()
+        self.connections: set = set()
         self.stopped = False
         self._batched_timer = _ClockTimer(hub.clock)
-        self.turn = hub.turn
-        self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
         config = hub.config
         limit = config.maxMessageSize + MESSAGE_ALLOWANCE
         self.setProtocolOptions(
             webStatus=False,
             failByDrop=False,
-            echoCloseCodeReason=True,
             maxFramePayloadSize=limit,
             maxMessagePayloadSize=limit,
             autoPingInterval=config.heartbeat,
             autoPingTimeout=config.webSocketPingTimeout,
-            # Origins are checked in onConnect, against the Host as well as
-            # the configured list; Autobahn's own check is a pattern list
-            # that knows nothing of the Host.
             allowedOrigins=["*"],
             allowNullOrigin=True,
-            perMessageCompressionAccept=_acceptDeflate if config.webSocketCompression else (lambda offers: None),
+            **options,
+        )
+
+
+class CometWebSocketFactory(HubWebSocketFactory):
+    """
+    Makes a L{CometWebSocketProtocol} per connection, configured from the
+    hub's L{CometConfig} (see L{HubWebSocketFactory}), with compression
+    only when enabled.
+    """
+
+    protocol = CometWebSocketProtocol
+
+    def __init__(self, hub: Hub, dispatcher: ControlDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.turn = hub.turn
+        self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
+        HubWebSocketFactory.__init__(
+            self,
+            hub,
+            echoCloseCodeReason=True,
+            perMessageCompressionAccept=_acceptDeflate if hub.config.webSocketCompression else _refuseDeflate,
         )
 
     def setProtocolOptions(self, **options: Any) -> None:

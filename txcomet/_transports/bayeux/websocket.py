@@ -14,9 +14,9 @@ numbered.
 
 from typing import Any, List, Optional, Sequence
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,7 +30,7 @@ from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._fastpath.writer import writeThrough
 from txcomet._transports.bayeux.protocol import BAYEUX, WEBSOCKET, encodeArray, fromCometError, parseMessages
 from txcomet._transports.http import decodeJSON
-from txcomet._transports.websocket import MESSAGE_ALLOWANCE, _ClockTimer, frameText, originAllowed
+from txcomet._transports.websocket import ClosedNotice, HubWebSocketFactory, frameText, originAllowed
 from txcomet.interfaces import IDataChannel, IFraming
 
 log = Logger()
@@ -62,7 +62,7 @@ FRAMING = BayeuxWebSocketFraming()
 
 
 @implementer(IDataChannel, IPushProducer)
-class BayeuxWebSocketProtocol(WebSocketServerProtocol):
+class BayeuxWebSocketProtocol(WebSocketServerProtocol, ClosedNotice):
     """
     One Bayeux WebSocket connection; see the module docstring.
 
@@ -81,7 +81,7 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         self._origin: Optional[str] = None
         self._lost = False
         self._paused = False
-        self._closeWaiters: List[Deferred] = []
+        self._closeWaiters: Optional[List[Deferred]] = None
 
     def connectionMade(self) -> None:
         WebSocketServerProtocol.connectionMade(self)
@@ -145,19 +145,7 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
-        waiters, self._closeWaiters = self._closeWaiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def whenClosed(self) -> Deferred:
-        """
-        A L{Deferred} that fires when the connection has ended.
-        """
-        if self._lost:
-            return succeed(None)
-        d: Deferred = Deferred()
-        self._closeWaiters.append(d)
-        return d
+        self._tellClosed()
 
     def goAway(self) -> None:
         """
@@ -279,39 +267,16 @@ class BayeuxWebSocketProtocol(WebSocketServerProtocol):
             self._answerConnect(self.factory.endpoint.closedReply(connect, reason, reconnect))
 
 
-class BayeuxWebSocketFactory(WebSocketServerFactory):
+class BayeuxWebSocketFactory(HubWebSocketFactory):
     """
-    Makes a L{BayeuxWebSocketProtocol} per connection, with txcomet's
-    message size limit, pings every heartbeat interval, and its timers on
-    the hub's clock.
-
-    @ivar connections: the open connections.
-    @ivar stopped: whether the service has stopped (handshakes get 503).
+    Makes a L{BayeuxWebSocketProtocol} per connection, configured as every
+    txcomet WebSocket endpoint is (see L{HubWebSocketFactory}), without
+    compression.
     """
 
     protocol = BayeuxWebSocketProtocol
-    noisy = False
 
     def __init__(self, hub: Hub, endpoint: BayeuxEndpoint) -> None:
-        WebSocketServerFactory.__init__(self, server="txcomet", reactor=hub.clock)
-        self.hub = hub
         self.endpoint = endpoint
-        self.connections: "set[BayeuxWebSocketProtocol]" = set()
-        self.stopped = False
-        # Autobahn's own timers (pings, the close handshake) on the hub's
-        # clock too.
-        self._batched_timer = _ClockTimer(hub.clock)
-        config = hub.config
-        limit = config.maxMessageSize + MESSAGE_ALLOWANCE
-        self.setProtocolOptions(
-            webStatus=False,
-            failByDrop=False,
-            maxFramePayloadSize=limit,
-            maxMessagePayloadSize=limit,
-            autoPingInterval=config.heartbeat,
-            autoPingTimeout=config.webSocketPingTimeout,
-            allowedOrigins=["*"],
-            allowNullOrigin=True,
-            perMessageCompressionAccept=lambda offers: None,
-        )
+        HubWebSocketFactory.__init__(self, hub, perMessageCompressionAccept=lambda offers: None)
 
