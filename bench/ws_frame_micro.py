@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from txcomet._model.event import Event  # noqa: E402
-from txcomet._transports.websocket import FRAMING  # noqa: E402
+from txcomet._transports.wscommon import FRAMING  # noqa: E402
 
 from tests.support.wssupport import MemoryWebSocket, makeSite  # noqa: E402
 

@@ -7,7 +7,7 @@ C{rate_limited}, and over WebSocket, a close (4429) if it goes on.
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.wssupport import connectWebSocket
-from txcomet._transports.websocket import RATE_LIMIT_STRIKES
+from txcomet._transports.wscontrol import RATE_LIMIT_STRIKES
 from txcomet.testing import MemoryCometClient, makeComet
 
 

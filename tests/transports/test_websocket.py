@@ -17,10 +17,10 @@ from zope.interface.verify import verifyObject
 from txcomet import CometConfig
 from txcomet._model.event import Event
 from txcomet._transports.heartbeat import HeartbeatTimer
-from txcomet._transports.websocket import (
+from txcomet._transports.websocket import CometWebSocketProtocol
+from txcomet._transports.wscommon import (
     CLOSE_CODES,
     FRAMING,
-    CometWebSocketProtocol,
     WebSocketFraming,
     frameText,
     originAllowed,

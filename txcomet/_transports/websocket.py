@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_websocket,tests.system.test_websocket_real -*-
 """
 The WebSocket transport: C{GET <mount>/ws}, upgraded by Autobahn's
 L{WebSocketResource} inside the same twisted.web site as every other
@@ -21,30 +22,31 @@ A connection gets its session in one of three ways:
     to the session that makes.
 
 Fan-out writes one frame per event: a server-to-client frame is unmasked,
-so L{WebSocketFraming} frames an event once (cached on the event) and every
-connection that did not negotiate compression sends the same bytes.  The
-first event a connection gets in a reactor turn goes straight to the socket
-when nothing is buffered (the session's direct path, L{deliverEvent});
-what follows in the same turn is gathered and sent in one write at the
-turn's end (L{txcomet._fastpath.turn.Turn}).
+so L{txcomet._transports.wscommon.WebSocketFraming} frames an event once
+(cached on the event) and every connection that did not negotiate
+compression sends the same bytes.  The first event a connection gets in a
+reactor turn goes straight to the socket when nothing is buffered (the
+session's direct path, L{_WebSocketSink.deliverEvent}); what follows in the
+same turn is gathered and sent in one write at the turn's end (the turn
+rule, L{txcomet._fastpath.turn.TurnBatch}).
 
-The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
-close reasons every transport shares, C{4000 + status} for an error that
-ends the connection (C{4404} for an unknown session), and RFC 6455's own
-for protocol failures (1002, 1003, 1007, 1009).
+The protocol is one object per connection, written in three modules: this
+one (the handshake, the session, the data channel, closing), the control
+channel (L{txcomet._transports.wscontrol}) and writing with flow control
+(L{txcomet._transports.wsflow}); what it shares with Bayeux's WebSocket
+(frames, close codes, origin checks, Autobahn's set-up) is in
+L{txcomet._transports.wscommon}.
 """
 
-import struct
 from collections import deque
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,162 +55,41 @@ from zope.interface import implementer
 
 from txcomet._auth.tokens import bearerToken
 from txcomet._model.config import CometConfig
-from txcomet._sessions.control import OPS, ControlDispatcher
+from txcomet._sessions.control import ControlDispatcher
 from txcomet._transports.datachannel import DataChannelParams, DataChannelResource
 from txcomet._model.errors import CometError
-from txcomet._model.event import Event, encodeJSON
+from txcomet._model.event import Event
 from txcomet._model.stats import tally
-from txcomet._model.wire import HEARTBEAT, closeMessage
+from txcomet._model.wire import closeMessage
 from txcomet._fastpath.contracts import IDirectChannel, IRosterMember
 from txcomet._fastpath.roster import RosterMember
 from txcomet._fastpath.turn import TurnBatch
 from txcomet._transports.heartbeat import Beating, HeartbeatTimer
-from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
-from txcomet._transports.http import JSONResource, asCometError, decodeJSON, writeJSON
+from txcomet._transports.wscommon import (
+    CLOSE_CODES,
+    FRAMING,
+    HEARTBEAT_FRAME,
+    OPEN,
+    OTHER_REASON_CODE,
+    ClosedNotice,
+    HubWebSocketFactory,
+    _acceptDeflate,
+    _refuseDeflate,
+    checkHandshakeOrigin,
+    originAllowed,
+)
+from txcomet._transports.wscontrol import WebSocketControl
+from txcomet._transports.wsflow import WebSocketFlow
+from txcomet._fastpath.writer import DirectWriter, directTransport
+from txcomet._transports.http import JSONResource, asCometError, writeJSON
 from txcomet._sessions.session import Session
 from txcomet._sessions.hub import Hub
-from txcomet.interfaces import IFraming
 
 log = Logger()
-
-#: close reason -> the WebSocket close code that ends the connection after
-#: the C{{"type": "close", ...}} message.  The close frame's reason text is
-#: the reason itself.
-CLOSE_CODES: Dict[str, int] = {
-    "left": 4000,
-    "expired": 4001,
-    "slow_consumer": 4002,
-    "replay_unavailable": 4003,
-    "replaced": 4004,
-    "shutdown": 4005,
-    "kicked": 4006,
-    "recycle": 4007,
-    "token_expired": 4008,
-    "invalid_token": 4009,
-}
-
-#: The close code for a close reason not in L{CLOSE_CODES}.
-OTHER_REASON_CODE = 4099
-
-#: An error that ends a connection (an unknown session, a bad query) closes
-#: it with this plus the error's HTTP status: 4400, 4403, 4404, 4500, 4503;
-#: a token error with its close reason's code (4008 C{token_expired}, 4009
-#: C{invalid_token}).
-ERROR_CODE_BASE = 4000
-
-#: Control messages refused as C{rate_limited} in a row after which the
-#: connection is closed (code 4429).
-RATE_LIMIT_STRIKES = 20
-
-#: RFC 6455: a message of a type the endpoint cannot accept (binary here).
-UNSUPPORTED_DATA = 1003
 
 #: The WebSocket subprotocol a client may ask for (C{new WebSocket(url,
 #: "txcomet")}); asking is optional.
 SUBPROTOCOL = "txcomet"
-
-#: Room for the control envelope around a message's data: a frame or
-#: message may be this much larger than C{maxMessageSize}.
-MESSAGE_ALLOWANCE = 4096
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def frameText(payload: bytes) -> bytes:
-    """
-    One complete, unfragmented, unmasked WebSocket text frame carrying
-    C{payload} (UTF-8): what a server sends, identical for every client.
-    """
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 0x10000:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
-
-
-@implementer(IFraming)
-class WebSocketFraming:
-    """
-    Frames an event as the text frame of its JSON envelope.
-    """
-
-    name = "ws"
-
-    def frameEvent(self, event: Event) -> bytes:
-        return frameText(event.json)
-
-
-FRAMING = WebSocketFraming()
-_FRAMING_NAME = FRAMING.name
-
-#: The heartbeat message's frame, the same for every connection.
-HEARTBEAT_FRAME = frameText(HEARTBEAT)
-
-
-def _hostPort(netloc: str, scheme: str) -> Optional[Tuple[str, Optional[int]]]:
-    try:
-        parts = urlsplit("//" + netloc)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    return host.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
-
-
-def originAllowed(config: CometConfig, origin: Optional[str], host: Optional[str]) -> bool:
-    """
-    Whether a WebSocket handshake with this C{Origin} may proceed: no
-    C{Origin} (not a browser: C{None} or empty), an origin whose host and port are the
-    C{Host} the request was sent to (the page came from this server), or
-    one the configuration allows (C{allowedOrigins}; C{"*"} allows any).
-
-    A browser sends cookies and HTTP credentials with a WebSocket handshake
-    from any page; refusing foreign origins is what prevents cross-site
-    WebSocket hijacking.
-    """
-    if not origin:
-        return True
-    if config.originAllowed(origin):
-        return True
-    if host is None:
-        return False
-    try:
-        parts = urlsplit(origin)
-    except ValueError:
-        return False
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        return False
-    theirs = _hostPort(parts.netloc, scheme)
-    return theirs is not None and theirs == _hostPort(host, scheme)
-
-
-def checkHandshakeOrigin(config: CometConfig, request: Any) -> None:
-    """
-    Refuse a WebSocket handshake whose C{Origin} L{originAllowed} refuses,
-    malformed ones included, with C{403 forbidden} and txcomet's JSON
-    body, before Autobahn sees it (which would answer an empty 403, or a
-    bare text 400 for an origin it cannot parse).
-    """
-    origin = request.getHeader("Origin")
-    if not originAllowed(config, origin, request.getHeader("Host")):
-        log.info(
-            "Refused a WebSocket handshake from {origin}: {reason}",
-            origin=origin,
-            reason="Origin not allowed",
-        )
-        # As Autobahn's refusal did: the connection ends with the answer.
-        request.setHeader(b"Connection", b"close")
-        channel = getattr(request, "channel", None)
-        if channel is not None:
-            channel.persistent = False
-        raise CometError(
-            "forbidden",
-            "Origin not allowed: serve the page from this server's host and port, "
-            "or allow its origin (--allow-origin).",
-        )
 
 
 def connectParams(uri: str, headers: Dict[str, str], maxChannels: int) -> Optional[DataChannelParams]:
@@ -245,81 +126,8 @@ def _hookHeaders(config: CometConfig, headers: Dict[str, str]) -> Dict[str, str]
     return {name: headers[name] for name in config.hookHeaders if name in headers}
 
 
-def _ref(message: object) -> Any:
-    if isinstance(message, dict):
-        ref = message.get("ref")
-        if isinstance(ref, (str, int)) and not isinstance(ref, bool):
-            return ref
-    return None
-
-
-def _acceptDeflate(offers: Sequence[Any]) -> Optional[PerMessageDeflateOfferAccept]:
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            # No context takeover on our side: each message is compressed
-            # alone, so no connection keeps a compression window between
-            # messages.
-            return PerMessageDeflateOfferAccept(offer, no_context_takeover=True)
-    return None
-
-
-class _ClockCall:
-    __slots__ = ("_call",)
-
-    def __init__(self, call: Any) -> None:
-        self._call = call
-
-    def cancel(self) -> None:
-        if self._call.active():
-            self._call.cancel()
-
-
-class _ClockTimer:
-    """
-    What Autobahn asks of its factory's timer (C{call_later} returning
-    something with C{cancel}), on the hub's clock, so pings, ping timeouts
-    and handshake timeouts run on an injected clock.
-    """
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-
-    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> _ClockCall:
-        return _ClockCall(self.clock.callLater(delay, func, *args, **kwargs))
-
-
-_OPEN = WebSocketServerProtocol.STATE_OPEN
-
-
-class ClosedNotice:
-    """
-    L{whenClosed}, for both txcomet WebSocket protocols: C{_lost} is set
-    once the connection has ended, when the protocol calls L{_tellClosed}.
-    C{_closeWaiters} is C{None} until someone waits, to keep an idle
-    connection small.
-    """
-
-    __slots__ = ()
-
-    _lost: bool
-    _closeWaiters: Optional[List[Deferred]]
-
-    def whenClosed(self) -> Deferred:
-        """
-        A L{Deferred} that fires when the connection has ended.
-        """
-        if self._lost:
-            return succeed(None)
-        d: Deferred = Deferred()
-        if self._closeWaiters is None:
-            self._closeWaiters = []
-        self._closeWaiters.append(d)
-        return d
-
-    def _tellClosed(self) -> None:
-        waiters, self._closeWaiters = self._closeWaiters, None
-        for waiter in waiters or ():
-            waiter.callback(None)
+_OPEN = OPEN
+_FRAMING_NAME = FRAMING.name
 
 
 @implementer(IRosterMember)
@@ -452,7 +260,7 @@ _HANDSHAKE_LEFTOVERS = (
 
 
 @implementer(IDirectChannel, IPushProducer)
-class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating, ClosedNotice):
+class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerProtocol, TurnBatch, Beating, ClosedNotice):
     """
     One WebSocket connection: a streaming data channel for its session and
     a control channel for the operations the client sends.
@@ -682,133 +490,6 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating, Closed
 
     # control channel
 
-    def _context(self) -> dict:
-        token, headers = self._auth or (None, {})
-        return {"origin": self._origin, "token": token, "transport": "ws", "headers": headers}
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self.state != self.STATE_OPEN:
-            return
-        if isBinary:
-            self.sendCloseFrame(UNSUPPORTED_DATA, b"binary messages are not supported")
-            return
-        try:
-            message = decodeJSON(payload)
-        except CometError as error:
-            self._sendError(error, None)
-            return
-        ref = _ref(message)
-        op = message.get("op") if isinstance(message, dict) else None
-        if op == "join":
-            self._join(message, ref)
-            return
-        session = self.session
-        if session is not None and isinstance(message, dict):
-            given = message.get("session")
-            if given is not None and given != session.id:
-                self._sendError(
-                    CometError(
-                        "invalid_request",
-                        "This connection belongs to one session, implied: leave 'session' out.",
-                    ),
-                    ref,
-                )
-                return
-            message = dict(message, session=session.id)
-        elif op in OPS and isinstance(message, dict) and "session" not in message:
-            self._sendError(
-                CometError(
-                    "invalid_request",
-                    'This connection has no session yet: send {"op": "join"} first, or connect'
-                    " with ?session=ID or ?channel=NAME.",
-                ),
-                ref,
-            )
-            return
-        self._dispatch(message, ref)
-
-    def _dispatch(self, message: Any, ref: Any) -> None:
-        # A close that the operation itself causes (leave) waits until its
-        # reply is sent, so the client sees the reply, then the close.
-        self._holdClose = True
-        try:
-            d = self.factory.dispatcher.dispatch(message, self._context())
-        finally:
-            self._holdClose = False
-        d.addCallbacks(self._replied, self._refused, errbackArgs=(ref,))
-        d.addErrback(lambda f: log.failure("Answering a WebSocket control message failed", f))
-        held, self._heldClose = self._heldClose, None
-        if held is not None:
-            self._close(*held)
-
-    def _join(self, message: dict, ref: Any) -> None:
-        if self.session is not None or self._joining:
-            self._sendError(
-                CometError("invalid_request", "This connection has a session already; it carries one."),
-                ref,
-            )
-            return
-        self._joining = True
-        d = self.factory.dispatcher.dispatch(message, self._context())
-
-        def joined(reply: dict) -> None:
-            self._joining = False
-            session = self.factory.hub.sessions.get(reply["session"])
-            if session is None:
-                self._sendError(CometError("unknown_session"), ref)
-                return
-            if self.state != self.STATE_OPEN:
-                session.close(None)
-                return
-            self._sendReply(reply)
-            self._listen(session, None)
-
-        def failed(failure: Failure) -> None:
-            self._joining = False
-            self._sendError(asCometError(failure, "a WebSocket join"), ref)
-
-        d.addCallbacks(joined, failed)
-        d.addErrback(lambda f: log.failure("Answering a WebSocket join failed", f))
-
-    def _sendReply(self, reply: dict) -> None:
-        answer: Dict[str, Any] = {"type": "reply"}
-        answer.update(reply)
-        self._sendText(encodeJSON(answer))
-
-    def _errorMessage(self, error: CometError, ref: Any) -> Dict[str, Any]:
-        answer: Dict[str, Any] = {"type": "error"}
-        answer.update(error.asDict())
-        if ref is not None:
-            answer["ref"] = ref
-        return answer
-
-    def _sendError(self, error: CometError, ref: Any) -> None:
-        self._sendText(encodeJSON(self._errorMessage(error, ref)))
-
-    def _replied(self, reply: dict) -> None:
-        self._strikes = 0
-        self._sendReply(reply)
-
-    def _refused(self, failure: Failure, ref: Any) -> None:
-        error = asCometError(failure, "a WebSocket control message")
-        if error.code == "rate_limited":
-            # A client that goes on past the limit is cut off (4429).
-            self._strikes += 1
-            if self._strikes > RATE_LIMIT_STRIKES:
-                self._fail(error)
-                return
-        self._sendError(error, ref)
-
-    def _fail(self, error: CometError) -> None:
-        """
-        End the connection for C{error}: the error message, then a close
-        with code C{4000 + status}.
-        """
-        if self.state != self.STATE_OPEN:
-            return
-        self._flushAll()
-        self._sendNow(encodeJSON(self._errorMessage(error, None)))
-        self.sendClose(CLOSE_CODES.get(error.code, ERROR_CODE_BASE + error.status), error.code)
 
     # IDataChannel
 
@@ -920,182 +601,8 @@ class CometWebSocketProtocol(WebSocketServerProtocol, TurnBatch, Beating, Closed
     # pending is only ever non-empty while not paused and _backlog is
     # empty, so pending always comes first.
 
-    def _sendText(self, payload: bytes) -> None:
-        if self.state != self.STATE_OPEN:
-            return
-        if self._perMessageCompress is None:
-            self._write(frameText(payload), 1)
-        else:
-            self._writeMessage(payload)
-
-    def _sendNow(self, payload: bytes) -> None:
-        """
-        Send a last message past any flow control: the connection is being
-        closed, and what waited has just been written.
-        """
-        if self._perMessageCompress is None:
-            if self._direct is not None:
-                self.sink.leaveRoster()
-                self._direct.spilled = True
-            self.transport.write(frameText(payload))
-        else:
-            self.sendMessage(payload)
-
-    def _write(self, frames: bytes, count: int) -> None:
-        self.wrote = True
-        sink = self.sink
-        if sink is not None and sink.seat is not None:
-            sink.leaveRoster()
-        if self._paused or self._backlog:
-            self._backlog.append((True, frames))
-            self._queued(len(frames), count)
-            return
-        self.writeInTurn(frames, count)
-
-    def _writeMessage(self, payload: bytes) -> None:
-        self.wrote = True
-        if self._paused or self._backlog:
-            self._backlog.append((False, payload))
-            self._queued(len(payload), 1)
-        else:
-            self.sendMessage(payload)
-
-    def writeNow(self, data: bytes, events: int) -> None:
-        """
-        Write frames now, in one write (see L{TurnBatch}).
-        """
-        if self._direct is not None:
-            self._direct.write(data)
-        else:
-            writeThrough(self.transport, data)
-
-    def _queued(self, size: int, count: int, check: bool = True) -> None:
-        self._backlogBytes += size
-        self._backlogCount += count
-        config = self.factory.hub.config
-        if check and (self._backlogCount > config.queueMessages or self._backlogBytes > config.queueBytes):
-            if self.session is not None:
-                self.session.close("slow_consumer")
-            else:
-                self.closeChannel("slow_consumer", True)
-
-    def _flushBacklog(self, force: bool = False) -> None:
-        backlog = self._backlog
-        while backlog and (force or not self._paused):
-            isFrame, data = backlog.popleft()
-            if isFrame:
-                # Join what follows, up to a send's worth.
-                chunk = [data]
-                size = len(data)
-                while backlog and backlog[0][0] and size < 65536:
-                    data = backlog.popleft()[1]
-                    chunk.append(data)
-                    size += len(data)
-                data = chunk[0] if len(chunk) == 1 else b"".join(chunk)
-                if self._direct is not None:
-                    self._direct.write(data)
-                else:
-                    writeThrough(self.transport, data)
-            else:
-                self.sendMessage(data)
-        if not backlog:
-            self._backlogBytes = 0
-            self._backlogCount = 0
-
-    def _flushAll(self) -> None:
-        self.flushPending()
-        self._flushBacklog(force=True)
 
     # IPushProducer
-
-    def _unblock(self) -> None:
-        """
-        Let the direct path write again if the connection is open, not
-        paused and has no backlog.
-        """
-        if self.sink is not None:
-            self.sink.blocked = bool(self._paused or self._backlog or self.state != _OPEN)
-
-    def _startBacklog(self) -> None:
-        # Paused: what is written from now on waits in a deque.
-        self._paused = True
-        if not isinstance(self._backlog, deque):
-            self._backlog = deque()
-
-    def pauseProducing(self) -> None:
-        self._startBacklog()
-        if self.sink is not None:
-            self.sink.leaveRoster()
-            self.sink.blocked = True
-        data = self.heldBytes()
-        if data is not None:
-            # Keep their place ahead of what comes next.  The limits are
-            # checked on the next write, not here, inside the transport's.
-            count = self.pendingEvents
-            self.pending = ()
-            self.pendingSize = 0
-            self.pendingEvents = 0
-            self._backlog.appendleft((True, data))
-            self._queued(len(data), count, check=False)
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        if self._backlog and self.state == self.STATE_OPEN:
-            self._flushBacklog()
-        if not self._paused and not self._backlog:
-            # Writing it may have paused the connection again.
-            self._backlog = ()
-        self._unblock()
-
-    def stopProducing(self) -> None:
-        self._startBacklog()
-        if self.sink is not None:
-            self.sink.leaveRoster()
-            self.sink.blocked = True
-
-
-def _refuseDeflate(offers: Any) -> None:
-    return None
-
-
-class HubWebSocketFactory(WebSocketServerFactory):
-    """
-    What every txcomet WebSocket endpoint's factory (the comet one, and
-    Bayeux's) shares: the hub, whose clock runs Autobahn's timers (pings,
-    the close handshake) too; the open connections; whether the service
-    has stopped; and these Autobahn options from the hub's config: no
-    status page, close frames rather than dropped connections for protocol
-    errors, the message size limit, and pings every heartbeat interval.
-    Origins are checked in C{onConnect}, against the Host as well as the
-    configured list; Autobahn's own check is a pattern list that knows
-    nothing of the Host, so it lets every origin through.
-
-    @ivar connections: the open connections.
-    @ivar stopped: whether the service has stopped; new handshakes are
-        refused (503).
-    """
-
-    noisy = False
-
-    def __init__(self, hub: Any, **options: Any) -> None:
-        WebSocketServerFactory.__init__(self, server="txcomet", reactor=hub.clock)
-        self.hub = hub
-        self.connections: set = set()
-        self.stopped = False
-        self._batched_timer = _ClockTimer(hub.clock)
-        config = hub.config
-        limit = config.maxMessageSize + MESSAGE_ALLOWANCE
-        self.setProtocolOptions(
-            webStatus=False,
-            failByDrop=False,
-            maxFramePayloadSize=limit,
-            maxMessagePayloadSize=limit,
-            autoPingInterval=config.heartbeat,
-            autoPingTimeout=config.webSocketPingTimeout,
-            allowedOrigins=["*"],
-            allowNullOrigin=True,
-            **options,
-        )
 
 
 class CometWebSocketFactory(HubWebSocketFactory):

@@ -25,7 +25,7 @@ from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.hub import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
-from txcomet._transports.websocket import checkHandshakeOrigin
+from txcomet._transports.wscommon import checkHandshakeOrigin
 from txcomet._transports.bayeux.protocol import (
     CALLBACK_POLLING,
     LONG_POLLING,

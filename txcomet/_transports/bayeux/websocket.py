@@ -30,7 +30,7 @@ from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._fastpath.writer import writeThrough
 from txcomet._transports.bayeux.protocol import BAYEUX, WEBSOCKET, encodeArray, fromCometError, parseMessages
 from txcomet._transports.http import decodeJSON
-from txcomet._transports.websocket import ClosedNotice, HubWebSocketFactory, frameText, originAllowed
+from txcomet._transports.wscommon import ClosedNotice, HubWebSocketFactory, frameText, originAllowed
 from txcomet.interfaces import IDataChannel, IFraming
 
 log = Logger()
