@@ -22,7 +22,8 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 from txcomet._model.event import Event
-from txcomet._sessions.session import CLOSED, JOINED, Session
+from txcomet._sessions.session import Session
+from txcomet._sessions.states import CLOSED, JOINED
 
 _log = Logger()
 

@@ -36,7 +36,8 @@ from txcomet._transports.http import (
     singleArg,
     writeError,
 )
-from txcomet._sessions.session import OLDEST, Session
+from txcomet._sessions.session import Session
+from txcomet._sessions.states import OLDEST
 from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IDataChannel, IEvent, IFraming
 
