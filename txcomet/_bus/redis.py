@@ -50,14 +50,16 @@ import os
 import secrets
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from txcomet._model.channels import isPattern, validateChannel, validatePattern
 from txcomet._model.errors import CometError
+from txcomet._bus.redishistory import RedisHistory
+from txcomet._bus.redisrequests import NodeRequests
 from txcomet._bus.subscribers import LocalSubscribers, BusCommon
-from txcomet._model.event import Event, History, encodeJSON, formatId, parsePosition
+from txcomet._model.event import Event, encodeJSON, parsePosition
 from txcomet._bus.redispresence import RedisPresence
 from txcomet._bus.resync import Outage, Resync, redisGlob
 from txcomet._bus.resp import RedisAddress, RedisConnection, RedisError, RedisUnavailable
@@ -96,15 +98,8 @@ def _raise(error: Exception) -> None:
     raise error
 
 
-#: How many request timeouts more a node listens for the answer to a take
-#: it stopped waiting for.  The holder gives up handing over two request
-#: timeouts after the claim, so a take it honours is answered well within
-#: this.
-LATE_ANSWER_FACTOR = 4
-
-
 @implementer(IEventBus, IEncodedPublisher, IPresence, IBusHealth)
-class RedisBus(BusCommon):
+class RedisBus(NodeRequests, RedisHistory, BusCommon):
     """
     A bus shared by every txcomet node connected to the same Redis (and
     key prefix); see the module docstring for what is kept where.
@@ -550,81 +545,6 @@ class RedisBus(BusCommon):
 
     # history
 
-    def _localPosition(self) -> str:
-        outage = self._outage
-        if outage is not None and outage.offset:
-            return formatId(outage.epoch, outage.offset)
-        return formatId(self.epoch, self._seen)
-
-    @inlineCallbacks
-    def position(self):
-        if not self.commands.ready:
-            return self._localPosition()
-        try:
-            epoch, counter = yield self.commands.execute(b"MGET", self._key("epoch"), self._key("offset"))
-        except RedisUnavailable:
-            return self._localPosition()
-        epoch = (epoch or b"").decode("ascii")
-        if epoch != self.epoch:
-            yield self.resync.epochMismatch(epoch)
-            return (yield self.position())
-        return formatId(epoch, int(counter or 0))
-
-    @inlineCallbacks
-    def history(self, channel: str, since: Optional[str]):
-        validateChannel(channel)
-        position = parsePosition(since) if since is not None else None
-        if not self.commands.ready:
-            return History([], False, self._localPosition())
-        sinceOffset = -1
-        if position is not None and position[0] == self.epoch:
-            sinceOffset = position[1]
-        token = self._syncWaiter()
-        try:
-            epoch, counter, dropped, kept = yield self._script(
-                "history",
-                self._historyKeys(channel) + [self._key("gap")],
-                [sinceOffset, self._ageMs, self._nodeChannel, token[0]],
-            )
-            # The events read from the stream may still be on their way
-            # through pub/sub (another socket): wait for them to arrive
-            # before answering, so a subscriber that resumes from this
-            # history and holds what arrives meanwhile gets each once.
-            yield token[1]
-        except RedisUnavailable:
-            self._syncs.pop(int(token[0] or 0), None)
-            return History([], False, self._localPosition())
-        epoch = epoch.decode("ascii")
-        if epoch != self.epoch:
-            yield self.resync.epochMismatch(epoch)
-            return History([], False, formatId(self.epoch, 0))
-        events = [Event.fromEnvelope(payload) for payload in kept]
-        if position is None:
-            covered = dropped == 0
-        else:
-            covered = position[0] == epoch and position[1] >= dropped
-        return History(events, covered, formatId(epoch, counter))
-
-    def _syncWaiter(self) -> Tuple[bytes, Deferred]:
-        """
-        A sync token and a L{Deferred} that fires when it comes back
-        through pub/sub (at once, with no token, when pub/sub is down, and
-        when it goes down meanwhile).
-        """
-        if not self.pubsub.ready:
-            return b"", succeed(None)
-        self._syncCount += 1
-        d: Deferred = Deferred()
-        self._syncs[self._syncCount] = d
-        return str(self._syncCount).encode("ascii"), d
-
-    def _releaseSyncs(self, upTo: Optional[int] = None) -> None:
-        for token in sorted(self._syncs):
-            if upTo is not None and token > upTo:
-                break
-            self._syncs.pop(token).callback(None)
-
-
     # keeping in step with Redis: self.resync (a Resync)
 
     # presence: kept by self.presence (a RedisPresence)
@@ -640,95 +560,9 @@ class RedisBus(BusCommon):
 
     # asking the other nodes (the session router's requests)
 
-    def _nodeChannelOf(self, nodeId: str) -> bytes:
-        return ("%s:%d:n:%s" % (self.prefix, self.address.db, nodeId)).encode("ascii")
 
-    def ask(self, kind: str, fields: dict, node: Optional[str] = None, late: Any = None) -> Deferred:
-        """
-        Publish a request to every node (or to C{node}) and gather the
-        answers (for this bus's adapters: the session router): a
-        L{Deferred} firing with C{(answers, complete)}, as soon
-        as one answer says C{found}, or when every node that received the
-        request has answered (C{complete}), or after L{requestTimeout}
-        seconds (not complete).
 
-        @param late: for a request to one C{node} whose answer must not go
-            unheard: called with that answer if it comes after the
-            timeout, or with C{{"found": False}} once it has not come for
-            L{LATE_ANSWER_FACTOR} timeouts more.
-        """
-        if not (self.commands.ready and self.pubsub.ready):
-            return fail(CometError("unavailable", "Redis cannot be reached, so other nodes cannot either."))
-        self._requestCount += 1
-        rid = "%s.%d" % (self.nodeId, self._requestCount)
-        request = dict(fields, t=kind, rid=rid, node=self.nodeId)
-        channel = self._noticeChannel if node is None else self._nodeChannelOf(node)
-        done: Deferred = Deferred()
-        d = self.commands.execute(b"PUBLISH", channel, encodeJSON(request))
 
-        def published(receivers):
-            expected = receivers - (1 if node is None else 0)  # this node hears its own broadcast
-            if expected <= 0:
-                done.callback(([], True))
-                return
-            timer = self.clock.callLater(self.requestTimeout, self._requestTimedOut, rid)
-            self._requests[rid] = (done, [], expected, timer, late)
 
-        def failed(failure):
-            failure.trap(RedisUnavailable)
-            # Not published, so no answer will come.
-            done.errback(CometError("unavailable", "Redis was lost while asking the other nodes."))
 
-        d.addCallbacks(published, failed)
-        return done
-
-    def _replyReceived(self, reply: dict) -> None:
-        entry = self._requests.get(reply.get("rid"))
-        if entry is None:
-            self._lateAnswer(reply.get("rid"), reply)
-            return
-        done, answers, expected, timer, late = entry
-        answers.append(reply)
-        if reply.get("found") or len(answers) >= expected:
-            del self._requests[reply["rid"]]
-            if timer.active():
-                timer.cancel()
-            done.callback((answers, len(answers) >= expected))
-
-    def _requestTimedOut(self, rid: str) -> None:
-        entry = self._requests.pop(rid, None)
-        if entry is not None:
-            done, answers, expected, timer, late = entry
-            if late is not None:
-                giveUp = self.clock.callLater(
-                    self.requestTimeout * LATE_ANSWER_FACTOR, self._lateAnswer, rid, {"found": False}
-                )
-                self._lateReplies[rid] = (late, giveUp)
-            done.callback((answers, False))
-
-    def _lateAnswer(self, rid: Any, reply: dict) -> None:
-        """
-        The answer to timed-out request C{rid}, or C{{"found": False}} when
-        it is no longer listened for: give it to the request's C{late}.
-        """
-        waiting = self._lateReplies.pop(rid, None)
-        if waiting is not None:
-            late, timer = waiting
-            if timer.active():
-                timer.cancel()
-            late(reply)
-
-    def _requestReceived(self, kind: str, request: dict) -> None:
-        answerer = self.answerers.get(kind)
-        if request.get("node") == self.nodeId or answerer is None:
-            return
-        d = maybeDeferred(answerer, request)
-
-        def reply(answer):
-            answer.update(t="reply", rid=request.get("rid"), node=self.nodeId)
-            return self.commands.execute(b"PUBLISH", self._nodeChannelOf(request["node"]), encodeJSON(answer))
-
-        d.addCallback(reply)
-        d.addErrback(lambda f: None if f.check(RedisUnavailable) else self.log.failure(
-            "Answering a {kind} request failed", f, kind=kind))
 
