@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txcomet import CometClient, CometError
-from txcomet._client.client import isNewer, matches
+from txcomet._client.parsers import isNewer, matches
 from txcomet._client.parsers import LineParser, MultipartParser, ScriptParser, SSEParser, parseScriptAnswer
 from txcomet._model.event import encodeJSON
 

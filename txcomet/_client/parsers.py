@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.client.test_client,tests.client.test_parsers -*-
 """
 The Python client's stream parsers: the bytes of each data channel transport (in any chunking) in, messages out.
 """
@@ -162,3 +162,49 @@ def parseScriptAnswer(body: bytes) -> Any:
     except ValueError:
         raise _clientError("network", "Not a script-tag answer: %r" % (text[:80],))
     return value
+
+
+def _errorFrom(body: Any, status: int) -> CometError:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        error = _clientError(body["error"], str(body.get("message", body["error"])), body.get("status") or status)
+        # session_closed says why, and whether to join again
+        error.details = {k: body[k] for k in ("reason", "reconnect") if k in body}
+        return error
+    return _clientError("network", "The server answered %s, not txcomet JSON." % (status,), status)
+
+
+def _safeJSON(content: bytes) -> Any:
+    try:
+        return json.loads(content.decode("utf-8"))
+    except ValueError:
+        return None
+
+
+def isNewer(eventId: str, than: Optional[str]) -> bool:
+    """
+    Whether event id C{eventId} comes after C{than}: a later offset in the
+    same epoch, or any position in another epoch (a new life of the bus).
+    """
+    if than is None:
+        return True
+    epoch, _, offset = eventId.rpartition("-")
+    thanEpoch, _, thanOffset = than.rpartition("-")
+    if epoch != thanEpoch or not offset.isdigit() or not thanOffset.isdigit():
+        return True
+    return int(offset) > int(thanOffset)
+
+
+def matches(pattern: str, channel: str) -> bool:
+    """
+    Whether C{channel} matches C{pattern} (C{*}: one segment; a final
+    C{**}: one or more).
+    """
+    if pattern == channel:
+        return True
+    p, c = pattern.split("/"), channel.split("/")
+    for i, segment in enumerate(p):
+        if segment == "**" and i == len(p) - 1:
+            return len(c) > i
+        if i >= len(c) or segment != "*" and segment != c[i]:
+            return False
+    return len(p) == len(c)
