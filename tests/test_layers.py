@@ -5,6 +5,7 @@ to report each kind of violation on small synthetic packages.
 """
 
 import os
+import re
 import shutil
 import tempfile
 import textwrap
@@ -63,6 +64,33 @@ class SourceTests(SynchronousTestCase):
         graph = importGraph(PACKAGE, "txcomet")
         self.assertIn("txcomet._model.errors", graph["txcomet._sessions.session"])
         self.assertIn("txcomet._server.service", graph["txcomet"])
+
+
+class TestCaseNameTests(SynchronousTestCase):
+    """
+    Every source module names the tests that cover it, on its first line
+    (C{# -*- test-case-name: ... -*-}, as Twisted's modules do), and they
+    exist: C{trial --testmodule} and editors find them from the module.
+    """
+
+    def test_everyModuleNamesItsTests(self):
+        root = os.path.dirname(PACKAGE)
+        missing = []
+        for folder, _, files in os.walk(PACKAGE):
+            for name in sorted(files):
+                if not name.endswith(".py") or name == "__init__.py":
+                    continue
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    first = f.readline()
+                match = re.match(r"# -\*- test-case-name: (.+) -\*-$", first.strip())
+                if match is None:
+                    missing.append((os.path.relpath(path, root), "no test-case-name"))
+                    continue
+                for test in match.group(1).split(","):
+                    if not os.path.exists(os.path.join(root, *test.strip().split(".")) + ".py"):
+                        missing.append((os.path.relpath(path, root), test))
+        self.assertEqual(missing, [])
 
 
 class CheckerTests(SynchronousTestCase):

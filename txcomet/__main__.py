@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.client.test_cli,tests.system.test_cli -*-
 """
 C{python -m txcomet}: the command line (see L{txcomet._client.cli}).
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_exports,tests.bus.test_redis,tests.server.test_health,tests.auth.test_authorizer -*-
 """
 The interfaces every part of txcomet is written against.
 

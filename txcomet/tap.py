@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.node.test_tap,tests.transports.test_websocket,tests.node.test_auth_options,tests.node.test_site -*-
 """
 The C{txcomet} twistd plugin: C{twist txcomet} or C{twistd -n txcomet}.
 

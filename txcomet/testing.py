@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_exports,tests.test_interfaces,tests.node.test_tap,tests.bus.test_memory -*-
 """
 Fakes for testing applications that use txcomet, in trial or pytest,
 without sockets or a running reactor.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.auth.test_authorizer,tests.node.test_auth_options -*-
 """
 The built-in authorizer: connection tokens, channel rules and backend
 hooks combined into one L{ITokenAuthorizer}.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.auth.test_hooks -*-
 """
 Backend hooks: ask the application's own HTTP backend whether a client
 may connect, subscribe or publish (for apps whose users have cookie

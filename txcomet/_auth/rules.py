@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.auth.test_rules,tests.auth.test_authorizer -*-
 """
 The channel rules file: who may subscribe, publish, read presence and
 history on which channels, and whether join/leave notices go out.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.auth.test_tokens,tests.auth.test_authorizer -*-
 """
 Connection and channel tokens: JSON Web Tokens checked with PyJWT.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.bus.test_memory,tests.server.test_health,tests.server.test_metrics,tests.sessions.test_cluster -*-
 """
 The in-memory bus, txcomet's embedded default.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.bus.test_redis,tests.system.test_redisbus,tests.system.test_packaging -*-
 """
 The Redis bus: several txcomet nodes share one Redis for fan-out, history
 and presence.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.system.test_redisbus,tests.system.test_redisroute -*-
+# -*- test-case-name: tests.system.test_redisbus,tests.system.test_redisroute,tests.bus.test_redis -*-
 """
 Presence on the Redis bus: who is on each channel, kept in Redis beside
 the events so every node sees the same members.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.bus.test_resp -*-
 """
 A small Redis client on Twisted protocols: the RESP2 wire format, one
 pipelined command connection, one pub/sub connection, reconnection with

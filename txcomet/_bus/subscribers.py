@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.fastpath.test_roster,tests.fastpath.test_contracts -*-
 """
 The subscribers one process holds, by channel and by pattern, and the
 fan-out to them: shared by every bus (in memory, Redis, worker).

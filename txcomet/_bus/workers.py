@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.system.test_workers,tests.bus.test_workers -*-
+# -*- test-case-name: tests.bus.test_workers,tests.system.test_workers -*-
 """
 The bus shared by worker processes (C{twist txcomet --workers N}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli -*-
+# -*- test-case-name: tests.client.test_cli -*-
 """
 The command line of C{python -m txcomet}: publish and subscribe through the Python client.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.client.test_client,tests.system.test_auth_client,tests.system.test_client_real -*-
 """
 A txcomet client for Twisted applications and scripts: the same operations
 as the browser client (join, subscribe, publish, presence, leave) over any

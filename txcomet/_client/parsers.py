@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.client.test_client,tests.client.test_parsers -*-
+# -*- test-case-name: tests.client.test_client -*-
 """
 The Python client's stream parsers: the bytes of each data channel transport (in any chunking) in, messages out.
 """

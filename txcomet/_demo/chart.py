@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.node.test_tap,tests.demo.test_demo -*-
 """
 What the demo at C{/} (L{txcomet._demo.page.IndexPage}) needs from the server:
 the browser client's files, and a live chart of events per second that the

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.node.test_auth_options,tests.demo.test_demo,tests.system.test_browser -*-
 """
 The page at C{/} of C{twist txcomet}: the chat demo, and below it what runs
 where, with copyable commands.

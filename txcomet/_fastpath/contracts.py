@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.fastpath.test_contracts -*-
+# -*- test-case-name: tests.fastpath.test_contracts,tests.fastpath.test_writer,tests.fastpath.test_roster -*-
 """
 The fast path's contracts, declared (private: txcomet's own transports and
 sessions meet on them; applications do not implement them).

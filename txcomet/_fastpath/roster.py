@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.fastpath.test_roster,tests.system.test_fastpath_real -*-
+# -*- test-case-name: tests.fastpath.test_roster,tests.system.test_fastpath_real,tests.fastpath.test_turn -*-
 """
 Rosters: the streams of one channel and framing that take fan-out's
 shortest way, one frame sent to every member's socket in one loop.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.fastpath.test_turn,tests.fastpath.test_writer,tests.fastpath.test_roster -*-
+# -*- test-case-name: tests.fastpath.test_turn,tests.fastpath.test_writer,tests.fastpath.test_roster,tests.fastpath.test_contracts -*-
 """
 The turn: what one reactor turn writes to a connection beyond its first
 event waits, and goes out in one write when the turn ends.

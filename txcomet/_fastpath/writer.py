@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.fastpath.test_writer,tests.fastpath.test_writemode,tests.fastpath.test_writethrough,tests.transports.test_streaming_framing -*-
 """
 The fan-out fast path: the same pre-framed bytes to many HTTP/1.x streams.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.model.test_channels,tests.server.test_revocation,tests.auth.test_rules -*-
 """
 Channel names and subscription patterns.
 

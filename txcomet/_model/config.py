@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.node.test_auth_options,tests.server.test_admin,tests.server.test_metrics,tests.auth.test_authorizer -*-
 """
 The settings a txcomet server runs with.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_layers,tests.model.test_json_surrogates,tests.server.test_revocation,tests.auth.test_tokens -*-
 """
 The errors txcomet answers with, each a stable code and an HTTP status.
 

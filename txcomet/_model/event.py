@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.model.test_wire,tests.model.test_channels,tests.fastpath.test_roster,tests.transports.test_streaming_framing -*-
 """
 Events and positions.
 

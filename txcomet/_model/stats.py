@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.server.test_metrics -*-
+# -*- test-case-name: tests.server.test_metrics,tests.fastpath.test_roster -*-
 """
 What txcomet counts as it works, for its Prometheus metrics
 (L{txcomet._server.metrics} serves them at C{<prefix>/metrics}).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.model.test_wire -*-
+# -*- test-case-name: tests.model.test_wire,tests.transports.test_streaming_framing -*-
 """
 The protocol's own messages, written once for every transport and the
 Python client: the heartbeat, the close message, and the close reasons

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.node.test_site,tests.test_tap,tests.test_lean,tests.test_redistap -*-
+# -*- test-case-name: tests.node.test_site,tests.node.test_auth_options,tests.system.test_auth_lean,tests.server.test_lean -*-
 """
 The stand-alone node's site: the comet service, root resource and site built from the plugin's options.
 """

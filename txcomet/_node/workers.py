@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.system.test_workers,tests.bus.test_workers -*-
+# -*- test-case-name: tests.system.test_workers,tests.bus.test_workers,tests.node.test_auth_options,tests.bus.test_workers_bayeux -*-
 """
 Several worker processes serving one port (C{twist txcomet --workers N}).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.system.test_guard,tests.server.test_guard -*-
+# -*- test-case-name: tests.server.test_guard,tests.system.test_guard,tests.node.test_site -*-
 """
 The listening socket's guard: deadlines for request heads and caps on
 connections, in front of whatever protocol the site builds (twisted.web's,

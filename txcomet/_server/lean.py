@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.server.test_lean,tests.server.test_pipelined -*-
 """
 A lean HTTP/1.1 path for polling data channels: the txcomet server's
 long-poll requests without twisted.web's per-request machinery.

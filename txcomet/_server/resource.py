@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_http,tests.server.test_pipelined -*-
 """
 The resources under the mount point: the control channel, the publish API,
 and L{CometResource}, which holds every transport.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_layers,tests.node.test_auth_options,tests.server.test_health,tests.server.test_revocation -*-
 """
 L{Comet}: the service an application adds, holding the hub and the resource.
 """

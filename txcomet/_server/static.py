@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.demo.test_demo -*-
 """
 Files of the package's static directory (the browser client and the demo's
 page, script and style), served with an C{ETag}.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_http,tests.sessions.test_ratelimit,tests.auth.test_authorizer -*-
 """
 The control operations, independent of the transport that carries them.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sessions.test_session,tests.sessions.test_closed,tests.sessions.test_ratelimit -*-
+# -*- test-case-name: tests.sessions.test_session,tests.sessions.test_closed,tests.sessions.test_ratelimit,tests.auth.test_authorizer -*-
 """
 The hub: the sessions of one txcomet server, joined to its bus, with the one
 L{ControlDispatcher} every transport runs control operations through, the

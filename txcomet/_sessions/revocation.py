@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.server.test_revocation -*-
 """
 Cutting a user off on every node: L{Revocations} carries C{disconnect} and
 C{unsubscribe} orders over the bus itself, so they reach every node that

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sessions.test_session,tests.sessions.test_closed,tests.sessions.test_resume -*-
+# -*- test-case-name: tests.sessions.test_session,tests.sessions.test_closed,tests.sessions.test_resume,tests.test_layers -*-
 """
 Sessions: one client each (the hub that owns them is L{txcomet._sessions.hub}).
 

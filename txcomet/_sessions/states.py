@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sessions.test_session -*-
 """
 A session's states (see L{txcomet._sessions.session}) and the position
 that asks for all of a channel's history.

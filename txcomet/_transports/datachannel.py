@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_interfaces,tests.transports.test_heartbeat,tests.transports.test_oneshot_wire -*-
 """
 The data channel half of every HTTP transport.
 

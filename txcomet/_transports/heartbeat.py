@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transports.test_heartbeat -*-
+# -*- test-case-name: tests.transports.test_heartbeat,tests.transports.test_websocket -*-
 """
 Heartbeats, for every connection that streams: HTTP data channels,
 WebSocket connections and held long-polls.

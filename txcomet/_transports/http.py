@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_http,tests.node.test_auth_options,tests.model.test_json_surrogates -*-
 """
 HTTP plumbing shared by every txcomet resource: JSON and script-tag
 answers, errors, CORS, capped request bodies and query parameters.

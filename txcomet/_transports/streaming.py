@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_streaming,tests.client.test_client,tests.fastpath.test_turn,tests.fastpath.test_contracts -*-
 """
 The streaming comet transports, and script-tag (JSONP) long-polling.
 

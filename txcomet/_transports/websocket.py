@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.transports.test_websocket,tests.system.test_websocket_real -*-
+# -*- test-case-name: tests.transports.test_websocket,tests.system.test_websocket_real,tests.fastpath.test_turn,tests.fastpath.test_contracts -*-
 """
 The WebSocket transport: C{GET <mount>/ws}, upgraded by Autobahn's
 L{WebSocketResource} inside the same twisted.web site as every other

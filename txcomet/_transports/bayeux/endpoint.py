@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_bayeux,tests.transports.test_bayeux_websocket -*-
 """
 The Bayeux meta messages and publishes, whatever transport carries them.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_bayeux -*-
 """
 Bayeux over HTTP at C{<mount>/bayeux}: C{long-polling} (C{POST} of a JSON
 array, or of a form with the array in C{message=}) and C{callback-polling}

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_bayeux -*-
 """
 The wire rules of Bayeux 1.0 as txcomet speaks them: channel names and how
 they map onto txcomet's, the C{code:args:message} errors, the advice, and

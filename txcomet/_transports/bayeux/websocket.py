@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transports.test_bayeux_websocket -*-
 """
 Bayeux's C{websocket} connection type: an upgrade on the same URL as the
 HTTP endpoint (C{<mount>/bayeux}), through Autobahn as C{<mount>/ws} is.
