@@ -81,6 +81,7 @@ class LeanTestCase(SynchronousTestCase):
         self.lean = LeanSite(root, requestFactory=CometRequest, reactor=self.clock, timeout=TIMEOUT)
         children = self.comet.resource.children
         self.lean.leanRoutes = {b"/comet/" + name: children[name] for name in (b"control", b"longpoll", b"poll")}
+        self.lean.leanRoutes[b"/comet/publish/"] = children[b"publish"]
         self.plain = Site(root, requestFactory=CometRequest, reactor=self.clock, timeout=TIMEOUT)
         self.connections: List[Connection] = []
 
@@ -144,6 +145,51 @@ class SameAnswersTests(LeanTestCase):
             get(b"/comet/control?callback=%3Cscript"),
         ]:
             self.assertSame(data)
+
+    def test_publish(self):
+        """
+        The publish API on the lean path: the same answers (the event's id
+        aside) for JSON and text bodies, channels with slashes and
+        percent-escapes, CORS, and every refusal: a bad channel, bad JSON,
+        a body too large, a method other than POST, a request that says
+        it came through a proxy (the API is local-only without a key).
+        """
+        from txcomet._model.event import parsePosition
+
+        def sameButId(data: bytes) -> dict:
+            lean, plain = self.both(data)
+            leanAnswer, plainAnswer = parseAnswers(lean)[0][0], parseAnswers(plain)[0][0]
+            self.assertEqual((leanAnswer.status, leanAnswer.headers), (plainAnswer.status, plainAnswer.headers))
+            leanBody, plainBody = leanAnswer.json(), plainAnswer.json()
+            if "id" in leanBody:
+                self.assertEqual(parsePosition(leanBody.pop("id"))[1] + 1, parsePosition(plainBody.pop("id"))[1])
+            self.assertEqual(leanBody, plainBody)
+            return leanBody
+
+        json_ = b"Content-Type: application/json\r\n"
+        self.assertEqual(sameButId(post(b"/comet/publish/news", b'{"n": 1}', json_)), {"ok": True, "channel": "news"})
+        self.assertEqual(sameButId(post(b"/comet/publish/a/b", b"text"))["channel"], "a/b")
+        self.assertEqual(sameButId(post(b"/comet/publish/a%2Fb", b"x"))["channel"], "a/b")
+        sameButId(post(b"/comet/publish/news", b"x", b"Origin: http://127.0.0.1:8080\r\n"))
+        for refused in [
+            post(b"/comet/publish/", b"x"),
+            post(b"/comet/publish/bad//name", b"x"),
+            post(b"/comet/publish/%ff", b"x"),
+            post(b"/comet/publish/caf%C3%A9", b"x"),
+            post(b"/comet/publish/news", b"{nope", json_),
+            post(b"/comet/publish/news", b"\xff\xfe"),
+            post(b"/comet/publish/news", b"x", b"X-Forwarded-For: 203.0.113.9\r\n"),
+            get(b"/comet/publish/news"),
+        ]:
+            self.assertGreaterEqual(int(parseAnswers(self.assertSame(refused))[0][0].status.split(b" ")[1]), 400)
+        # A body larger than the lean path reads goes to twisted.web, which
+        # refuses it the same way.
+        tooLarge = post(b"/comet/publish/news", b"x" * (self.comet.config.maxMessageSize + 1))
+        lean, plain = self.connect(), self.connect(self.plain)
+        lean.send(tooLarge)
+        plain.send(tooLarge)
+        self.assertEqual(withoutDate(lean.raw()), withoutDate(plain.raw()))
+        self.assertFalse(self.isLean(lean))
 
     def test_pollAndHeartbeat(self):
         """
@@ -380,7 +426,8 @@ class ServerSiteTests(SynchronousTestCase):
     def test_routes(self):
         """
         The one-process server without an access log takes the lean path
-        for the control channel, long-polling and polling at its prefix.
+        for the control channel, long-polling, polling and publishing at its
+        prefix.
         """
         from txcomet._server.service import Comet
 
@@ -393,6 +440,7 @@ class ServerSiteTests(SynchronousTestCase):
                 b"/push/comet/control": comet.resource.children[b"control"],
                 b"/push/comet/longpoll": comet.resource.children[b"longpoll"],
                 b"/push/comet/poll": comet.resource.children[b"poll"],
+                b"/push/comet/publish/": comet.resource.children[b"publish"],
             },
         )
         site = makeSite(options, comet)
@@ -406,3 +454,19 @@ class ServerSiteTests(SynchronousTestCase):
         """
         site = LeanSite(Resource())
         self.assertNotIsInstance(site.buildProtocol(None), LeanHTTPProtocol)
+
+    def test_prefixRoute(self):
+        """
+        A prefix route takes the paths below it (percent-decoded into
+        C{postpath}), not the prefix's parent nor a sibling.
+        """
+        site = LeanSite(Resource())
+        publish, control = Resource(), Resource()
+        site.leanRoutes = {b"/c/publish/": publish, b"/c/control": control}
+        self.assertEqual(site.route(b"/c/control"), (control, None))
+        self.assertEqual(site.route(b"/c/publish/a"), (publish, [b"a"]))
+        self.assertEqual(site.route(b"/c/publish/a/b%2Fc"), (publish, [b"a", b"b/c"]))
+        self.assertEqual(site.route(b"/c/publish/"), (publish, None))
+        for other in (b"/c/publish", b"/c/publishx/a", b"/c/sse", b"/", b"/c/control/x"):
+            self.assertEqual(site.route(other), (None, None), other)
+

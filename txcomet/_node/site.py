@@ -119,14 +119,18 @@ def guardedFactory(options: Any, site: Site) -> ConnectionGuard:
 def leanRoutes(options: Any, comet: Comet) -> Dict[bytes, Resource]:
     """
     The request paths of the control channel and the polling transports
-    (long-polling and short polling) and their resources, for a
-    L{LeanSite}.  Only the one-process server uses them: with workers, a
-    request may be for another worker's session, which the worker router
-    in front of the resources forwards.
+    (long-polling and short polling), and the publish API's prefix
+    (C{<mount>/publish/}), and their resources, for a L{LeanSite}.  Only
+    the one-process server uses them: with workers, a request may be for
+    another worker's session, which the worker router in front of the
+    resources forwards.
     """
     prefix = b"/" + b"/".join(options["prefixSegments"])
     children = comet.resource.children
-    return {prefix + b"/" + name: children[name] for name in (b"control", b"longpoll", b"poll") if name in children}
+    routes = {prefix + b"/" + name: children[name] for name in (b"control", b"longpoll", b"poll") if name in children}
+    if b"publish" in children:
+        routes[prefix + b"/publish/"] = children[b"publish"]
+    return routes
 
 
 @implementer(IStreamServerEndpoint)

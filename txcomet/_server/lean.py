@@ -1,16 +1,19 @@
 # -*- test-case-name: tests.server.test_lean,tests.server.test_pipelined -*-
 """
-A lean HTTP/1.1 path for polling data channels: the txcomet server's
-long-poll requests without twisted.web's per-request machinery.
+A lean HTTP/1.1 path for request-shaped work: the txcomet server's
+long-polls, polls, control requests and publishes without twisted.web's
+per-request machinery.
 
 A long-poll client asks again and again on one keep-alive connection, and
 each ask costs twisted.web far more than txcomet's own work: header
 parsing line by line, a L{twisted.web.server.Request} (header containers,
 the local address asked of the kernel, a body file), resource traversal,
 and a generic response writer.  L{LeanSite} answers the plainest such
-requests itself: C{GET} of one of its routes (exact paths, a polling data
-channel resource each) over HTTP/1.1, with no body and no header it would
-have to act on.  The resource renders a L{LeanRequest}, a small request
+requests itself: C{GET} or C{POST} of one of its routes (exact paths, a
+polling data channel resource or the control channel each; or a path
+under one of its prefixes, the publish API's C{<mount>/publish/}) over
+HTTP/1.1, with at most a small body framed by C{Content-Length} and no
+header it would have to act on.  The resource renders a L{LeanRequest}, a small request
 with the part of L{Request}'s interface that txcomet's polling resources
 use, and the answer has the status line and headers twisted.web would
 send.
@@ -26,6 +29,7 @@ import re
 import time
 from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -134,9 +138,18 @@ class LeanRequest:
     bodyTooLarge = False
 
     def __init__(
-        self, protocol: "LeanHTTPProtocol", method: bytes, uri: bytes, headers: Dict[bytes, List[bytes]], body: bytes = b""
+        self,
+        protocol: "LeanHTTPProtocol",
+        method: bytes,
+        uri: bytes,
+        headers: Dict[bytes, List[bytes]],
+        body: bytes = b"",
+        postpath: Optional[List[bytes]] = None,
     ) -> None:
         self.protocol = protocol
+        #: The path segments below a prefix route (as twisted.web's
+        #: C{postpath} below a leaf resource), percent-decoded.
+        self.postpath = postpath if postpath is not None else []
         self.method = method
         self.uri = uri
         self.requestHeaders = headers
@@ -152,6 +165,12 @@ class LeanRequest:
         return "<LeanRequest %s %r>" % (self.method.decode("ascii"), redactURI(self.uri))
 
     # what a resource asks
+
+    def getClientAddress(self) -> Any:
+        """
+        The client's address, as the connection was accepted from.
+        """
+        return self.protocol.addr
 
     def getHeader(self, name: Any) -> Any:
         key = name.lower() if isinstance(name, bytes) else name.lower().encode("ascii")
@@ -293,19 +312,19 @@ class LeanHTTPProtocol(Protocol, TimeoutMixin):
                 if parsed is None:
                     self._handOver()
                     return
-                resource = self.site.leanRoutes.get(parsed[1].partition(b"?")[0])
+                resource, postpath = self.site.route(parsed[1].partition(b"?")[0])
                 if resource is None:
                     self._handOver()
                     return
                 self._buffer = buffer[end + 4 :]
-                head = self._head = (resource,) + parsed
-            resource, method, uri, headers, length = head
+                head = self._head = (resource, postpath) + parsed
+            resource, postpath, method, uri, headers, length = head
             if len(self._buffer) < length:
                 # The rest of the body is still coming.
                 return
             body, self._buffer = self._buffer[:length], self._buffer[length:]
             self._head = None
-            request = self._request = LeanRequest(self, method, uri, headers, body)
+            request = self._request = LeanRequest(self, method, uri, headers, body, postpath)
             self._render(resource, request)
 
     def _render(self, resource: Resource, request: LeanRequest) -> None:
@@ -371,8 +390,10 @@ class LeanHTTPProtocol(Protocol, TimeoutMixin):
 class LeanSite(Site):
     """
     A L{Site} whose connections take the lean path for its C{leanRoutes}:
-    exact request paths (C{b"/comet/longpoll"}) to the polling data
-    channel resources at them.  With no routes it is a plain L{Site}.
+    exact request paths (C{b"/comet/longpoll"}) to the resources at them,
+    or path prefixes ending in C{/} (C{b"/comet/publish/"}) to a leaf
+    resource that reads the rest as C{postpath}.  With no routes it is a
+    plain L{Site}.
 
     Lean requests are not logged: use it as a site that keeps no access
     log.
@@ -381,6 +402,24 @@ class LeanSite(Site):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.leanRoutes: Dict[bytes, Resource] = {}
+
+    def route(self, path: bytes) -> Tuple[Optional[Resource], Optional[List[bytes]]]:
+        """
+        The resource for request path C{path} on the lean path, and the
+        segments below its prefix (C{None} for an exact route); C{(None,
+        None)} when the path is twisted.web's.
+        """
+        routes = self.leanRoutes
+        resource = routes.get(path)
+        if resource is not None:
+            return resource, None
+        slash = path.rfind(b"/", 0, len(path) - 1) if path.endswith(b"/") else path.rfind(b"/")
+        while slash > 0:
+            resource = routes.get(path[: slash + 1])
+            if resource is not None:
+                return resource, [unquote_to_bytes(segment) for segment in path[slash + 1 :].split(b"/")]
+            slash = path.rfind(b"/", 0, slash)
+        return None, None
 
     def buildProtocol(self, addr: Any) -> Any:
         if not self.leanRoutes:
