@@ -45,6 +45,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
 
 from txcomet._model.errors import CometError
+from txcomet._transports.heartbeat import HeartbeatTimer
 
 log = Logger()
 
@@ -166,9 +167,11 @@ class _GuardedConnection(Protocol):
         self.inner = inner
         self.address = address
         self.countedAs: Optional[str] = None
+        # The bucket of the guard's deadline timer this connection's head
+        # is due in (see _arm), if it is being timed.
+        self._beatAt: Optional[float] = None
         self.counted = False
         self.refused: Optional[bytes] = None
-        self._deadline: Any = None
         self._state = _HEAD
         self._head = b""
         self._bodyLeft = 0
@@ -191,19 +194,26 @@ class _GuardedConnection(Protocol):
         self._innerConnected = True
         self.inner.makeConnection(transport)
 
+    # The head deadline rides on one coarse timer for all connections
+    # (L{HeartbeatTimer}, the one heartbeats use: a set entry per timed
+    # head, one clock call per second of deadlines), not a DelayedCall
+    # made and cancelled per request; a head is cut up to a second before
+    # its deadline rather than after it.
+
     def _arm(self) -> None:
-        timeout = self.guard.headTimeout
-        if timeout and self._deadline is None:
-            self._deadline = self.guard.clock.callLater(timeout, self._tooSlow)
+        deadlines = self.guard.deadlines
+        if deadlines is not None and self._beatAt is None:
+            deadlines.add(self)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+        if self._beatAt is not None:
+            self.guard.deadlines.remove(self)
+
+    def _beat(self) -> None:
+        # The timer's call: the head is due.
+        self._tooSlow()
 
     def _tooSlow(self) -> None:
-        self._deadline = None
         log.info(
             "Closed a connection from {address}: no complete request head within {timeout} s",
             address=self.address,
@@ -354,6 +364,9 @@ class ConnectionGuard(WrappingFactory):
         WrappingFactory.__init__(self, wrappedFactory)
         self.clock = clock
         self.headTimeout = headTimeout
+        #: The head deadlines of its connections (none when C{headTimeout}
+        #: is 0).
+        self.deadlines = HeartbeatTimer(clock, headTimeout) if headTimeout else None
         self.maxConnections = maxConnections if maxConnections is not None else defaultMaxConnections()
         self.maxPerAddress = maxPerAddress
         self.trustedProxies = frozenset(trustedProxies)

@@ -40,6 +40,7 @@ from twisted.web.http import RESPONSES, datetimeToString, parse_qs
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site, version as serverVersion
 
+from txcomet._fastpath.writer import writeThrough
 from txcomet._model.errors import CometError
 from txcomet._transports.http import finishWhole, redactURI, writeError
 
@@ -210,11 +211,11 @@ class LeanRequest:
             if data:
                 self.sentLength += len(data)
                 out.append(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
-            self.protocol.transport.write(b"".join(out))
+            writeThrough(self.protocol.transport, b"".join(out))
             return
         if data:
             self.sentLength += len(data)
-            self.protocol.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            writeThrough(self.protocol.transport, b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
 
     def finish(self) -> None:
         if self._disconnected:
@@ -224,7 +225,7 @@ class LeanRequest:
         if not self.startedWriting:
             self.write(b"")
         if self.chunked:
-            self.protocol.transport.write(b"0\r\n\r\n")
+            writeThrough(self.protocol.transport, b"0\r\n\r\n")
         self.finished = True
         # The resource learns first (a data channel detaches from its
         # session), then the connection takes its next request.
