@@ -73,6 +73,14 @@ static int o_slow_rcvbuf = 4096;
 static double o_hold = 0.0;
 static int o_procs = 1;
 static int o_concurrency = 200;
+/* --keepalive K: publish over K persistent connections, one request in
+   flight on each, as fast as the server answers (the publish-rate
+   workload); 0: a new connection per publish, at --rate. */
+static int o_keepalive = 0;
+/* --churn: once the measured window opens, a subscriber that receives an
+   event closes its connection and opens a new one at once (the
+   connection-rate workload); "requests" counts the cycles. */
+static int o_churn = 0;
 static double o_settle = 0.5;
 static double o_connect_timeout = 60.0;
 static int o_src_ips = 200;
@@ -244,6 +252,8 @@ typedef struct conn {
     /* Bayeux: how much of "/meta/connect" the current frame has matched,
        and whether a connect reply was in it; subscribed yet */
     uint8_t bx_match, bx_connect, bx_subscribed;
+    /* --churn: got a measured event, reconnect once this read is done */
+    uint8_t churn;
     /* stats */
     uint32_t got;
     uint64_t max_seq;
@@ -320,6 +330,9 @@ static void handshake_finished(conn *c, int ok) {
     c->handshaking = 0;
     in_flight--;
     handshakes_done++;
+    if (ok && c->subscribed) {
+        return; /* a --churn reconnection: counted once, the first time */
+    }
     if (ok) {
         c->subscribed = 1;
         R.connected++;
@@ -378,6 +391,7 @@ static void on_marker(conn *c, uint64_t seq, uint64_t t, uint64_t now) {
     c->seen[i >> 3] |= 1 << (i & 7);
     c->got++;
     R.deliveries++;
+    if (o_churn) c->churn = 1;
     uint64_t lat = now > t ? now - t : 0;
     R.hist[hist_index(lat)]++;
     if (lat > R.max_latency_us) R.max_latency_us = lat;
@@ -980,6 +994,30 @@ static void on_event(conn *c, uint32_t events, uint64_t now) {
     else if (events & (EPOLLERR | EPOLLHUP)) conn_lost(c);
 }
 
+/* --churn: this connection had its event; close it and open the next
+   (its counts and marks stay with the subscriber) */
+static void churn_reconnect(conn *c) {
+    R.requests++;
+    close_conn(c, 0);
+    if (draining) {
+        c->state = S_DEAD;
+        if (!c->complete) live_subs--;
+        c->complete = 1;
+        return;
+    }
+    conn keep = *c;
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->idx = keep.idx;
+    c->slow = keep.slow;
+    c->subscribed = keep.subscribed;
+    c->complete = keep.complete;
+    c->got = keep.got;
+    c->max_seq = keep.max_seq;
+    c->seen = keep.seen;
+    start_connect(c);
+}
+
 /* ------------------------------------------------------------------ */
 /* the child: subscribers */
 
@@ -1040,7 +1078,8 @@ static void child_main(int idx, int first, int n, int to_parent, int from_parent
                         window_cpu0 = rusage_cpu(RUSAGE_SELF);
                     } else if (line[0] == 'L') {
                         draining = 1;
-                        drain_deadline = mono_us() + (uint64_t)(o_drain * 1e6);
+                        /* churning subscribers never complete: stop now */
+                        drain_deadline = mono_us() + (o_churn ? 0 : (uint64_t)(o_drain * 1e6));
                     } else if (line[0] == 'Q') {
                         goto quit;
                     }
@@ -1051,6 +1090,7 @@ static void child_main(int idx, int first, int n, int to_parent, int from_parent
                 continue;
             }
             on_event(c, evs[i].events, now);
+            if (c->churn) churn_reconnect(c);
         }
     }
 quit:
@@ -1172,6 +1212,103 @@ static void pub_event(int pep, pub *p, uint32_t events) {
     pub_done(pep, p, status >= 200 && status < 300);
 }
 
+/* ---- keep-alive publishers (--keepalive) ---- */
+
+typedef struct kpub {
+    int fd;
+    int busy;
+    int closing; /* the last answer said Connection: close */
+    uint64_t seq;
+    int got;
+    char resp[8192];
+} kpub;
+
+static kpub *kpubs;
+static uint64_t kpub_reconnects = 0;
+
+static int kpub_connect(kpub *k) {
+    k->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (k->fd < 0) return -1;
+    if (connect(k->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0) return -1;
+    int one = 1;
+    setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_nonblock(k->fd);
+    k->busy = 0;
+    k->closing = 0;
+    k->got = 0;
+    return 0;
+}
+
+static int kpub_send(int pep, kpub *k, uint64_t seq) {
+    char body[65536];
+    int size = o_size < (int)sizeof body - 1 ? o_size : (int)sizeof body - 1;
+    int m = snprintf(body, sizeof body, "~S%lluT%llu~", (unsigned long long)seq,
+                     (unsigned long long)mono_us());
+    if (size < m) size = m;
+    memset(body + m, 'x', size - m);
+    char req[70000];
+    int hl = snprintf(req, sizeof req,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
+                      "Content-Length: %d\r\n\r\n",
+                      o_pub_path, o_host, o_port, o_pub_type, size);
+    memcpy(req + hl, body, size);
+    if (write_all(k->fd, req, hl + size) < 0) return -1;
+    k->busy = 1;
+    k->seq = seq;
+    k->got = 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+    epoll_ctl(pep, EPOLL_CTL_MOD, k->fd, &ev);
+    return 0;
+}
+
+/* Whether k->resp holds a whole response: its status in *status. */
+static int kpub_complete(kpub *k, int *status) {
+    k->resp[k->got] = 0;
+    char *end = strstr(k->resp, "\r\n\r\n");
+    if (!end) return 0;
+    int head = (int)(end - k->resp) + 4;
+    *status = atoi(k->resp + 9);
+    char value[32];
+    if (header_value(k->resp, "content-length", value, sizeof value))
+        return k->got >= head + atoi(value);
+    if (header_value(k->resp, "transfer-encoding", value, sizeof value))
+        return strstr(k->resp + head, "0\r\n\r\n") != NULL;
+    return 1; /* no body */
+}
+
+/* Read what k's connection has; 1 when a response completed (ok in *ok),
+   -1 when the connection failed, 0 otherwise. */
+static int kpub_read(kpub *k, int *ok) {
+    for (;;) {
+        int room = (int)sizeof k->resp - 1 - k->got;
+        if (room <= 0) {
+            /* longer than we keep: whatever it says, it is whole when the
+               server waits for the next request; count it as answered */
+            k->got = 0;
+            room = (int)sizeof k->resp - 1;
+        }
+        ssize_t n = read(k->fd, k->resp + k->got, room);
+        if (n > 0) {
+            k->got += (int)n;
+            int status;
+            if (kpub_complete(k, &status)) {
+                *ok = status >= 200 && status < 300;
+                char conn[32];
+                k->closing = header_value(k->resp, "connection", conn, sizeof conn) && !strcasecmp(conn, "close");
+                if (!*ok && pub_errors < 3)
+                    fprintf(stderr, "loadgen: publish %llu failed: %.*s\n", (unsigned long long)k->seq,
+                            k->got > 120 ? 120 : k->got, k->resp);
+                k->busy = 0;
+                k->got = 0;
+                return 1;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        return -1;
+    }
+}
+
 static void parse_pids(const char *s) {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", s);
@@ -1185,7 +1322,7 @@ static void usage(void) {
             "  --path PATH [--bayeux-channel /CHANNEL]\n"
             "  [--subs N] [--pub-path PATH] [--rate R] [--warmup W] [--events E] [--size B]\n"
             "  [--drain S] [--slow K] [--hold S] [--procs P] [--pids p1,p2] [--header H]...\n"
-            "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S]\n");
+            "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S] [--keepalive K] [--churn]\n");
     exit(2);
 }
 
@@ -1197,7 +1334,7 @@ int main(int argc, char **argv) {
         {"drain", 1, 0, 'd'}, {"slow", 1, 0, 'S'}, {"hold", 1, 0, 'H'}, {"procs", 1, 0, 'j'},
         {"pids", 1, 0, 'i'}, {"header", 1, 0, 'x'}, {"join-path", 1, 0, 'J'},
         {"join-body", 1, 0, 'B'}, {"concurrency", 1, 0, 'c'}, {"settle", 1, 0, 'T'},
-        {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'},
+        {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'}, {"keepalive", 1, 0, 'K'}, {"churn", 0, 0, 'X'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1240,6 +1377,8 @@ int main(int argc, char **argv) {
         case 'C': o_connect_timeout = atof(optarg); break;
         case 'I': o_src_ips = atoi(optarg); break;
         case 'R': o_slow_rcvbuf = atoi(optarg); break;
+        case 'K': o_keepalive = atoi(optarg); break;
+        case 'X': o_churn = 1; break;
         case 'b': o_bayeux_channel = optarg; break;
         default: usage();
         }
@@ -1312,7 +1451,93 @@ int main(int argc, char **argv) {
     double pid_cpu0[MAXPIDS] = {0};
     uint64_t t_window0 = 0, t_window1 = 0, t_last_pub = 0;
     long rss_peak = rss_ready;
-    if (o_pub_path) {
+    if (o_pub_path && o_keepalive > 0) {
+        /* publish as fast as K keep-alive connections are answered */
+        int pep = epoll_create1(0);
+        uint64_t total = (uint64_t)o_warmup + o_events, seq = 0, answered = 0;
+        kpubs = calloc(o_keepalive, sizeof(kpub));
+        for (int i = 0; i < o_keepalive; i++) {
+            if (kpub_connect(&kpubs[i]) < 0) die("connecting a keep-alive publisher");
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &kpubs[i]};
+            epoll_ctl(pep, EPOLL_CTL_ADD, kpubs[i].fd, &ev);
+        }
+        uint64_t last_progress = mono_us(), next_rss = mono_us();
+        while (answered < total) {
+            for (int i = 0; i < o_keepalive && seq < total; i++) {
+                kpub *k = &kpubs[i];
+                if (k->closing && !k->busy) {
+                    /* the server said it closes this one: use a new one */
+                    epoll_ctl(pep, EPOLL_CTL_DEL, k->fd, NULL);
+                    close(k->fd);
+                    k->fd = -1;
+                    if (kpub_connect(k) == 0) {
+                        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+                        epoll_ctl(pep, EPOLL_CTL_ADD, k->fd, &ev);
+                        kpub_reconnects++;
+                    }
+                    k->closing = 0;
+                }
+                if (k->busy || k->fd < 0) continue;
+                seq++;
+                if (seq == (uint64_t)o_warmup + 1) {
+                    t_window0 = mono_us();
+                    cpu0 = pids_cpu();
+                    memcpy(pid_cpu0, pid_cpu_at, sizeof pid_cpu0);
+                    mach0 = machine_busy(&steal0);
+                    gen0 = rusage_cpu(RUSAGE_SELF);
+                    for (int j = 0; j < o_procs; j++) dprintf(to_child[j], "W\n");
+                }
+                if (kpub_send(pep, k, seq) < 0) {
+                    pub_errors++;
+                    answered++;
+                    close(k->fd);
+                    k->fd = -1;
+                }
+                if (seq == total) t_last_pub = mono_us();
+            }
+            struct epoll_event evs[64];
+            int n = epoll_wait(pep, evs, 64, 50);
+            for (int i = 0; i < n; i++) {
+                kpub *k = evs[i].data.ptr;
+                int ok = 0, r = kpub_read(k, &ok);
+                if (r == 1) {
+                    answered++;
+                    if (ok) pub_ok++;
+                    else pub_errors++;
+                    last_progress = mono_us();
+                } else if (r < 0) {
+                    /* the server closed the connection (nginx does after
+                       keepalive_requests): a request in flight on it
+                       failed; open another, as a keep-alive client does */
+                    int wasBusy = k->busy;
+                    if (wasBusy) { pub_errors++; answered++; }
+                    epoll_ctl(pep, EPOLL_CTL_DEL, k->fd, NULL);
+                    close(k->fd);
+                    k->fd = -1;
+                    k->busy = 0;
+                    if (kpub_connect(k) == 0) {
+                        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+                        epoll_ctl(pep, EPOLL_CTL_ADD, k->fd, &ev);
+                        kpub_reconnects++;
+                    } else if (k->fd >= 0) {
+                        close(k->fd);
+                        k->fd = -1;
+                    }
+                }
+            }
+            uint64_t now = mono_us();
+            if (now >= next_rss) {
+                long rss = pids_rss();
+                if (rss > rss_peak) rss_peak = rss;
+                next_rss = now + 200000;
+            }
+            int alive = 0;
+            for (int i = 0; i < o_keepalive; i++) alive += kpubs[i].fd >= 0;
+            if (!alive || now - last_progress > 30000000ull) break;
+        }
+        pub_max_inflight = o_keepalive;
+        for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "L\n");
+    } else if (o_pub_path) {
         int pep = epoll_create1(0);
         uint64_t total = (uint64_t)o_warmup + o_events, seq = 0;
         uint64_t t0 = mono_us();
@@ -1410,7 +1635,7 @@ int main(int argc, char **argv) {
 
     printf("{\"connected\": %llu, \"failed\": %llu, \"connect_s\": %.3f, "
            "\"rss_before_kib\": %ld, \"rss_ready_kib\": %ld, \"rss_peak_kib\": %ld, \"rss_end_kib\": %ld, "
-           "\"published\": %llu, \"publish_errors\": %llu, \"publish_max_inflight\": %llu, "
+           "\"published\": %llu, \"publish_errors\": %llu, \"publish_max_inflight\": %llu, \"publish_reconnects\": %llu, "
            "\"live\": %llu, \"expected\": %llu, \"deliveries\": %llu, \"lost\": %llu, "
            "\"duplicates\": %llu, \"out_of_order\": %llu, \"disconnects\": %llu, "
            "\"slow\": %d, \"slow_closed\": %llu, \"http_errors\": %llu, \"requests\": %llu, "
@@ -1418,6 +1643,7 @@ int main(int argc, char **argv) {
            (unsigned long long)connected, (unsigned long long)failed, connect_s, rss_idle_before,
            rss_ready, rss_peak, rss_end, (unsigned long long)pub_ok,
            (unsigned long long)pub_errors, (unsigned long long)pub_max_inflight,
+           (unsigned long long)kpub_reconnects,
            (unsigned long long)total.live, (unsigned long long)(total.live * (uint64_t)o_events),
            (unsigned long long)total.deliveries, (unsigned long long)total.lost,
            (unsigned long long)total.duplicates, (unsigned long long)total.out_of_order,

@@ -195,6 +195,29 @@ def targets(agg, results):
             ok = r["connected"] >= r["subs"] and r["lost"] == 0 and r["failed"] == 0
             lines.append("| %s concurrent connections in one process | %s connected, %s of %s events delivered | %s |"
                          % (_num(r["subs"]), _num(r["connected"]), _num(r["deliveries"]), _num(r["expected"]), mark(ok)))
+    # the request path (issue 15)
+    pub = defaultdict(list)
+    for r in results:
+        if r["kind"] == "publish" and r.get("publishes_per_cpu_s"):
+            pub[(r["server"], r["subs"])].append(r["publishes_per_cpu_s"])
+    for subs in sorted({s for _, s in pub}):
+        tx, nc = _median(pub.get((TXCOMET, subs), [])), _median(pub.get((NCHAN, subs), []))
+        if tx and nc:
+            lines.append("| publishes accepted per CPU-s through the publish API, %s subscribers: ≥ 0.5× Nchan's "
+                         "publisher location | %.2f× (%s vs %s) | %s |"
+                         % (_num(subs), tx / nc, _num(tx), _num(nc), mark(tx / nc >= 0.5)))
+    conn = defaultdict(list)
+    for r in results:
+        if r["kind"] == "connect" and r.get("connections_per_cpu_s"):
+            conn[(r["server"], r["transport"])].append(r["connections_per_cpu_s"])
+    for transport in ("sse", "ws"):
+        tx = _median(conn.get((TXCOMET, transport), []))
+        for peer, label, factor in ((NCHAN, "Nchan", 0.5), ("socketio-node", "Socket.IO (Node)", 2.0)):
+            other = _median(conn.get((peer, transport), []))
+            if tx and other:
+                lines.append("| new %s connections per CPU-s: ≥ %g× %s | %.2f× (%s vs %s) | %s |"
+                             % (TRANSPORTS[transport], factor, label, tx / other, _num(tx), _num(other),
+                                mark(tx / other >= factor)))
     pairs = workerPairs(results)
     if pairs:
         scales = [two["capacity_per_s"] / one["capacity_per_s"] for one, two in pairs]
@@ -299,6 +322,60 @@ def render(resultsPath, outDir):
                        % (r["label"], _num(r["subs"]), r["rate"], _num(r["requests"]), _num(r["deliveries_per_cpu_s"]),
                           "%.0f%%" % (util * 100) if util is not None else "–", _ms(r["latency_us"]["p50"]),
                           _ms(r["latency_us"]["p99"]), _num(r["lost"]), _num(r["duplicates"])))
+        out.append("")
+
+    pub = [r for r in results if r["kind"] == "publish"]
+    if pub:
+        out.append("### Publish rate")
+        out.append("")
+        out.append("Events accepted through each server's HTTP publish API per CPU-second of the server, from %s "
+                   "keep-alive connections each sending its next publish as soon as the last is answered, with "
+                   "0 subscribers (the request path alone) and with SSE subscribers listening (each publish is "
+                   "then also delivered to all of them). Medians over the repeats."
+                   % (pub[0].get("connections", "–"),))
+        out.append("")
+        out.append("| server | subscribers | publishes per CPU-s | publishes/s (wall) | vs Nchan | errors | lost | dup |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        groups = {}
+        for r in pub:
+            groups.setdefault((r["server"], r["subs"]), []).append(r)
+        ref = {subs: _median([x.get("publishes_per_cpu_s") for x in rs if x.get("publishes_per_cpu_s")])
+               for (server, subs), rs in groups.items() if server == NCHAN}
+        for (server, subs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], _order(kv[0][0]))):
+            rate = _median([x.get("publishes_per_cpu_s") for x in rs if x.get("publishes_per_cpu_s")])
+            wall = _median([x.get("publishes_per_s") for x in rs if x.get("publishes_per_s")])
+            base = ref.get(subs)
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |"
+                       % (rs[0]["label"], _num(subs), _num(rate), _num(wall),
+                          "%.2f×" % (rate / base) if rate and base else "–",
+                          _num(sum(x["publish_errors"] for x in rs)), _num(sum(x["lost"] for x in rs)),
+                          _num(sum(x["duplicates"] for x in rs))))
+        out.append("")
+
+    conn = [r for r in results if r["kind"] == "connect"]
+    if conn:
+        out.append("### Connection rate")
+        out.append("")
+        out.append("%s subscribers each close their connection as soon as an event reaches them and open a new one "
+                   "at once (connect, subscribe, receive one event, close) while %s events a second go out: new "
+                   "connections per CPU-second of the server. Medians over the repeats."
+                   % (_num(conn[0]["subs"]), conn[0]["rate"]))
+        out.append("")
+        out.append("| server | transport | connections per CPU-s | connections/s (wall) | vs Nchan | failed | dup |")
+        out.append("|---|---|---:|---:|---:|---:|---:|")
+        groups = {}
+        for r in conn:
+            groups.setdefault((r["server"], r["transport"]), []).append(r)
+        ref = {transport: _median([x.get("connections_per_cpu_s") for x in rs])
+               for (server, transport), rs in groups.items() if server == NCHAN}
+        for (server, transport), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], _order(kv[0][0]))):
+            rate = _median([x.get("connections_per_cpu_s") for x in rs])
+            wall = _median([x.get("connections_per_s") for x in rs])
+            base = ref.get(transport)
+            out.append("| %s | %s | %s | %s | %s | %s | %s |"
+                       % (rs[0]["label"], TRANSPORTS.get(transport, transport), _num(rate), _num(wall),
+                          "%.2f×" % (rate / base) if rate and base else "–",
+                          _num(sum(x["failed"] for x in rs)), _num(sum(x["duplicates"] for x in rs))))
         out.append("")
 
     slow = [r for r in results if r["kind"] == "slow"]

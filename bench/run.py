@@ -535,7 +535,7 @@ class Runner:
         self.results = []
 
     def loadgenRun(self, server, endpoint, subs, rate=10.0, events=100, warmup=10, size=100,
-                   drain=10.0, slow=0, hold=None, procs=1, settle=None):
+                   drain=10.0, slow=0, hold=None, procs=1, settle=None, keepalive=0, churn=False):
         command = [str(self.loadgen), "--port", str(server.port), "--subs", str(subs),
                    "--pids", ",".join(map(str, server.pids())), "--procs", str(procs)]
         command += endpoint.args()
@@ -546,6 +546,10 @@ class Runner:
             command += ["--pub-path", server.publishPath, "--rate", str(rate), "--events", str(events),
                         "--warmup", str(warmup), "--size", str(size), "--drain", str(drain),
                         "--slow", str(slow)]
+            if keepalive:
+                command += ["--keepalive", str(keepalive)]
+            if churn:
+                command += ["--churn"]
         else:
             command += ["--hold", str(hold), "--events", "1"]
         started = time.time()
@@ -607,6 +611,57 @@ class Runner:
                 % (server.name, transport, subs, e["deliveries_per_cpu_s"], e["latency_us"]["p99"] / 1000.0,
                    e["lost"], e["duplicates"], e["server_cpu_s"], e["gen_cpu_s"],
                    e["machine_cpu_s"] - e["server_cpu_s"] - e["gen_cpu_s"]))
+
+        self.withServer(server, go)
+
+    def publish(self, server, subs, rep=0):
+        """
+        Publish rate: events accepted through the HTTP publish API per
+        server CPU-second, from keep-alive publishers sending as fast as
+        they are answered, with C{subs} SSE subscribers listening (0: the
+        request path alone).
+        """
+        p = self.profile
+
+        def go(server):
+            # Enough publishes that the server's CPU time (counted in
+            # ticks of 10 ms) is long: a fast server takes 50,000 in well
+            # under a second.
+            events = p["pub_events"] if subs == 0 else p["pub_events_busy"]
+            r = self.loadgenRun(server, server.endpoints["sse"], subs, rate=1, events=events,
+                                warmup=p["warmup"] * 10, size=100, drain=p["drain"],
+                                keepalive=p["pub_connections"])
+            e = self.record("publish", server, "sse", subs, r, rep=rep, size=100,
+                            connections=p["pub_connections"])
+            e["publishes_per_cpu_s"] = round(events / e["server_cpu_s"], 1) if e.get("server_cpu_s") else None
+            e["publishes_per_s"] = round(events / e["publish_s"], 1) if e.get("publish_s") else None
+            self.save()
+            log("  %-12s %5d subscribers: %s publishes/CPU-s (%s/s), %d errors, lost %d, dup %d"
+                % (server.name, subs, e["publishes_per_cpu_s"], e["publishes_per_s"], e["publish_errors"],
+                   e["lost"], e["duplicates"]))
+
+        self.withServer(server, go)
+
+    def connect(self, server, transport, subs, rep=0):
+        """
+        Connection rate: C{subs} subscribers that each, once an event
+        reaches them, close their connection and open a new one at once
+        (connect, subscribe, one event, close), while events go out at
+        C{conn_rate} a second; new connections per server CPU-second.
+        """
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["conn_rate"],
+                                events=p["conn_events"], warmup=p["warmup"], size=100, drain=1.0, churn=True)
+            e = self.record("connect", server, transport, subs, r, rep=rep, rate=p["conn_rate"], size=100)
+            e["connections_per_cpu_s"] = (round(e["requests"] / e["server_cpu_s"], 1)
+                                          if e.get("server_cpu_s") else None)
+            e["connections_per_s"] = round(e["requests"] / e["window_s"], 1) if e.get("window_s") else None
+            self.save()
+            log("  %-13s %-4s %5d churning subscribers: %s connections/CPU-s (%s/s), %d failed, dup %d"
+                % (server.name, transport, subs, e["connections_per_cpu_s"], e["connections_per_s"],
+                   e["failed"], e["duplicates"]))
 
         self.withServer(server, go)
 
@@ -698,15 +753,17 @@ PROFILES = {
                   idle_subs=2000, lp_subs=1000, lp_rate=5, lp_events=20,
                   slow_subs=1000, slow_rate=40, slow_events=200, slow_size=8000, slow_transports=["sse"],
                   many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
-                  auth_sizes=[1000]),
+                  auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
+                  conn_subs=200, conn_rate=50, conn_events=100),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
                  many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
-                 auth_sizes=[5000]),
+                 auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
+                 conn_subs=500, conn_rate=50, conn_events=250),
 }
 
-WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth"]
+WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth", "publish", "connect"]
 
 
 def machineInfo():
@@ -746,6 +803,7 @@ def main():
                              "and render the report from the merged file")
     parser.add_argument("--results", help="where to write raw results (default docs/benchmarks.json; quick: bench/build/quick.json)")
     parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--pub-subs", help="publish-rate subscriber counts, e.g. 0,1000")
     parser.add_argument("--report-only", metavar="JSON", help="only render docs/benchmarks.md from saved results")
     args = parser.parse_args()
 
@@ -770,6 +828,8 @@ def main():
         profile["rate"] = args.rate
     if args.repeat:
         profile["repeat"] = args.repeat
+    if args.pub_subs:
+        profile["pub_subs"] = [int(n) for n in args.pub_subs.split(",")]
     if args.results is None:
         args.results = str(BUILD / "quick.json") if args.quick else str(ROOT / "docs" / "benchmarks.json")
 
@@ -857,6 +917,24 @@ def main():
                     log("auth: %s, %d subscribers, open and with tokens (repeat %d)" % (transport, subs, rep + 1))
                     for server in authServers():
                         runner.fanout(server, transport, subs, rep, kind="auth")
+
+    if "publish" in workloads:
+        for rep in range(profile["repeat"]):
+            for subs in profile["pub_subs"]:
+                log("publish rate: %d keep-alive publishers, %d SSE subscribers (repeat %d)"
+                    % (profile["pub_connections"], subs, rep + 1))
+                for server in servers:
+                    if "sse" in server.endpoints and server.publishPath:
+                        runner.publish(server, subs, rep)
+
+    if "connect" in workloads:
+        for rep in range(profile["repeat"]):
+            for transport in args.transports.split(","):
+                log("connection rate: %d churning %s subscribers, %g events/s (repeat %d)"
+                    % (profile["conn_subs"], transport, profile["conn_rate"], rep + 1))
+                for server in servers:
+                    if transport in server.endpoints:
+                        runner.connect(server, transport, profile["conn_subs"], rep)
 
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)

@@ -158,3 +158,46 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         result = self.drive("bayeux-ws", path="/comet/ws?channel=bench")
         self.assertEqual(result["connected"], 0)
         self.assertEqual(result["failed"], 50)
+
+    def test_keepAlivePublishers(self):
+        """
+        The publish-rate workload's keep-alive publishers (--keepalive):
+        every publish answered on a few persistent connections, each event
+        delivered once to every subscriber, and with no subscriber at all.
+        """
+        for subs in ("20", "0"):
+            done = subprocess.run(
+                [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+                 "--subs", subs, "--pub-path", "/comet/publish/bench", "--keepalive", "3", "--events", "200",
+                 "--warmup", "20", "--drain", "3", "--pids", str(self.server.pid)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+            )
+            lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+            self.assertTrue(lines, done.stderr.decode())
+            result = json.loads(lines[-1])
+            self.assertEqual((result["published"], result["publish_errors"]), (220, 0))
+            self.assertEqual(result["publish_max_inflight"], 3)
+            self.assertEqual(result["deliveries"], int(subs) * 200)
+            self.assertEqual((result["lost"], result["duplicates"]), (0, 0))
+            self.assertGreater(result["server_cpu_s"], 0)
+
+    def test_churn(self):
+        """
+        The connection-rate workload's churning subscribers (--churn):
+        each closes its connection once an event reaches it and opens a
+        new one, so the cycles outnumber the subscribers, none fails and
+        no event reaches one twice.
+        """
+        done = subprocess.run(
+            [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+             "--subs", "20", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "40",
+             "--warmup", "5", "--drain", "1", "--churn", "--pids", str(self.server.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        )
+        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+        self.assertTrue(lines, done.stderr.decode())
+        result = json.loads(lines[-1])
+        self.assertEqual((result["connected"], result["failed"], result["duplicates"]), (20, 0, 0))
+        self.assertGreater(result["requests"], 20 * 5)
+        self.assertLessEqual(result["requests"], result["deliveries"])
+
