@@ -1138,6 +1138,24 @@ static int pub_inflight = 0;
 static uint64_t pub_ok = 0, pub_errors = 0;
 static uint64_t pub_max_inflight = 0;
 
+/* The publish request for event seq (its payload carries the marker and
+   the send time), into req (70000 bytes); its length.  keepAlive: leave
+   the connection open for the next. */
+static int publish_request(char *req, uint64_t seq, int keepAlive) {
+    char body[65536];
+    int size = o_size < (int)sizeof body - 1 ? o_size : (int)sizeof body - 1;
+    int m = snprintf(body, sizeof body, "~S%lluT%llu~", (unsigned long long)seq,
+                     (unsigned long long)mono_us());
+    if (size < m) size = m;
+    memset(body + m, 'x', size - m);
+    int hl = snprintf(req, 70000,
+                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
+                      "Content-Length: %d\r\n%s\r\n",
+                      o_pub_path, o_host, o_port, o_pub_type, size, keepAlive ? "" : "Connection: close\r\n");
+    memcpy(req + hl, body, size);
+    return hl + size;
+}
+
 static void pub_start(int pep, uint64_t seq) {
     pub *p = calloc(1, sizeof(pub));
     p->seq = seq;
@@ -1177,19 +1195,8 @@ static void pub_event(int pep, pub *p, uint32_t events) {
             pub_done(pep, p, 0);
             return;
         }
-        char body[65536];
-        int size = o_size < (int)sizeof body - 1 ? o_size : (int)sizeof body - 1;
-        int m = snprintf(body, sizeof body, "~S%lluT%llu~", (unsigned long long)p->seq,
-                         (unsigned long long)mono_us());
-        if (size < m) size = m;
-        memset(body + m, 'x', size - m);
         char req[70000];
-        int hl = snprintf(req, sizeof req,
-                          "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
-                          "Content-Length: %d\r\nConnection: close\r\n\r\n",
-                          o_pub_path, o_host, o_port, o_pub_type, size);
-        memcpy(req + hl, body, size);
-        if (write_all(p->fd, req, hl + size) < 0) {
+        if (write_all(p->fd, req, publish_request(req, p->seq, 0)) < 0) {
             pub_done(pep, p, 0);
             return;
         }
@@ -1239,20 +1246,26 @@ static int kpub_connect(kpub *k) {
     return 0;
 }
 
+/* Close k's connection and open another in its place. */
+static void kpub_reopen(int pep, kpub *k) {
+    if (k->fd >= 0) {
+        epoll_ctl(pep, EPOLL_CTL_DEL, k->fd, NULL);
+        close(k->fd);
+        k->fd = -1;
+    }
+    if (kpub_connect(k) == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+        epoll_ctl(pep, EPOLL_CTL_ADD, k->fd, &ev);
+        kpub_reconnects++;
+    } else if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
 static int kpub_send(int pep, kpub *k, uint64_t seq) {
-    char body[65536];
-    int size = o_size < (int)sizeof body - 1 ? o_size : (int)sizeof body - 1;
-    int m = snprintf(body, sizeof body, "~S%lluT%llu~", (unsigned long long)seq,
-                     (unsigned long long)mono_us());
-    if (size < m) size = m;
-    memset(body + m, 'x', size - m);
     char req[70000];
-    int hl = snprintf(req, sizeof req,
-                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
-                      "Content-Length: %d\r\n\r\n",
-                      o_pub_path, o_host, o_port, o_pub_type, size);
-    memcpy(req + hl, body, size);
-    if (write_all(k->fd, req, hl + size) < 0) return -1;
+    if (write_all(k->fd, req, publish_request(req, seq, 1)) < 0) return -1;
     k->busy = 1;
     k->seq = seq;
     k->got = 0;
@@ -1467,14 +1480,7 @@ int main(int argc, char **argv) {
                 kpub *k = &kpubs[i];
                 if (k->closing && !k->busy) {
                     /* the server said it closes this one: use a new one */
-                    epoll_ctl(pep, EPOLL_CTL_DEL, k->fd, NULL);
-                    close(k->fd);
-                    k->fd = -1;
-                    if (kpub_connect(k) == 0) {
-                        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
-                        epoll_ctl(pep, EPOLL_CTL_ADD, k->fd, &ev);
-                        kpub_reconnects++;
-                    }
+                    kpub_reopen(pep, k);
                     k->closing = 0;
                 }
                 if (k->busy || k->fd < 0) continue;
@@ -1509,20 +1515,9 @@ int main(int argc, char **argv) {
                     /* the server closed the connection (nginx does after
                        keepalive_requests): a request in flight on it
                        failed; open another, as a keep-alive client does */
-                    int wasBusy = k->busy;
-                    if (wasBusy) { pub_errors++; answered++; }
-                    epoll_ctl(pep, EPOLL_CTL_DEL, k->fd, NULL);
-                    close(k->fd);
-                    k->fd = -1;
+                    if (k->busy) { pub_errors++; answered++; }
                     k->busy = 0;
-                    if (kpub_connect(k) == 0) {
-                        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
-                        epoll_ctl(pep, EPOLL_CTL_ADD, k->fd, &ev);
-                        kpub_reconnects++;
-                    } else if (k->fd >= 0) {
-                        close(k->fd);
-                        k->fd = -1;
-                    }
+                    kpub_reopen(pep, k);
                 }
             }
             uint64_t now = mono_us();

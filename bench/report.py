@@ -55,6 +55,25 @@ def _order(name):
     return ORDER.index(name) if name in ORDER else len(ORDER)
 
 
+def againstNchan(rows, by, value, wall):
+    """
+    C{rows} grouped by C{(server, by)}, each group's median C{value} and
+    C{wall} and the ratio of that median to Nchan's in the same C{by}:
+    (server, by, rows, median, wall median, ratio or None), Nchan's
+    groups included, sorted by C{by} and then by server.
+    """
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["server"], r[by])].append(r)
+    medians = {key: _median([r.get(value) for r in rs]) for key, rs in groups.items()}
+    out = []
+    for (server, key), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], _order(kv[0][0]))):
+        median, ref = medians[(server, key)], medians.get((NCHAN, key))
+        out.append((server, key, rs, median, _median([r.get(wall) for r in rs]),
+                    median / ref if median and ref else None))
+    return out
+
+
 def aggregate(results, kind):
     """
     Medians over repeats, per (server, transport, subs).
@@ -336,18 +355,10 @@ def render(resultsPath, outDir):
         out.append("")
         out.append("| server | subscribers | publishes per CPU-s | publishes/s (wall) | vs Nchan | errors | lost | dup |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        groups = {}
-        for r in pub:
-            groups.setdefault((r["server"], r["subs"]), []).append(r)
-        ref = {subs: _median([x.get("publishes_per_cpu_s") for x in rs if x.get("publishes_per_cpu_s")])
-               for (server, subs), rs in groups.items() if server == NCHAN}
-        for (server, subs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], _order(kv[0][0]))):
-            rate = _median([x.get("publishes_per_cpu_s") for x in rs if x.get("publishes_per_cpu_s")])
-            wall = _median([x.get("publishes_per_s") for x in rs if x.get("publishes_per_s")])
-            base = ref.get(subs)
+        for server, subs, rs, rate, wall, ratio in againstNchan(pub, "subs", "publishes_per_cpu_s", "publishes_per_s"):
             out.append("| %s | %s | %s | %s | %s | %s | %s | %s |"
                        % (rs[0]["label"], _num(subs), _num(rate), _num(wall),
-                          "%.2f×" % (rate / base) if rate and base else "–",
+                          "%.2f×" % ratio if ratio else "–",
                           _num(sum(x["publish_errors"] for x in rs)), _num(sum(x["lost"] for x in rs)),
                           _num(sum(x["duplicates"] for x in rs))))
         out.append("")
@@ -363,18 +374,12 @@ def render(resultsPath, outDir):
         out.append("")
         out.append("| server | transport | connections per CPU-s | connections/s (wall) | vs Nchan | failed | dup |")
         out.append("|---|---|---:|---:|---:|---:|---:|")
-        groups = {}
-        for r in conn:
-            groups.setdefault((r["server"], r["transport"]), []).append(r)
-        ref = {transport: _median([x.get("connections_per_cpu_s") for x in rs])
-               for (server, transport), rs in groups.items() if server == NCHAN}
-        for (server, transport), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], _order(kv[0][0]))):
-            rate = _median([x.get("connections_per_cpu_s") for x in rs])
-            wall = _median([x.get("connections_per_s") for x in rs])
-            base = ref.get(transport)
+        for server, transport, rs, rate, wall, ratio in againstNchan(
+            conn, "transport", "connections_per_cpu_s", "connections_per_s"
+        ):
             out.append("| %s | %s | %s | %s | %s | %s | %s |"
                        % (rs[0]["label"], TRANSPORTS.get(transport, transport), _num(rate), _num(wall),
-                          "%.2f×" % (rate / base) if rate and base else "–",
+                          "%.2f×" % ratio if ratio else "–",
                           _num(sum(x["failed"] for x in rs)), _num(sum(x["duplicates"] for x in rs))))
         out.append("")
 
