@@ -154,7 +154,7 @@ class Options(usage.Options):
         ["no-access-log", None, "Do not log every HTTP request (at thousands of long-polls a second, "
          "formatting the access log is a fifth of the server's work); turns on --lean-http unless "
          "--no-lean-http is given."],
-        ["lean-http", None, "With one process, plain HTTP/1.1 control, long-poll and poll requests take a "
+        ["lean-http", None, "With one process, plain HTTP/1.1 control, long-poll, poll and publish requests take a "
          "lean path past twisted.web's per-request work (same answers; they are not logged, so this needs "
          "--no-access-log). Default: on with --no-access-log, else off."],
         ["no-lean-http", None, "Every request goes through twisted.web, even with --no-access-log."],
