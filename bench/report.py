@@ -215,6 +215,17 @@ def targets(agg, results):
             lines.append("| %s concurrent connections in one process | %s connected, %s of %s events delivered | %s |"
                          % (_num(r["subs"]), _num(r["connected"]), _num(r["deliveries"]), _num(r["expected"]), mark(ok)))
     # the request path (issue 15)
+    for r in results:
+        if r["kind"] == "longpoll" and r["server"] == TXCOMET:
+            nc = next((x for x in results if x["kind"] == "longpoll" and x["server"] == NCHAN
+                       and x["subs"] == r["subs"]), None)
+            if nc and r.get("deliveries_per_cpu_s") and nc.get("deliveries_per_cpu_s"):
+                ratio = r["deliveries_per_cpu_s"] / nc["deliveries_per_cpu_s"]
+                lines.append("| long-poll churn, %s clients: ≥ 0.6× Nchan's deliveries per CPU-s, p99 no worse | "
+                             "%.2f× (%s vs %s), p99 %s ms vs %s ms | %s |"
+                             % (_num(r["subs"]), ratio, _num(r["deliveries_per_cpu_s"]), _num(nc["deliveries_per_cpu_s"]),
+                                _ms(r["latency_us"]["p99"]), _ms(nc["latency_us"]["p99"]),
+                                mark(ratio >= 0.6 and r["latency_us"]["p99"] <= nc["latency_us"]["p99"])))
     pub = defaultdict(list)
     for r in results:
         if r["kind"] == "publish" and r.get("publishes_per_cpu_s"):
@@ -335,7 +346,7 @@ def render(resultsPath, outDir):
         out.append("")
         out.append("| server | clients | events/s | polls answered | deliveries per CPU-s | server busy | p50 ms | p99 ms | lost | dup |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in sorted(lp, key=lambda r: _order(r["server"])):
+        for r in sorted(lp, key=lambda r: (r["subs"], _order(r["server"]))):
             util = r["server_cpu_s"] / r["active_s"] if r.get("active_s") else None
             out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
                        % (r["label"], _num(r["subs"]), r["rate"], _num(r["requests"]), _num(r["deliveries_per_cpu_s"]),

@@ -750,13 +750,13 @@ class Runner:
 
 PROFILES = {
     "quick": dict(sizes=[1000, 5000], rate=10, events=30, warmup=10, drain=8, repeat=1,
-                  idle_subs=2000, lp_subs=1000, lp_rate=5, lp_events=20,
+                  idle_subs=2000, lp_subs=1000, lp_sizes=[1000], lp_rate=5, lp_events=20,
                   slow_subs=1000, slow_rate=40, slow_events=200, slow_size=8000, slow_transports=["sse"],
                   many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
                   auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
                   conn_subs=200, conn_rate=50, conn_events=100),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
-                 idle_subs=10000, lp_subs=2000, lp_rate=5, lp_events=50,
+                 idle_subs=10000, lp_subs=2000, lp_sizes=[2000, 10000], lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
                  many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
                  auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
@@ -862,10 +862,17 @@ def main():
                 if "stream" in server.endpoints:
                     runner.fanout(server, "stream", subs, 0)
     if "longpoll" in workloads:
-        log("long-poll churn: %d clients, %g events/s" % (profile["lp_subs"], profile["lp_rate"]))
-        for server in servers:
-            if "longpoll" in server.endpoints:
-                runner.longpoll(server, profile["lp_subs"])
+        # txcomet as one process and as a group of two workers on one port
+        # (where the lean path is off: a request may be for another
+        # worker's session, which the worker router forwards)
+        lpServers = list(servers)
+        if "txcomet" in byName:
+            lpServers.insert(lpServers.index(byName["txcomet"]) + 1, Txcomet(workers=2))
+        for subs in profile["lp_sizes"]:
+            log("long-poll churn: %d clients, %g events/s" % (subs, profile["lp_rate"]))
+            for server in lpServers:
+                if "longpoll" in server.endpoints:
+                    runner.longpoll(server, subs)
     if "idle" in workloads:
         log("idle connections: %d" % (profile["idle_subs"],))
         for server in servers:
