@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 from txcomet import AllowAll, CometConfig, CometError, InMemoryBus
 from txcomet._sessions.hub import Hub
 from txcomet.interfaces import IAuthorizer, IDataChannel, ISubscriber
-from txcomet.testing import RecordingDataChannel
+from txcomet.testing import RecordingDataChannel, makeComet
 from tests.support import subscriberCount
 
 
@@ -368,3 +368,40 @@ class SessionPrefixTests(SynchronousTestCase):
         self.assertNotEqual(first.id, second.id)
         self.assertEqual(len(first.id), len(plain.id) + 2)
         self.assertIs(hub.getSession(first.id), first)
+
+
+class JoinListenTests(SynchronousTestCase):
+    """
+    L{Hub.joinListen}, the join-listen every transport uses.
+    """
+
+    def setUp(self):
+        self.comet, self.clock = makeComet()
+        self.hub = self.comet.hub
+
+    def test_subscribedAndEphemeral(self):
+        """
+        The session is ephemeral and subscribed to every channel; it keeps
+        no replay buffer unless its connection is also a control channel.
+        """
+        first = self.successResultOf(self.comet.publish("a", 1))
+        session, position, recovered = self.successResultOf(
+            self.hub.joinListen(["a", "b"], first.id, {"transport": "sse"})
+        )
+        self.assertTrue(session.ephemeral)
+        self.assertEqual(list(session.subscriptions), ["a", "b"])
+        self.assertFalse(session.keepsReplay)
+        self.assertTrue(recovered)
+        self.assertIsNotNone(position)
+        withControl = self.successResultOf(self.hub.joinListen(["a"], None, {"transport": "ws"}, control=True))[0]
+        self.assertTrue(withControl.keepsReplay)
+
+    def test_refusedClosesTheSession(self):
+        """
+        A channel that cannot be subscribed to fails the whole join-listen,
+        and the session made for it is gone.
+        """
+        before = set(self.hub.sessions)
+        failure = self.failureResultOf(self.hub.joinListen(["a", "bad//name"], None, {}), CometError)
+        self.assertEqual(failure.value.code, "invalid_channel")
+        self.assertEqual(set(self.hub.sessions), before)

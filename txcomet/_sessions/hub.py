@@ -166,6 +166,41 @@ class Hub:
         return encoded
 
     @inlineCallbacks
+    def joinListen(self, channels: Any, since: Optional[str], credentials: dict, control: bool = False):
+        """
+        Join-listen, for every transport that offers it (C{?channel=NAME}
+        on an HTTP data channel or a WebSocket handshake): an ephemeral
+        session subscribed to C{channels}, each from C{since} (an event id,
+        L{txcomet._sessions.states.OLDEST} or C{None}).  Nothing can attach
+        to the session again or resume it (its id is never given out), so
+        it keeps no replay buffer, unless C{control}: its client can send
+        control operations on the same connection (WebSocket), and a
+        C{subscribe} with C{since} there leaves out what the buffer says it
+        had.  If a subscription is refused the session is closed and the
+        error raised.
+
+        @return: a L{Deferred} firing with C{(session, position,
+            recovered)}: the position of the first channel's
+            subscription, and whether every channel's history reached back
+            to C{since}.
+        """
+        session = yield self.join(ephemeral=True, credentials=credentials)
+        session.keepsReplay = control
+        position = None
+        recovered = True
+        try:
+            for name in channels:
+                ack = yield session.subscribe(name, since)
+                if position is None:
+                    position = ack["position"]
+                if ack.get("recovered") is False:
+                    recovered = False
+        except BaseException:
+            session.close(None)
+            raise
+        return session, position, recovered
+
+    @inlineCallbacks
     def join(
         self,
         user: Optional[str] = None,

@@ -358,20 +358,9 @@ class DataChannelResource(JSONResource):
             "transport": self.transportName,
             "headers": forwardedHeaders(request, self.config),
         }
-        session = yield self.hub.join(ephemeral=True, credentials=credentials)
-        # Nothing can attach to this session again or resume it (its id is
-        # never given out): it needs no replay buffer.
-        session.keepsReplay = False
+        since = params.last if params.last is not None else self.joinListenSince
+        session, position, recovered = yield self.hub.joinListen(params.channels, since, credentials)
         try:
-            since = params.last if params.last is not None else self.joinListenSince
-            position = None
-            recovered = True
-            for name in params.channels:
-                ack = yield session.subscribe(name, since)
-                if position is None:
-                    position = ack["position"]
-                if ack.get("recovered") is False:
-                    recovered = False
             if request._disconnected:
                 session.close(None)
                 return

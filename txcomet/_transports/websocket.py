@@ -392,27 +392,18 @@ class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerPro
 
     @inlineCallbacks
     def _joinListen(self, params: DataChannelParams, subprotocol: Optional[str]):
-        hub = self.factory.hub
-        session = None
-        position = None
-        recovered = True
+        credentials = self._context()
+        credentials["auth"] = credentials.pop("token")
         try:
-            credentials = self._context()
-            credentials["auth"] = credentials.pop("token")
-            session = yield hub.join(ephemeral=True, credentials=credentials)
-            self._newSession = session
-            for name in params.channels:
-                ack = yield session.subscribe(name, params.last)
-                if position is None:
-                    position = ack["position"]
-                if ack.get("recovered") is False:
-                    recovered = False
+            # The connection is also a control channel: its session keeps
+            # the replay buffer a subscribe with since is answered from.
+            session, position, recovered = yield self.factory.hub.joinListen(
+                params.channels, params.last, credentials, control=True
+            )
         except Exception:
-            self._newSession = None
-            if session is not None:
-                session.close(None)
             self._error = asCometError(Failure(), "a WebSocket join-listen")
             return subprotocol
+        self._newSession = session
         if self._lost:
             self._newSession = None
             session.close(None)
