@@ -210,10 +210,9 @@ class _GuardedConnection(Protocol):
             self.guard.deadlines.remove(self)
 
     def _beat(self) -> None:
-        # The timer's call: the head is due.
-        self._tooSlow()
-
-    def _tooSlow(self) -> None:
+        """
+        The deadline timer's call: the head did not come in time.
+        """
         log.info(
             "Closed a connection from {address}: no complete request head within {timeout} s",
             address=self.address,

@@ -73,8 +73,7 @@ from txcomet._transports.wscommon import (
     OTHER_REASON_CODE,
     ClosedNotice,
     HubWebSocketFactory,
-    _acceptDeflate,
-    _refuseDeflate,
+    acceptDeflate,
     checkHandshakeOrigin,
     originAllowed,
 )
@@ -126,7 +125,6 @@ def _hookHeaders(config: CometConfig, headers: Dict[str, str]) -> Dict[str, str]
     return {name: headers[name] for name in config.hookHeaders if name in headers}
 
 
-_OPEN = OPEN
 _FRAMING_NAME = FRAMING.name
 
 
@@ -208,7 +206,7 @@ class _WebSocketSink(RosterMember):
         protocol = self.protocol
         if seat.roster.events != seat.events:
             protocol.wrote = True
-        if pending is not None and protocol.state == _OPEN and not protocol._lost:
+        if pending is not None and protocol.state == OPEN and not protocol._lost:
             protocol._write(pending, 1)
 
     def rosterSpill(self, data: bytes) -> None:
@@ -486,7 +484,7 @@ class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerPro
 
     def writeEvents(self, events: Sequence[Event]) -> None:
         # The fan-out hot path: once per subscriber per event.
-        if self.state != _OPEN:
+        if self.state != OPEN:
             return
         sink = self.sink
         if sink is not None and sink.seat is not None:
@@ -513,7 +511,7 @@ class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerPro
         tell a live connection from a dead one.  Nothing is sent while the
         client is not reading what is already waiting.
         """
-        if self.state == _OPEN and not self._paused and not self._backlog:
+        if self.state == OPEN and not self._paused and not self._backlog:
             self._write(HEARTBEAT_FRAME, 1)
 
     # Beating (the heartbeat rule)
@@ -524,7 +522,7 @@ class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerPro
 
     @property
     def beating(self) -> bool:
-        return self.state == _OPEN and not self._lost
+        return self.state == OPEN and not self._lost
 
     def rosterWrote(self) -> bool:
         sink = self.sink
@@ -551,7 +549,7 @@ class CometWebSocketProtocol(WebSocketControl, WebSocketFlow, WebSocketServerPro
         if self.sink is not None:
             self.sink.leaveRoster()
             self.sink.blocked = True
-        if self.state == _OPEN:
+        if self.state == OPEN:
             self._flushAll()
         WebSocketServerProtocol.sendCloseFrame(self, code, reasonUtf8, isReply)
 
@@ -609,12 +607,10 @@ class CometWebSocketFactory(HubWebSocketFactory):
         self.dispatcher = dispatcher
         self.turn = hub.turn
         self.heartbeats = HeartbeatTimer(hub.clock, hub.config.heartbeat)
-        HubWebSocketFactory.__init__(
-            self,
-            hub,
-            echoCloseCodeReason=True,
-            perMessageCompressionAccept=_acceptDeflate if hub.config.webSocketCompression else _refuseDeflate,
-        )
+        options: Dict[str, Any] = {"echoCloseCodeReason": True}
+        if hub.config.webSocketCompression:
+            options["perMessageCompressionAccept"] = acceptDeflate
+        HubWebSocketFactory.__init__(self, hub, **options)
 
     def setProtocolOptions(self, **options: Any) -> None:
         WebSocketServerFactory.setProtocolOptions(self, **options)

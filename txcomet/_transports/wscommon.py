@@ -174,7 +174,10 @@ def checkHandshakeOrigin(config: CometConfig, request: Any) -> None:
         )
 
 
-def _acceptDeflate(offers: Sequence[Any]) -> Optional[PerMessageDeflateOfferAccept]:
+def acceptDeflate(offers: Sequence[Any]) -> Optional[PerMessageDeflateOfferAccept]:
+    """
+    Accept a client's permessage-deflate offer (C{--ws-compression}).
+    """
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
             # No context takeover on our side: each message is compressed
@@ -240,10 +243,6 @@ class ClosedNotice:
             waiter.callback(None)
 
 
-def _refuseDeflate(offers: Any) -> None:
-    return None
-
-
 class HubWebSocketFactory(WebSocketServerFactory):
     """
     What every txcomet WebSocket endpoint's factory (the comet one, and
@@ -251,7 +250,8 @@ class HubWebSocketFactory(WebSocketServerFactory):
     the close handshake) too; the open connections; whether the service
     has stopped; and these Autobahn options from the hub's config: no
     status page, close frames rather than dropped connections for protocol
-    errors, the message size limit, and pings every heartbeat interval.
+    errors, the message size limit, pings every heartbeat interval, and no
+    compression unless C{perMessageCompressionAccept} says otherwise.
     Origins are checked in C{onConnect}, against the Host as well as the
     configured list; Autobahn's own check is a pattern list that knows
     nothing of the Host, so it lets every origin through.
@@ -280,5 +280,5 @@ class HubWebSocketFactory(WebSocketServerFactory):
             autoPingTimeout=config.webSocketPingTimeout,
             allowedOrigins=["*"],
             allowNullOrigin=True,
-            **options,
+            **dict({"perMessageCompressionAccept": lambda offers: None}, **options),
         )

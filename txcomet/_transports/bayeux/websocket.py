@@ -279,5 +279,5 @@ class BayeuxWebSocketFactory(HubWebSocketFactory):
 
     def __init__(self, hub: Hub, endpoint: BayeuxEndpoint) -> None:
         self.endpoint = endpoint
-        HubWebSocketFactory.__init__(self, hub, perMessageCompressionAccept=lambda offers: None)
+        HubWebSocketFactory.__init__(self, hub)
 
