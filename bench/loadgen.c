@@ -1125,6 +1125,22 @@ quit:
 /* ------------------------------------------------------------------ */
 /* the parent: publisher and coordinator */
 
+/* the measured window: when it opened, and the CPU times then */
+static uint64_t t_window0 = 0;
+static double cpu0 = 0, gen0 = 0, mach0 = 0, steal0 = 0;
+static double pid_cpu0[MAXPIDS];
+
+/* The warm-up is over: note the time and every CPU clock, and tell the
+   children to count from here. */
+static void open_window(const int *to_child) {
+    t_window0 = mono_us();
+    cpu0 = pids_cpu();
+    memcpy(pid_cpu0, pid_cpu_at, sizeof pid_cpu0);
+    mach0 = machine_busy(&steal0);
+    gen0 = rusage_cpu(RUSAGE_SELF);
+    for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "W\n");
+}
+
 typedef struct pub {
     int fd;
     uint64_t seq;
@@ -1460,9 +1476,8 @@ int main(int argc, char **argv) {
            (unsigned long long)failed, connect_s, rss_ready);
     fflush(stdout);
 
-    double cpu0 = 0, cpu1 = 0, gen0 = 0, gen1 = 0, mach0 = 0, mach1 = 0, steal0 = 0, steal1 = 0;
-    double pid_cpu0[MAXPIDS] = {0};
-    uint64_t t_window0 = 0, t_window1 = 0, t_last_pub = 0;
+    double cpu1 = 0, gen1 = 0, mach1 = 0, steal1 = 0;
+    uint64_t t_window1 = 0, t_last_pub = 0;
     long rss_peak = rss_ready;
     if (o_pub_path && o_keepalive > 0) {
         /* publish as fast as K keep-alive connections are answered */
@@ -1485,14 +1500,7 @@ int main(int argc, char **argv) {
                 }
                 if (k->busy || k->fd < 0) continue;
                 seq++;
-                if (seq == (uint64_t)o_warmup + 1) {
-                    t_window0 = mono_us();
-                    cpu0 = pids_cpu();
-                    memcpy(pid_cpu0, pid_cpu_at, sizeof pid_cpu0);
-                    mach0 = machine_busy(&steal0);
-                    gen0 = rusage_cpu(RUSAGE_SELF);
-                    for (int j = 0; j < o_procs; j++) dprintf(to_child[j], "W\n");
-                }
+                if (seq == (uint64_t)o_warmup + 1) open_window(to_child);
                 if (kpub_send(pep, k, seq) < 0) {
                     pub_errors++;
                     answered++;
@@ -1542,14 +1550,7 @@ int main(int argc, char **argv) {
             uint64_t now = mono_us();
             while (seq < total && now >= t0 + (uint64_t)(seq * interval)) {
                 seq++;
-                if (seq == (uint64_t)o_warmup + 1) {
-                    t_window0 = mono_us();
-                    cpu0 = pids_cpu();
-                    memcpy(pid_cpu0, pid_cpu_at, sizeof pid_cpu0);
-                    mach0 = machine_busy(&steal0);
-                    gen0 = rusage_cpu(RUSAGE_SELF);
-                    for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "W\n");
-                }
+                if (seq == (uint64_t)o_warmup + 1) open_window(to_child);
                 pub_start(pep, seq);
                 if (seq == total) t_last_pub = mono_us();
             }
