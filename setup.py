@@ -28,7 +28,13 @@ setup(
         "tomli; python_version<'3.11'",
     ],
     extras_require={
+        # ssl: endpoints (--listen ssl:8443:privateKey=...)
+        "tls": ["twisted[tls]"],
+        # HTTP/2 for every HTTP transport under TLS, chosen by ALPN
+        "http2": ["twisted[tls,http2]"],
         "test": [
+            # the TLS and HTTP/2 system tests
+            "twisted[tls,http2]",
             "pytest>=7",
             "pytest-twisted>=1.14",
             "hypothesis>=6",

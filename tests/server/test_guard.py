@@ -8,10 +8,12 @@ forwards.
 import json
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from txcomet._server.guard import ConnectionGuard, forwardedAddress
 
@@ -307,3 +309,33 @@ class CapTests(SynchronousTestCase):
         self.assertEqual(forwardedAddress(b"X-Forwarded-For: 1.1.1.1,2.2.2.2\r\n"), "2.2.2.2")
         self.assertEqual(forwardedAddress(b'Forwarded: for="[2001:db8::1]:4711"\r\n'), "2001:db8::1")
         self.assertEqual(forwardedAddress(b"Host: x\r\n"), None)
+
+
+class ProtocolNegotiationTests(SynchronousTestCase):
+    """
+    Under TLS, Twisted asks the outermost factory which protocols to offer
+    over ALPN; the guard answers for the site it wraps.
+    """
+
+    def test_offersTheSitesProtocols(self):
+        """
+        Over a twisted.web site the guard offers what the site speaks
+        (C{h2} first when HTTP/2 is available, then C{http/1.1}).
+        """
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        site = Site(Resource())
+        guard = ConnectionGuard(site, Clock())
+        verifyObject(IProtocolNegotiationFactory, guard)
+        self.assertEqual(guard.acceptableProtocols(), site.acceptableProtocols())
+        self.assertIn(b"http/1.1", guard.acceptableProtocols())
+
+    def test_plainFactory(self):
+        """
+        A wrapped factory that names no protocols still gets C{http/1.1}
+        offered: none at all would fail every handshake of a client that
+        offers ALPN.
+        """
+        guard, _ = makeGuard()
+        self.assertEqual(guard.acceptableProtocols(), [b"http/1.1"])

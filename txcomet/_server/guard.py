@@ -41,8 +41,10 @@ import re
 from typing import Any, Dict, Optional, Sequence
 
 from twisted.logger import Logger
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
+from zope.interface import implementer
 
 from txcomet._model.errors import CometError
 from txcomet._transports.heartbeat import HeartbeatTimer
@@ -341,9 +343,15 @@ class _GuardedConnection(Protocol):
             self.inner.connectionLost(reason)
 
 
+@implementer(IProtocolNegotiationFactory)
 class ConnectionGuard(WrappingFactory):
     """
     Wraps a site's factory (see the module docstring).
+
+    Under TLS it offers the site's ALPN protocols (C{h2} when twisted.web
+    can speak HTTP/2, and C{http/1.1}) as its own: Twisted asks the
+    outermost factory, and one that names none fails every handshake of a
+    client that offers ALPN (every browser, curl).
 
     @ivar count: the open connections.
     @ivar byAddress: open connections per client address.
@@ -378,6 +386,12 @@ class ConnectionGuard(WrappingFactory):
         wrapped = self.wrappedFactory
         prefix = getattr(wrapped, "logPrefix", None)
         return prefix() if prefix is not None else wrapped.__class__.__name__
+
+    def acceptableProtocols(self) -> Sequence[bytes]:
+        wrapped = IProtocolNegotiationFactory(self.wrappedFactory, None)
+        if wrapped is None:
+            return [b"http/1.1"]
+        return wrapped.acceptableProtocols()
 
     def isTrusted(self, address: str) -> bool:
         return address in self.trustedProxies
