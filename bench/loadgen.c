@@ -17,6 +17,16 @@
  * Process layout: the parent publishes and coordinates; --procs children
  * (default 1) each hold a share of the subscribers in one epoll loop.
  *
+ * --storm K: a reconnect storm.  Once measured event K is published, every
+ * subscriber's connection is reset at once, and each reconnects at a random
+ * moment within --storm-spread seconds, resuming after the last event it
+ * received: SSE with Last-Event-ID (the "id:" line before that event's data),
+ * WebSocket with ?last=ID (the event's JSON "id"; --resume-param renames it),
+ * Socket.IO with its connection state recovery (the pid of the first CONNECT
+ * answer and the offset each event carries last).  Reported: how many
+ * resumed (received an event published after the storm) and how long after
+ * the storm; losses and duplicates are counted as always.
+ *
  * Build: gcc -O2 -o loadgen loadgen.c   (the benchmark does this itself)
  */
 #define _GNU_SOURCE
@@ -88,6 +98,9 @@ static const char *o_join_path = NULL;
 static const char *o_join_body = NULL;
 static char o_pids[1024] = "";
 static char o_headers[4096] = "";
+static int o_storm = 0;
+static double o_storm_spread = 1.0;
+static const char *o_resume_param = "last";
 
 /* ------------------------------------------------------------------ */
 /* time, cpu, memory */
@@ -216,9 +229,12 @@ struct result {
     uint64_t connected, failed, live, deliveries, duplicates, out_of_order, lost;
     uint64_t disconnects, warm_subs, complete_subs, bytes_read, requests, http_errors;
     uint64_t slow_closed, cpu_window_us, slow_bytes;
+    uint64_t storm_dropped, storm_reconnected, storm_resumed;
     /* not summed: */
     uint64_t first_delivery_us, last_delivery_us, max_latency_us;
+    uint64_t storm_reconnect_max_us, storm_resume_max_us;
     uint64_t hist[HBUCKETS];
+    uint64_t storm_hist[HBUCKETS]; /* time from the storm to each resume */
 };
 
 /* ------------------------------------------------------------------ */
@@ -258,7 +274,14 @@ typedef struct conn {
     uint32_t got;
     uint64_t max_seq;
     uint8_t *seen;
-    /* long-polling */
+    /* --storm: 1 dropped and waiting to reconnect (at storm_at), 2
+       reconnecting, 3 resumed; the id being read and the one ready */
+    uint8_t storm;
+    uint64_t storm_at;
+    uint8_t id_state, id_ready;
+    uint8_t id_vlen;
+    char id_val[96];
+    /* long-polling (and a resuming subscriber's last id, Socket.IO pid) */
     char session[72];
     char last[96];
     char lastmod[64];
@@ -275,6 +298,14 @@ static int draining = 0;
 static uint64_t drain_deadline = 0;
 static struct sockaddr_in server_addr;
 static char rbuf[1 << 16];
+/* --storm: when this child reset its subscribers, the last event published
+   before that, how many still wait to reconnect */
+static uint64_t storm_t0 = 0, storm_seq = 0;
+static int storm_waiting = 0;
+/* --storm: where an event's id starts and what ends it (see main) */
+static const char *id_prefix = NULL;
+static int id_plen = 0;
+static char id_term = '\n';
 
 static void die(const char *what) {
     perror(what);
@@ -331,7 +362,13 @@ static void handshake_finished(conn *c, int ok) {
     in_flight--;
     handshakes_done++;
     if (ok && c->subscribed) {
-        return; /* a --churn reconnection: counted once, the first time */
+        /* a --churn or --storm reconnection: counted once, the first time */
+        if (c->storm == 2) {
+            uint64_t took = mono_us() - storm_t0;
+            R.storm_reconnected++;
+            if (took > R.storm_reconnect_max_us) R.storm_reconnect_max_us = took;
+        }
+        return;
     }
     if (ok) {
         c->subscribed = 1;
@@ -375,6 +412,18 @@ static void conn_lost(conn *c) {
 /* one marker found */
 static void on_marker(conn *c, uint64_t seq, uint64_t t, uint64_t now) {
     if (seq == 0) return;
+    if (c->id_ready) {
+        /* the id read before this event's data is the one to resume after */
+        memcpy(c->last, c->id_val, sizeof c->last);
+        c->id_ready = 0;
+    }
+    if (c->storm == 2 && seq > storm_seq) {
+        uint64_t took = now - storm_t0;
+        c->storm = 3;
+        R.storm_resumed++;
+        R.storm_hist[hist_index(took)]++;
+        if (took > R.storm_resume_max_us) R.storm_resume_max_us = took;
+    }
     if (seq <= (uint64_t)o_warmup) {
         if (c->max_seq == 0) R.warm_subs++;
         if (seq > c->max_seq) c->max_seq = seq;
@@ -409,6 +458,19 @@ static void scan(conn *c, const uint8_t *p, size_t n, uint64_t now) {
     uint64_t seq = c->sc_seq, t = c->sc_t;
     for (size_t k = 0; k < n; k++) {
         uint8_t b = p[k];
+        if (id_plen) {
+            /* --storm: an event id (SSE "\nid: ...", WebSocket "\"id\":\"...") */
+            if (c->id_state < id_plen) {
+                c->id_state = b == (uint8_t)id_prefix[c->id_state] ? c->id_state + 1 : b == (uint8_t)id_prefix[0];
+                if (c->id_state == id_plen) c->id_vlen = 0;
+            } else if (b == (uint8_t)id_term || b == '\r') {
+                c->id_val[c->id_vlen] = 0;
+                c->id_state = 0;
+                c->id_ready = 1;
+            } else if (c->id_vlen < sizeof c->id_val - 1) {
+                c->id_val[c->id_vlen++] = (char)b;
+            }
+        }
         switch (st) {
         case 0:
             if (b == '~') st = 1;
@@ -477,6 +539,16 @@ static void send_subscribe_request(conn *c) {
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n%s\r\n",
                      o_path, o_host, o_port, o_headers);
+        if (o_storm && o_mode == M_WS && c->last[0]) {
+            /* resume after the last event: ?PARAM=ID on the path */
+            char path[1024];
+            snprintf(path, sizeof path, "%s%s%s=%s", o_path, strchr(o_path, '?') ? "&" : "?", o_resume_param, c->last);
+            n = snprintf(req, sizeof req,
+                         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                         path, o_host, o_port, o_headers);
+        }
         c->state = S_HEADERS;
         break;
     case M_LONGPOLL:
@@ -543,12 +615,15 @@ static void send_subscribe_request(conn *c) {
         if (c->handshaking && c->state != S_DEAD) handshake_finished(c, 1);
         return;
     }
-    case M_SSE:
+    case M_SSE: {
+        char resume[160] = "";
+        if (o_storm && c->last[0]) snprintf(resume, sizeof resume, "Last-Event-ID: %s\r\n", c->last);
         n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n%s\r\n",
-                     o_path, o_host, o_port, o_headers);
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n%s%s\r\n",
+                     o_path, o_host, o_port, resume, o_headers);
         c->state = S_HEADERS;
         break;
+    }
     default:
         n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", o_path,
                      o_host, o_port, o_headers);
@@ -781,10 +856,28 @@ static void ws_control(conn *c, uint64_t now) {
     } else if (o_mode == M_SIO && c->ws_op == 0x1) {
         /* Engine.IO / Socket.IO packets that fit in the control buffer */
         if (c->ws_ctrl_len >= 1 && c->ws_ctrl[0] == '0') {
-            ws_send_text(c, "40", 2, 0x1); /* connect to the default namespace */
+            if (o_storm && c->session[0] && c->last[0]) {
+                /* connection state recovery: the session and the last offset */
+                char msg[256];
+                int n = snprintf(msg, sizeof msg, "40{\"pid\":\"%s\",\"offset\":\"%s\"}", c->session, c->last);
+                ws_send_text(c, msg, n, 0x1);
+            } else {
+                ws_send_text(c, "40", 2, 0x1); /* connect to the default namespace */
+            }
+        } else if (o_storm && c->ws_ctrl_len >= 3 && c->ws_ctrl[0] == '4' && c->ws_ctrl[1] == '2' &&
+                   c->ws_ctrl_len < sizeof c->ws_ctrl && c->ws_ctrl[c->ws_ctrl_len - 1] == ']') {
+            /* an event: its last element is its offset (42[...,"OFFSET"]) */
+            int e = c->ws_ctrl_len - 2, b = e - 1;
+            while (b > 2 && c->ws_ctrl[b] != '"') b--;
+            if (c->ws_ctrl[e] == '"' && b > 2 && e - b - 1 < (int)sizeof c->last) {
+                memcpy(c->last, c->ws_ctrl + b + 1, e - b - 1);
+                c->last[e - b - 1] = 0;
+            }
         } else if (c->ws_ctrl_len == 1 && c->ws_ctrl[0] == '2') {
             ws_send_text(c, "3", 1, 0x1); /* pong */
         } else if (c->ws_ctrl_len >= 2 && c->ws_ctrl[0] == '4' && c->ws_ctrl[1] == '0') {
+            if (o_storm && !c->session[0])
+                last_json_string(c->ws_ctrl, c->ws_ctrl_len, "pid", c->session, sizeof c->session);
             if (c->state == S_WS_OPEN) {
                 c->state = S_WS;
                 handshake_finished(c, 1);
@@ -994,6 +1087,26 @@ static void on_event(conn *c, uint32_t events, uint64_t now) {
     else if (events & (EPOLLERR | EPOLLHUP)) conn_lost(c);
 }
 
+/* a new connection for this subscriber: its counts, marks, where it is
+   in the stream (last id, Socket.IO pid) and storm state stay */
+static void reopen(conn *c) {
+    conn keep = *c;
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->idx = keep.idx;
+    c->slow = keep.slow;
+    c->subscribed = keep.subscribed;
+    c->complete = keep.complete;
+    c->got = keep.got;
+    c->max_seq = keep.max_seq;
+    c->seen = keep.seen;
+    c->storm = keep.storm;
+    c->storm_at = keep.storm_at;
+    memcpy(c->last, keep.last, sizeof c->last);
+    memcpy(c->session, keep.session, sizeof c->session);
+    start_connect(c);
+}
+
 /* --churn: this connection had its event; close it and open the next
    (its counts and marks stay with the subscriber) */
 static void churn_reconnect(conn *c) {
@@ -1005,17 +1118,36 @@ static void churn_reconnect(conn *c) {
         c->complete = 1;
         return;
     }
-    conn keep = *c;
-    memset(c, 0, sizeof *c);
-    c->fd = -1;
-    c->idx = keep.idx;
-    c->slow = keep.slow;
-    c->subscribed = keep.subscribed;
-    c->complete = keep.complete;
-    c->got = keep.got;
-    c->max_seq = keep.max_seq;
-    c->seen = keep.seen;
-    start_connect(c);
+    reopen(c);
+}
+
+/* --storm: reset every live subscriber's connection at once; each
+   reconnects at a random moment within --storm-spread seconds */
+static void storm_begin(uint64_t seq) {
+    storm_t0 = mono_us();
+    storm_seq = seq;
+    unsigned int seed = (unsigned int)(my_first * 2654435761u + 1);
+    for (int i = 0; i < my_n; i++) {
+        conn *c = &conns[i];
+        if (!c->subscribed || c->slow || c->state == S_DEAD || c->handshaking) continue;
+        close_conn(c, 1);
+        c->state = S_IDLE;
+        c->storm = 1;
+        c->storm_at = storm_t0 + (uint64_t)(o_storm_spread * 1e6 * (rand_r(&seed) / ((double)RAND_MAX + 1)));
+        storm_waiting++;
+        R.storm_dropped++;
+    }
+}
+
+static void storm_reconnect_due(uint64_t now) {
+    for (int i = 0; i < my_n && storm_waiting > 0; i++) {
+        conn *c = &conns[i];
+        if (c->storm == 1 && now >= c->storm_at) {
+            c->storm = 2;
+            storm_waiting--;
+            reopen(c);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1058,7 +1190,8 @@ static void child_main(int idx, int first, int n, int to_parent, int from_parent
             reported = 1;
         }
         if (draining && (live_subs <= 0 || now > drain_deadline)) break;
-        int timeout = 50;
+        if (storm_waiting) storm_reconnect_due(now);
+        int timeout = storm_waiting ? 1 : 50;
         int k = epoll_wait(ep, evs, 1024, timeout);
         now = mono_us();
         for (int i = 0; i < k; i++) {
@@ -1080,6 +1213,8 @@ static void child_main(int idx, int first, int n, int to_parent, int from_parent
                         draining = 1;
                         /* churning subscribers never complete: stop now */
                         drain_deadline = mono_us() + (o_churn ? 0 : (uint64_t)(o_drain * 1e6));
+                    } else if (line[0] == 'S') {
+                        storm_begin(strtoull(line + 1, NULL, 10));
                     } else if (line[0] == 'Q') {
                         goto quit;
                     }
@@ -1351,7 +1486,8 @@ static void usage(void) {
             "  --path PATH [--bayeux-channel /CHANNEL]\n"
             "  [--subs N] [--pub-path PATH] [--rate R] [--warmup W] [--events E] [--size B]\n"
             "  [--drain S] [--slow K] [--hold S] [--procs P] [--pids p1,p2] [--header H]...\n"
-            "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S] [--keepalive K] [--churn]\n");
+            "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S] [--keepalive K] [--churn]\n"
+            "  [--storm K [--storm-spread S] [--resume-param NAME]]\n");
     exit(2);
 }
 
@@ -1364,6 +1500,7 @@ int main(int argc, char **argv) {
         {"pids", 1, 0, 'i'}, {"header", 1, 0, 'x'}, {"join-path", 1, 0, 'J'},
         {"join-body", 1, 0, 'B'}, {"concurrency", 1, 0, 'c'}, {"settle", 1, 0, 'T'},
         {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'}, {"keepalive", 1, 0, 'K'}, {"churn", 0, 0, 'X'},
+        {"storm", 1, 0, 'Y'}, {"storm-spread", 1, 0, 'Z'}, {"resume-param", 1, 0, 'q'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1408,12 +1545,24 @@ int main(int argc, char **argv) {
         case 'R': o_slow_rcvbuf = atoi(optarg); break;
         case 'K': o_keepalive = atoi(optarg); break;
         case 'X': o_churn = 1; break;
+        case 'Y': o_storm = atoi(optarg); break;
+        case 'Z': o_storm_spread = atof(optarg); break;
+        case 'q': o_resume_param = optarg; break;
         case 'b': o_bayeux_channel = optarg; break;
         default: usage();
         }
     }
     if (!o_port || o_subs < 0 || o_procs < 1 || o_events < 1) usage();
     if (o_join_path && !o_join_body) usage();
+    if (o_storm) {
+        if (o_storm >= o_events || o_keepalive || o_churn) usage();
+        /* where an event's id is: SSE's id line, the event JSON's "id" on
+           a WebSocket (Socket.IO's offsets are read from whole frames) */
+        if (o_mode == M_SSE) id_prefix = "\nid: ", id_term = '\n';
+        else if (o_mode == M_WS) id_prefix = "\"id\":\"", id_term = '"';
+        else if (o_mode != M_SIO) usage();
+        id_plen = id_prefix ? (int)strlen(id_prefix) : 0;
+    }
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -1553,6 +1702,8 @@ int main(int argc, char **argv) {
                 if (seq == (uint64_t)o_warmup + 1) open_window(to_child);
                 pub_start(pep, seq);
                 if (seq == total) t_last_pub = mono_us();
+                if (o_storm && seq == (uint64_t)(o_warmup + o_storm))
+                    for (int i = 0; i < o_procs; i++) dprintf(to_child[i], "S %llu\n", (unsigned long long)seq);
             }
             if (now >= next_rss) {
                 long rss = pids_rss();
@@ -1618,6 +1769,10 @@ int main(int argc, char **argv) {
             total.first_delivery_us = r.first_delivery_us;
         if (r.last_delivery_us > total.last_delivery_us) total.last_delivery_us = r.last_delivery_us;
         if (r.max_latency_us > total.max_latency_us) total.max_latency_us = r.max_latency_us;
+        for (int k = 0; k < HBUCKETS; k++) total.storm_hist[k] += r.storm_hist[k];
+        if (r.storm_reconnect_max_us > total.storm_reconnect_max_us)
+            total.storm_reconnect_max_us = r.storm_reconnect_max_us;
+        if (r.storm_resume_max_us > total.storm_resume_max_us) total.storm_resume_max_us = r.storm_resume_max_us;
     }
     t_window1 = mono_us();
     cpu1 = pids_cpu();
@@ -1658,6 +1813,17 @@ int main(int argc, char **argv) {
            (unsigned long long)hist_pct(total.hist, nlat, 99),
            (unsigned long long)hist_pct(total.hist, nlat, 99.9),
            (unsigned long long)total.max_latency_us);
+    if (o_storm) {
+        printf("\"storm\": {\"dropped\": %llu, \"reconnected\": %llu, \"resumed\": %llu, "
+               "\"reconnect_max_us\": %llu, \"resume_us\": {\"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
+               "\"max\": %llu}}, ",
+               (unsigned long long)total.storm_dropped, (unsigned long long)total.storm_reconnected,
+               (unsigned long long)total.storm_resumed, (unsigned long long)total.storm_reconnect_max_us,
+               (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 50),
+               (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 90),
+               (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 99),
+               (unsigned long long)total.storm_resume_max_us);
+    }
     printf("\"server_cpu_by_pid\": {");
     for (int i = 0; i < n_pids; i++)
         printf("%s\"%d\": %.3f", i ? ", " : "", pids[i], t_window0 ? pid_cpu_at[i] - pid_cpu0[i] : 0.0);

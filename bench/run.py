@@ -171,6 +171,10 @@ class Server:
     label = ""
     publishPath = ""
     endpoints = {}
+    #: transports on which a dropped subscriber resumes where it was (the
+    #: reconnect storm runs there): SSE with Last-Event-ID, WebSocket by
+    #: the server's own means
+    resumes = ()
 
     def __init__(self):
         self.process = None
@@ -241,6 +245,12 @@ class Server:
     def versions(self):
         return {}
 
+    def resumeArgs(self, transport):
+        """
+        The load generator's options for resuming on C{transport}.
+        """
+        return []
+
 
 def pipVersion(name):
     try:
@@ -255,6 +265,7 @@ class Txcomet(Server):
     name = "txcomet"
     label = "txcomet"
     publishPath = "/comet/publish/" + CHANNEL
+    resumes = ("sse", "ws")  # Last-Event-ID; ?last=ID
 
     def __init__(self, workers=1, extra=(), token=None, name=None, label=None, root=None):
         super().__init__()
@@ -348,6 +359,10 @@ class Nchan(Server):
     name = "nchan"
     label = "nginx + Nchan"
     publishPath = "/pub/" + CHANNEL
+    # Last-Event-ID from the message buffer.  Its plain WebSocket frames
+    # carry no message id to resume with (that takes the ws+meta.nchan
+    # subprotocol), so the storm runs on SSE only.
+    resumes = ("sse",)
     endpoints = {
         "sse": Endpoint("sse", "/sub/" + CHANNEL),
         "ws": Endpoint("ws", "/sub/" + CHANNEL),
@@ -374,13 +389,16 @@ class Nchan(Server):
         ).stdout.strip()
         return {"nginx": nginx.split("/")[-1], "Nchan (libnginx-mod-nchan)": nchan}
 
+    def resumeArgs(self, transport):
+        return ["--resume-param", "last_event_id"]
+
 
 class Peer(Server):
     """
     A Python peer in bench/peers/, started as C{python SCRIPT PORT}.
     """
 
-    def __init__(self, name, label, script, endpoints, publishPath="/publish", packages=()):
+    def __init__(self, name, label, script, endpoints, publishPath="/publish", packages=(), args=(), resumes=()):
         super().__init__()
         self.name = name
         self.label = label
@@ -388,9 +406,11 @@ class Peer(Server):
         self.endpoints = endpoints
         self.publishPath = publishPath
         self.packages = packages
+        self.args = list(args)
+        self.resumes = resumes
 
     def command(self, port):
-        return [sys.executable, str(PEERS / self.script), str(port)]
+        return [sys.executable, str(PEERS / self.script), str(port)] + self.args
 
     def versions(self):
         return {p: pipVersion(p) for p in self.packages}
@@ -406,7 +426,7 @@ class NodePeer(Peer):
     """
 
     def command(self, port):
-        return ["node", str(PEERS / self.script), str(port)]
+        return ["node", str(PEERS / self.script), str(port)] + self.args
 
     def env(self):
         return dict(os.environ, NODE_PATH=str(NODE_DIR / "node_modules"))
@@ -535,7 +555,7 @@ class Runner:
         self.results = []
 
     def loadgenRun(self, server, endpoint, subs, rate=10.0, events=100, warmup=10, size=100,
-                   drain=10.0, slow=0, hold=None, procs=1, settle=None, keepalive=0, churn=False):
+                   drain=10.0, slow=0, hold=None, procs=1, settle=None, keepalive=0, churn=False, extra=()):
         command = [str(self.loadgen), "--port", str(server.port), "--subs", str(subs),
                    "--pids", ",".join(map(str, server.pids())), "--procs", str(procs)]
         command += endpoint.args()
@@ -550,6 +570,7 @@ class Runner:
                 command += ["--keepalive", str(keepalive)]
             if churn:
                 command += ["--churn"]
+            command += list(extra)
         else:
             command += ["--hold", str(hold), "--events", "1"]
         started = time.time()
@@ -665,6 +686,33 @@ class Runner:
 
         self.withServer(server, go)
 
+    def storm(self, server, transport, subs, rep=0):
+        """
+        Reconnect storm: C{subs} subscribers whose connections are all
+        reset at once mid-stream, while events keep flowing at
+        C{storm_rate}; each reconnects within C{storm_spread} seconds and
+        resumes after its last event.  The time until every one has
+        resumed (received an event published after the storm), and
+        losses and duplicates over the whole run.
+        """
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["storm_rate"],
+                                events=p["storm_events"], warmup=p["warmup"], size=100, drain=p["drain"],
+                                procs=2, extra=["--storm", str(p["storm_at"]), "--storm-spread",
+                                                str(p["storm_spread"])] + server.resumeArgs(transport))
+            e = self.record("storm", server, transport, subs, r, rep=rep, rate=p["storm_rate"], size=100,
+                            spread_s=p["storm_spread"])
+            storm = e["storm"]
+            log("  %-14s %-4s %6d subscribers: %d dropped, %d resumed, all within %.2f s (p50 %.2f s), "
+                "lost %d, dup %d, failed %d, server %.2f CPU-s"
+                % (server.name, transport, subs, storm["dropped"], storm["resumed"],
+                   storm["resume_us"]["max"] / 1e6, storm["resume_us"]["p50"] / 1e6, e["lost"], e["duplicates"],
+                   e["failed"], e["server_cpu_s"]))
+
+        self.withServer(server, go)
+
     def idle(self, server, transport, subs):
         def go(server):
             # A few connections first, so that what the first connection
@@ -754,16 +802,19 @@ PROFILES = {
                   slow_subs=1000, slow_rate=40, slow_events=200, slow_size=8000, slow_transports=["sse"],
                   many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
                   auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
-                  conn_subs=200, conn_rate=50, conn_events=100),
+                  conn_subs=200, conn_rate=50, conn_events=100,
+                  storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_sizes=[2000, 10000], lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
                  many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
                  auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
-                 conn_subs=500, conn_rate=50, conn_events=250),
+                 conn_subs=500, conn_rate=50, conn_events=250,
+                 storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0),
 }
 
-WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth", "publish", "connect"]
+WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth", "publish", "connect",
+             "storm"]
 
 
 def machineInfo():
@@ -942,6 +993,24 @@ def main():
                 for server in servers:
                     if transport in server.endpoints:
                         runner.connect(server, transport, profile["conn_subs"], rep)
+
+    if "storm" in workloads:
+        # Socket.IO resumes only with its connection state recovery, which
+        # costs it a buffer of every broadcast: a peer of its own for this,
+        # so its fan-out figures stay those of its default setup
+        stormServers = [s for s in servers if s.resumes]
+        if "socketio-node" in byName:
+            stormServers.append(NodePeer(
+                "socketio-node-recovery", "Socket.IO (Node), connection state recovery", "socketio_node_peer.js",
+                byName["socketio-node"].endpoints, packages=["socket.io"], args=["--recovery"], resumes=("ws",)))
+        for rep in range(profile["repeat"]):
+            for transport in args.transports.split(","):
+                for subs in profile["storm_subs"]:
+                    log("reconnect storm: %d %s subscribers reset at once, back within %g s, %g events/s (repeat %d)"
+                        % (subs, transport, profile["storm_spread"], profile["storm_rate"], rep + 1))
+                    for server in stormServers:
+                        if transport in server.resumes:
+                            runner.storm(server, transport, subs, rep)
 
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)

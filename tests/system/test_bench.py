@@ -201,3 +201,39 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         self.assertGreater(result["requests"], 20 * 5)
         self.assertLessEqual(result["requests"], result["deliveries"])
 
+
+    def storm(self, mode, path, *more):
+        done = subprocess.run(
+            [self.loadgen, "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "100",
+             "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "30", "--warmup", "5",
+             "--drain", "3", "--storm", "10", "--storm-spread", "0.5", "--procs", "2",
+             "--pids", str(self.server.pid)] + list(more),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        )
+        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+        self.assertTrue(lines, done.stderr.decode())
+        return json.loads(lines[-1])
+
+    def test_stormResumes(self):
+        """
+        The reconnect storm (--storm): every subscriber's connection is
+        reset after the tenth measured event, each reconnects with the id
+        of the last event it had (Last-Event-ID on SSE, ?last= on a
+        WebSocket), and all resume with nothing lost or repeated.
+        """
+        for mode, path in [("sse", "/comet/sse?channel=bench"), ("ws", "/comet/ws?channel=bench")]:
+            result = self.storm(mode, path)
+            storm = result["storm"]
+            self.assertEqual((storm["dropped"], storm["reconnected"], storm["resumed"]), (100, 100, 100), mode)
+            self.assertEqual((result["lost"], result["duplicates"], result["failed"]), (0, 0, 0), mode)
+            self.assertGreater(storm["resume_us"]["max"], 0)
+
+    def test_stormCountsLosses(self):
+        """
+        Reconnections that fail (the position sent in a parameter txcomet
+        refuses with 400) resume nobody, and the storm reports it: no
+        resumes, and the events after the storm counted as lost.
+        """
+        result = self.storm("ws", "/comet/ws?channel=bench", "--resume-param", "nosuch")
+        self.assertEqual(result["storm"]["resumed"], 0)
+        self.assertGreater(result["lost"], 0)
