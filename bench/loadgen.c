@@ -98,6 +98,7 @@ static const char *o_join_path = NULL;
 static const char *o_join_body = NULL;
 static char o_pids[1024] = "";
 static char o_headers[4096] = "";
+static char o_sub_ports[256] = "";
 static int o_storm = 0;
 static double o_storm_spread = 1.0;
 static const char *o_resume_param = "last";
@@ -297,6 +298,10 @@ static int live_subs = 0; /* subscribed and not slow */
 static int draining = 0;
 static uint64_t drain_deadline = 0;
 static struct sockaddr_in server_addr;
+/* --sub-ports: subscribers spread over these (several nodes of one
+   cluster); publishes still go to --port */
+static struct sockaddr_in sub_addrs[16];
+static int n_sub_addrs = 0;
 static char rbuf[1 << 16];
 /* --storm: when this child reset its subscribers, the last event published
    before that, how many still wait to reconnect */
@@ -502,7 +507,7 @@ static int bayeux_messages(conn *c, char *out, int outlen);
 
 static int src_counter = 0;
 
-static int open_socket(int rcvbuf) {
+static int open_socket(int rcvbuf, const struct sockaddr_in *addr) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
@@ -515,8 +520,7 @@ static int open_socket(int rcvbuf) {
         src.sin_addr.s_addr = htonl(0x7f000002 + (src_counter++ % o_src_ips));
         bind(fd, (struct sockaddr *)&src, sizeof src);
     }
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
-        errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
         close(fd);
         return -1;
     }
@@ -634,7 +638,8 @@ static void send_subscribe_request(conn *c) {
 }
 
 static void start_connect(conn *c) {
-    c->fd = open_socket(c->slow ? o_slow_rcvbuf : 0);
+    c->fd = open_socket(c->slow ? o_slow_rcvbuf : 0,
+                        n_sub_addrs ? &sub_addrs[c->idx % n_sub_addrs] : &server_addr);
     c->started_us = mono_us();
     c->handshaking = 1;
     in_flight++;
@@ -1487,7 +1492,7 @@ static void usage(void) {
             "  [--subs N] [--pub-path PATH] [--rate R] [--warmup W] [--events E] [--size B]\n"
             "  [--drain S] [--slow K] [--hold S] [--procs P] [--pids p1,p2] [--header H]...\n"
             "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S] [--keepalive K] [--churn]\n"
-            "  [--storm K [--storm-spread S] [--resume-param NAME]]\n");
+            "  [--storm K [--storm-spread S] [--resume-param NAME]] [--sub-ports P1,P2]\n");
     exit(2);
 }
 
@@ -1500,7 +1505,7 @@ int main(int argc, char **argv) {
         {"pids", 1, 0, 'i'}, {"header", 1, 0, 'x'}, {"join-path", 1, 0, 'J'},
         {"join-body", 1, 0, 'B'}, {"concurrency", 1, 0, 'c'}, {"settle", 1, 0, 'T'},
         {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'}, {"keepalive", 1, 0, 'K'}, {"churn", 0, 0, 'X'},
-        {"storm", 1, 0, 'Y'}, {"storm-spread", 1, 0, 'Z'}, {"resume-param", 1, 0, 'q'},
+        {"sub-ports", 1, 0, 'o'}, {"storm", 1, 0, 'Y'}, {"storm-spread", 1, 0, 'Z'}, {"resume-param", 1, 0, 'q'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1545,6 +1550,7 @@ int main(int argc, char **argv) {
         case 'R': o_slow_rcvbuf = atoi(optarg); break;
         case 'K': o_keepalive = atoi(optarg); break;
         case 'X': o_churn = 1; break;
+        case 'o': snprintf(o_sub_ports, sizeof o_sub_ports, "%s", optarg); break;
         case 'Y': o_storm = atoi(optarg); break;
         case 'Z': o_storm_spread = atof(optarg); break;
         case 'q': o_resume_param = optarg; break;
@@ -1572,6 +1578,10 @@ int main(int argc, char **argv) {
     server_addr.sin_family = AF_INET;
     server_addr.sin_port = htons(o_port);
     if (inet_pton(AF_INET, o_host, &server_addr.sin_addr) != 1) usage();
+    for (char *t = strtok(o_sub_ports, ","); t && n_sub_addrs < 16; t = strtok(NULL, ",")) {
+        sub_addrs[n_sub_addrs] = server_addr;
+        sub_addrs[n_sub_addrs++].sin_port = htons(atoi(t));
+    }
 
     int to_child[64], from_child[64];
     pid_t kids[64];

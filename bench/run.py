@@ -323,6 +323,61 @@ class Txcomet(Server):
         return {}
 
 
+class TxcometRedisPair(Server):
+    """
+    Two txcomet nodes on one Redis (a redis-server of its own on a free
+    port, no persistence): subscribers are spread over both
+    (C{subPorts}), publishes go to the first.
+    """
+
+    name = "txcomet-redis-2n"
+    label = "txcomet, 2 nodes on Redis"
+    publishPath = Txcomet.publishPath
+
+    def __init__(self):
+        super().__init__()
+        self.redis = None
+        self.nodes = []
+        self.endpoints = Txcomet().endpoints
+
+    def start(self):
+        self.tmp = tempfile.mkdtemp(prefix="txcomet-bench-redis-")
+        self.logPath = os.path.join(self.tmp, "redis.log")
+        redisPort = freePort()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.tmp, "--logfile", self.logPath],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.nodes = [Txcomet(extra=["--redis", "redis://127.0.0.1:%d/0" % (redisPort,)]) for _ in range(2)]
+        for node in self.nodes:
+            node.start()
+        self.port = self.nodes[0].port
+        self.subPorts = [node.port for node in self.nodes]
+
+    def pids(self):
+        # the nodes' first, then redis-server's (told apart in the record)
+        return [pid for node in self.nodes for pid in node.pids()] + [self.redis.pid]
+
+    def logTail(self):
+        return "\n".join(node.logTail() for node in self.nodes)
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(10)
+            self.redis = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def versions(self):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()
+        version = next((w.split("=", 1)[1] for w in out if w.startswith("v=")), "?")
+        return {"redis-server": version}
+
+
 NGINX_CONF = """\
 load_module {module};
 worker_processes {workers};
@@ -558,6 +613,8 @@ class Runner:
                    drain=10.0, slow=0, hold=None, procs=1, settle=None, keepalive=0, churn=False, extra=()):
         command = [str(self.loadgen), "--port", str(server.port), "--subs", str(subs),
                    "--pids", ",".join(map(str, server.pids())), "--procs", str(procs)]
+        if getattr(server, "subPorts", None):
+            command += ["--sub-ports", ",".join(map(str, server.subPorts))]
         command += endpoint.args()
         if settle is None:
             settle = 0.5 + subs / 10000.0
@@ -713,6 +770,35 @@ class Runner:
 
         self.withServer(server, go)
 
+    def multinode(self, server, subs, rep=0):
+        """
+        Cross-node fan-out: SSE fan-out at the fan-out rate on one node on
+        the in-memory bus, or on two nodes on Redis with C{subs} spread
+        over both and events published to the first; deliveries per
+        CPU-second of the txcomet nodes (Redis's CPU apart).
+        """
+        p = self.profile
+
+        def go(server):
+            r = self.loadgenRun(server, server.endpoints["sse"], subs, rate=p["rate"], events=p["events"],
+                                warmup=p["warmup"], size=100, drain=p["drain"], procs=2)
+            nodes = getattr(server, "nodes", None)
+            e = self.record("multinode", server, "sse", subs, r, rep=rep, rate=p["rate"], size=100,
+                            nodes=len(nodes) if nodes else 1)
+            byPid = e.get("server_cpu_by_pid", {})
+            redisPid = str(server.redis.pid) if nodes else None
+            e["redis_cpu_s"] = round(byPid.get(redisPid, 0.0), 3) if redisPid else 0.0
+            e["node_cpu_s"] = round(e["server_cpu_s"] - e["redis_cpu_s"], 3)
+            e["deliveries_per_node_cpu_s"] = (round(e["deliveries"] / e["node_cpu_s"], 1)
+                                              if e["node_cpu_s"] else None)
+            self.save()
+            log("  %-17s %6d subs: %s deliveries per node CPU-s (nodes %.2f CPU-s, redis %.2f CPU-s), "
+                "p99 %.1f ms, lost %d, dup %d"
+                % (server.name, subs, e["deliveries_per_node_cpu_s"], e["node_cpu_s"], e["redis_cpu_s"],
+                   e["latency_us"]["p99"] / 1000.0, e["lost"], e["duplicates"]))
+
+        self.withServer(server, go)
+
     def idle(self, server, transport, subs):
         def go(server):
             # A few connections first, so that what the first connection
@@ -803,18 +889,20 @@ PROFILES = {
                   many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
                   auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
                   conn_subs=200, conn_rate=50, conn_events=100,
-                  storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0),
+                  storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0,
+                  node_subs=1000),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_sizes=[2000, 10000], lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
                  many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
                  auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
                  conn_subs=500, conn_rate=50, conn_events=250,
-                 storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0),
+                 storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0,
+                 node_subs=5000),
 }
 
 WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth", "publish", "connect",
-             "storm"]
+             "storm", "multinode"]
 
 
 def machineInfo():
@@ -1011,6 +1099,17 @@ def main():
                     for server in stormServers:
                         if transport in server.resumes:
                             runner.storm(server, transport, subs, rep)
+
+    if "multinode" in workloads and "txcomet" in byName:
+        # one node alone and two on Redis, alternating, at the same load per
+        # node: the report takes the median of the pairs' ratios
+        runner.meta["versions"].update(TxcometRedisPair().versions())
+        for rep in range(max(profile["repeat"], 3)):
+            n = profile["node_subs"]
+            log("two nodes on Redis: %d SSE subscribers per node, against one node on the in-memory bus (repeat %d)"
+                % (n, rep + 1))
+            runner.multinode(Txcomet(), n, rep)
+            runner.multinode(TxcometRedisPair(), 2 * n, rep)
 
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)

@@ -237,3 +237,32 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         result = self.storm("ws", "/comet/ws?channel=bench", "--resume-param", "nosuch")
         self.assertEqual(result["storm"]["resumed"], 0)
         self.assertGreater(result["lost"], 0)
+
+    def test_subPortsSpreadSubscribers(self):
+        """
+        --sub-ports spreads subscribers over several servers while publishes
+        go to --port: with a second, unconnected txcomet as the other port,
+        exactly the half of the subscribers on it miss every event.
+        """
+        from tests.support.redisserver import freePort, waitForPort
+
+        other = freePort()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
+             "--listen", "tcp:%d:interface=127.0.0.1" % (other,)],
+            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        waitForPort(other, server)
+        done = subprocess.run(
+            [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+             "--subs", "40", "--sub-ports", "%d,%d" % (self.port, other), "--pub-path", "/comet/publish/bench",
+             "--rate", "50", "--events", "10", "--warmup", "3", "--drain", "1", "--pids", str(self.server.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        )
+        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+        self.assertTrue(lines, done.stderr.decode())
+        result = json.loads(lines[-1])
+        self.assertEqual((result["connected"], result["deliveries"], result["lost"]), (40, 200, 200))
