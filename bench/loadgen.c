@@ -27,7 +27,11 @@
  * resumed (received an event published after the storm) and how long after
  * the storm; losses and duplicates are counted as always.
  *
+ * --tls: subscribers connect over TLS (HTTP/1.1 by ALPN, no certificate
+ * checks); publishes stay plain.  Only in a build with OpenSSL:
+ *
  * Build: gcc -O2 -o loadgen loadgen.c   (the benchmark does this itself)
+ *        gcc -O2 -DLOADGEN_TLS -o loadgen loadgen.c -lssl -lcrypto   (with --tls)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -51,6 +55,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -99,6 +108,7 @@ static const char *o_join_body = NULL;
 static char o_pids[1024] = "";
 static char o_headers[4096] = "";
 static char o_sub_ports[256] = "";
+static int o_tls = 0;
 static int o_storm = 0;
 static double o_storm_spread = 1.0;
 static const char *o_resume_param = "last";
@@ -242,11 +252,14 @@ struct result {
 /* subscriber connections */
 
 enum {
-    S_IDLE, S_CONNECTING, S_HEADERS, S_STREAM, S_WS_OPEN, S_WS, S_LP_JOIN, S_LP_WAIT, S_DEAD
+    S_IDLE, S_CONNECTING, S_TLS, S_HEADERS, S_STREAM, S_WS_OPEN, S_WS, S_LP_JOIN, S_LP_WAIT, S_DEAD
 };
 
 typedef struct conn {
     int fd;
+#ifdef LOADGEN_TLS
+    SSL *ssl;
+#endif
     int idx;
     uint8_t state;
     uint8_t slow;
@@ -347,6 +360,10 @@ static void buf_free(conn *c) {
     c->blen = c->bcap = 0;
 }
 
+#ifdef LOADGEN_TLS
+static SSL_CTX *tls_ctx = NULL;
+#endif
+
 static int write_all(int fd, const char *p, int n) {
     int off = 0;
     while (off < n) {
@@ -390,6 +407,12 @@ static void handshake_finished(conn *c, int ok) {
 }
 
 static void close_conn(conn *c, int rst) {
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+#endif
     if (c->fd >= 0) {
         if (rst) {
             struct linger l = {1, 0};
@@ -528,7 +551,38 @@ static int open_socket(int rcvbuf, const struct sockaddr_in *addr) {
 }
 
 static void send_str(conn *c, const char *req, int n) {
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        /* small requests and frames: wait out a full socket, as write_all does */
+        int off = 0;
+        while (off < n) {
+            int w = SSL_write(c->ssl, req + off, n - off);
+            if (w > 0) { off += w; continue; }
+            int e = SSL_get_error(c->ssl, w);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) { usleep(100); continue; }
+            conn_lost(c);
+            return;
+        }
+        return;
+    }
+#endif
     if (write_all(c->fd, req, n) < 0) conn_lost(c);
+}
+
+/* read from a subscriber's connection: as read(2), TLS or not */
+static ssize_t conn_read(conn *c, char *buf, size_t len) {
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        int r = SSL_read(c->ssl, buf, (int)len);
+        if (r > 0) return r;
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) { errno = EAGAIN; return -1; }
+        if (e == SSL_ERROR_ZERO_RETURN) return 0;
+        errno = ECONNRESET;
+        return -1;
+    }
+#endif
+    return read(c->fd, buf, len);
 }
 
 static void send_subscribe_request(conn *c) {
@@ -1036,7 +1090,7 @@ static void lp_responses(conn *c, uint64_t now) {
 
 static void on_readable(conn *c, uint64_t now) {
     for (int round = 0; round < 4; round++) {
-        ssize_t n = read(c->fd, rbuf, sizeof rbuf);
+        ssize_t n = conn_read(c, rbuf, sizeof rbuf);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
             conn_lost(c);
@@ -1068,9 +1122,38 @@ static void on_readable(conn *c, uint64_t now) {
         default:
             return;
         }
-        if (c->state == S_DEAD || n < (ssize_t)sizeof rbuf) return;
+        if (c->state == S_DEAD) return;
+#ifdef LOADGEN_TLS
+        /* a TLS read gives one record at a time: go on while the socket
+           or OpenSSL holds more */
+        if (c->ssl) continue;
+#endif
+        if (n < (ssize_t)sizeof rbuf) return;
     }
 }
+
+#ifdef LOADGEN_TLS
+/* --tls: drive the handshake; once done, send the subscribe request */
+static void tls_step(conn *c) {
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        send_subscribe_request(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {.events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        return;
+    }
+    R.http_errors++;
+    if (R.http_errors <= 3) fprintf(stderr, "loadgen: TLS handshake failed: %s\n",
+                                    ERR_error_string(ERR_get_error(), NULL));
+    conn_lost(c);
+}
+#endif
 
 static void on_event(conn *c, uint32_t events, uint64_t now) {
     if (c->state == S_CONNECTING) {
@@ -1082,12 +1165,28 @@ static void on_event(conn *c, uint32_t events, uint64_t now) {
             return;
         }
         if (events & EPOLLOUT) {
+#ifdef LOADGEN_TLS
+            if (o_tls) {
+                c->ssl = SSL_new(tls_ctx);
+                SSL_set_fd(c->ssl, c->fd);
+                SSL_set_connect_state(c->ssl);
+                c->state = S_TLS;
+                tls_step(c);
+                return;
+            }
+#endif
             struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
             epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
             send_subscribe_request(c);
         }
         return;
     }
+#ifdef LOADGEN_TLS
+    if (c->state == S_TLS) {
+        tls_step(c);
+        return;
+    }
+#endif
     if (events & EPOLLIN) on_readable(c, now);
     else if (events & (EPOLLERR | EPOLLHUP)) conn_lost(c);
 }
@@ -1492,7 +1591,8 @@ static void usage(void) {
             "  [--subs N] [--pub-path PATH] [--rate R] [--warmup W] [--events E] [--size B]\n"
             "  [--drain S] [--slow K] [--hold S] [--procs P] [--pids p1,p2] [--header H]...\n"
             "  [--join-path PATH --join-body JSON] [--concurrency C] [--settle S] [--keepalive K] [--churn]\n"
-            "  [--storm K [--storm-spread S] [--resume-param NAME]] [--sub-ports P1,P2]\n");
+            "  [--storm K [--storm-spread S] [--resume-param NAME]] [--sub-ports P1,P2] [--tls]\n"
+            "  loadgen --has-tls: exits 0 when built with TLS\n");
     exit(2);
 }
 
@@ -1505,7 +1605,7 @@ int main(int argc, char **argv) {
         {"pids", 1, 0, 'i'}, {"header", 1, 0, 'x'}, {"join-path", 1, 0, 'J'},
         {"join-body", 1, 0, 'B'}, {"concurrency", 1, 0, 'c'}, {"settle", 1, 0, 'T'},
         {"connect-timeout", 1, 0, 'C'}, {"bayeux-channel", 1, 0, 'b'}, {"src-ips", 1, 0, 'I'}, {"slow-rcvbuf", 1, 0, 'R'}, {"keepalive", 1, 0, 'K'}, {"churn", 0, 0, 'X'},
-        {"sub-ports", 1, 0, 'o'}, {"storm", 1, 0, 'Y'}, {"storm-spread", 1, 0, 'Z'}, {"resume-param", 1, 0, 'q'},
+        {"sub-ports", 1, 0, 'o'}, {"tls", 0, 0, 'L'}, {"has-tls", 0, 0, 'G'}, {"storm", 1, 0, 'Y'}, {"storm-spread", 1, 0, 'Z'}, {"resume-param", 1, 0, 'q'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1550,6 +1650,14 @@ int main(int argc, char **argv) {
         case 'R': o_slow_rcvbuf = atoi(optarg); break;
         case 'K': o_keepalive = atoi(optarg); break;
         case 'X': o_churn = 1; break;
+        case 'L': o_tls = 1; break;
+        case 'G':
+            /* was this build made with OpenSSL?  (the benchmark asks) */
+#ifdef LOADGEN_TLS
+            exit(0);
+#else
+            exit(1);
+#endif
         case 'o': snprintf(o_sub_ports, sizeof o_sub_ports, "%s", optarg); break;
         case 'Y': o_storm = atoi(optarg); break;
         case 'Z': o_storm_spread = atof(optarg); break;
@@ -1560,6 +1668,19 @@ int main(int argc, char **argv) {
     }
     if (!o_port || o_subs < 0 || o_procs < 1 || o_events < 1) usage();
     if (o_join_path && !o_join_body) usage();
+    if (o_tls) {
+#ifdef LOADGEN_TLS
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx) die("SSL_CTX_new");
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        /* HTTP/1.1, as the subscribers speak it (a server would pick h2) */
+        static const unsigned char alpn[] = "\x08http/1.1";
+        SSL_CTX_set_alpn_protos(tls_ctx, alpn, sizeof alpn - 1);
+#else
+        fprintf(stderr, "loadgen: built without TLS (gcc -DLOADGEN_TLS ... -lssl -lcrypto)\n");
+        exit(2);
+#endif
+    }
     if (o_storm) {
         if (o_storm >= o_events || o_keepalive || o_churn) usage();
         /* where an event's id is: SSE's id line, the event JSON's "id" on

@@ -491,6 +491,23 @@ def render(resultsPath, outDir):
                               g["cpu"]))
         out.append("")
 
+    tls = aggregate(results, "tls")
+    if tls:
+        out.append("### Fan-out over TLS")
+        out.append("")
+        out.append("The fan-out workload with every subscriber connected over TLS (HTTP/1.1 by ALPN; the same "
+                   "self-signed EC P-256 certificate for both servers): txcomet's `ssl:` endpoint against nginx's "
+                   "`listen ssl`. Publishes stay plain. The server's CPU now includes encrypting every "
+                   "subscriber's copy of every event.")
+        out.append("")
+        for transport, title in TRANSPORTS.items():
+            table = fanoutTable(tls, transport)
+            if table:
+                out.append("#### %s" % (title,))
+                out.append("")
+                out += table
+                out.append("")
+
     nodes = [r for r in results if r["kind"] == "multinode"]
     if nodes:
         out.append("### Two nodes on Redis")

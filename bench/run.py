@@ -100,13 +100,40 @@ def ensureSystem(args):
 
 
 def buildLoadgen():
+    """
+    Build bench/loadgen.c, with TLS (--tls) where OpenSSL's headers are
+    here (libssl-dev), without otherwise.
+    """
     BUILD.mkdir(exist_ok=True)
     source = BENCH / "loadgen.c"
     binary = BUILD / "loadgen"
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         log("building %s" % (binary.relative_to(ROOT),))
-        subprocess.check_call(["gcc", "-O2", "-Wall", "-o", str(binary), str(source)])
+        tls = subprocess.run(["gcc", "-O2", "-Wall", "-DLOADGEN_TLS", "-o", str(binary), str(source),
+                              "-lssl", "-lcrypto"], capture_output=True)
+        if tls.returncode != 0:
+            log("  without TLS (no OpenSSL headers: apt-get install libssl-dev); the tls workload will not run")
+            subprocess.check_call(["gcc", "-O2", "-Wall", "-o", str(binary), str(source)])
     return binary
+
+
+def loadgenHasTLS(binary):
+    return subprocess.run([str(binary), "--has-tls"]).returncode == 0
+
+
+def certificate():
+    """
+    A self-signed EC P-256 certificate for the TLS workload (both servers
+    use the same one): the paths of its key and certificate.
+    """
+    directory = BUILD / "tls"
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    if not cert.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                               "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "3650",
+                               "-subj", "/CN=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return key, cert
 
 
 def freePort():
@@ -267,8 +294,10 @@ class Txcomet(Server):
     publishPath = "/comet/publish/" + CHANNEL
     resumes = ("sse", "ws")  # Last-Event-ID; ?last=ID
 
-    def __init__(self, workers=1, extra=(), token=None, name=None, label=None, root=None):
+    def __init__(self, workers=1, extra=(), token=None, name=None, label=None, root=None, tls=False):
         super().__init__()
+        #: subscribers over TLS: a second, ssl: listener (publishes stay plain)
+        self.tls = tls
         #: the checkout the server runs from (another revision for --base)
         self.root = root or ROOT
         self.workers = workers
@@ -304,6 +333,11 @@ class Txcomet(Server):
                    "--listen", "tcp:%d:interface=127.0.0.1:backlog=1024" % (port,)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
+        if self.tls:
+            key, cert = certificate()
+            self.subPorts = [freePort()]
+            command += ["--listen", "ssl:%d:interface=127.0.0.1:backlog=1024:privateKey=%s:certKey=%s"
+                        % (self.subPorts[0], key, cert)]
         return command + self.extra
 
     def env(self):
@@ -395,6 +429,7 @@ http {{
   scgi_temp_path {tmp}/scgi;
   server {{
     listen 127.0.0.1:{port} backlog=1024;
+    {tls}
     location ~ ^/pub/(.+)$ {{
       nchan_publisher;
       nchan_channel_id $1;
@@ -425,14 +460,21 @@ class Nchan(Server):
         "longpoll": Endpoint("nchan-longpoll", "/sub/" + CHANNEL),
     }
 
-    def __init__(self, workers=1):
+    def __init__(self, workers=1, tls=False):
         super().__init__()
         self.workers = workers
+        self.tls = tls
 
     def prepare(self, port):
         self.conf = os.path.join(self.tmp, "nginx.conf")
+        tls = ""
+        if self.tls:
+            key, cert = certificate()
+            self.subPorts = [freePort()]
+            tls = ("listen 127.0.0.1:%d ssl backlog=1024; ssl_certificate %s; ssl_certificate_key %s;"
+                   % (self.subPorts[0], cert, key))
         with open(self.conf, "w") as f:
-            f.write(NGINX_CONF.format(module=NCHAN_MODULE, workers=self.workers, tmp=self.tmp, port=port))
+            f.write(NGINX_CONF.format(module=NCHAN_MODULE, workers=self.workers, tmp=self.tmp, port=port, tls=tls))
 
     def command(self, port):
         return ["nginx", "-p", self.tmp, "-c", self.conf, "-e", os.path.join(self.tmp, "error.log")]
@@ -615,6 +657,8 @@ class Runner:
                    "--pids", ",".join(map(str, server.pids())), "--procs", str(procs)]
         if getattr(server, "subPorts", None):
             command += ["--sub-ports", ",".join(map(str, server.subPorts))]
+        if getattr(server, "tls", False):
+            command += ["--tls"]
         command += endpoint.args()
         if settle is None:
             settle = 0.5 + subs / 10000.0
@@ -890,7 +934,7 @@ PROFILES = {
                   auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
                   conn_subs=200, conn_rate=50, conn_events=100,
                   storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0,
-                  node_subs=1000),
+                  node_subs=1000, tls_sizes=[1000]),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_sizes=[2000, 10000], lp_rate=5, lp_events=50,
                  slow_subs=1000, slow_rate=40, slow_events=600, slow_size=4000, slow_transports=["sse", "ws"],
@@ -898,11 +942,11 @@ PROFILES = {
                  auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
                  conn_subs=500, conn_rate=50, conn_events=250,
                  storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0,
-                 node_subs=5000),
+                 node_subs=5000, tls_sizes=[1000, 5000]),
 }
 
 WORKLOADS = ["fanout", "stream", "longpoll", "idle", "slow", "many", "workers", "bayeux", "auth", "publish", "connect",
-             "storm", "multinode"]
+             "storm", "multinode", "tls"]
 
 
 def machineInfo():
@@ -1110,6 +1154,24 @@ def main():
                 % (n, rep + 1))
             runner.multinode(Txcomet(), n, rep)
             runner.multinode(TxcometRedisPair(), 2 * n, rep)
+
+    if "tls" in workloads:
+        if not loadgenHasTLS(loadgen):
+            log("TLS fan-out left out: the load generator was built without OpenSSL")
+        else:
+            # subscribers over TLS (HTTP/1.1), publishes plain, for txcomet's
+            # ssl: endpoint and nginx's "listen ssl"
+            tlsServers = []
+            if "txcomet" in byName:
+                tlsServers.append(Txcomet(tls=True))
+            if "nchan" in byName:
+                tlsServers.append(Nchan(tls=True))
+            for rep in range(profile["repeat"]):
+                for transport in args.transports.split(","):
+                    for subs in profile["tls_sizes"]:
+                        log("fan-out over TLS: %s, %d subscribers (repeat %d)" % (transport, subs, rep + 1))
+                        for server in tlsServers:
+                            runner.fanout(server, transport, subs, rep, kind="tls")
 
     runner.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     runner.meta["elapsed_s"] = round(time.time() - started, 1)

@@ -266,3 +266,43 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         self.assertTrue(lines, done.stderr.decode())
         result = json.loads(lines[-1])
         self.assertEqual((result["connected"], result["deliveries"], result["lost"]), (40, 200, 200))
+
+    def test_tlsSubscribers(self):
+        """
+        --tls (a build with OpenSSL): subscribers on a txcomet ssl: listener
+        get every event published on the plain one; the same build without
+        --tls still speaks plain HTTP.
+        """
+        from tests.support.redisserver import freePort, waitForPort
+        from tests.system.test_tls import makeCertificate
+
+        binary = os.path.join(self.tmp, "loadgen-tls")
+        built = subprocess.run(["gcc", "-O2", "-DLOADGEN_TLS", "-o", binary, os.path.join(ROOT, "bench", "loadgen.c"),
+                                "-lssl", "-lcrypto"], capture_output=True)
+        if built.returncode != 0:
+            self.skipTest("no OpenSSL headers to build loadgen with TLS (libssl-dev)")
+        self.assertEqual(subprocess.run([binary, "--has-tls"]).returncode, 0)
+        self.assertEqual(subprocess.run([self.loadgen, "--has-tls"]).returncode, 1)
+        key, cert = makeCertificate(self.tmp)
+        plain, secure = freePort(), freePort()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
+             "--listen", "tcp:%d:interface=127.0.0.1" % (plain,),
+             "--listen", "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (secure, key, cert)],
+            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        waitForPort(plain, server)
+        for mode, path in [("sse", "/comet/sse?channel=bench"), ("ws", "/comet/ws?channel=bench")]:
+            done = subprocess.run(
+                [binary, "--port", str(plain), "--sub-ports", str(secure), "--tls", "--mode", mode, "--path", path,
+                 "--subs", "30", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "10",
+                 "--warmup", "3", "--drain", "2", "--pids", str(server.pid)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+            )
+            lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
+            self.assertTrue(lines, done.stderr.decode())
+            result = json.loads(lines[-1])
+            self.assertEqual((result["connected"], result["deliveries"], result["lost"]), (30, 300, 0), mode)
