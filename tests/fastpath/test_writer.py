@@ -19,7 +19,7 @@ from txcomet import CometConfig, InMemoryBus
 from zope.interface import implementer
 
 from txcomet._fastpath.contracts import IDirectChannel, ISink
-from txcomet._fastpath.writer import DirectWriter, directTransport, writeThrough
+from txcomet._fastpath.writer import DirectWriter, directTransport, immediateWrite, writeThrough
 from txcomet._sessions.hub import Hub
 from txcomet.testing import RecordingDataChannel
 
@@ -356,3 +356,89 @@ class SessionSinkTests(SynchronousTestCase):
         self.session.attach(channel)
         event = self.publish(1)
         self.assertEqual(channel.events, [event])
+
+
+class Collector(Protocol):
+    def connectionMade(self):
+        self.received = b""
+
+    def dataReceived(self, data):
+        self.received += data
+
+
+class ImmediateWriteTests(SynchronousTestCase):
+    """
+    L{immediateWrite}: through Twisted's TLS transport without its
+    per-connection C{callLater(0)} gathering, in order with what was
+    gathered before; C{transport.write} for everything else.
+    """
+
+    def setUp(self):
+        try:
+            from twisted.internet.ssl import CertificateOptions, KeyPair
+        except ImportError:
+            raise self.skipTest("needs pyOpenSSL (twisted[tls])")
+        from twisted.internet.protocol import Factory
+        from twisted.test.iosim import connect, makeFakeClient, makeFakeServer
+
+        key = KeyPair.generate(size=2048)
+        certificate = key.selfSignedCert(1, CN="localhost")
+        self.clock = Clock()
+        server = TLSMemoryBIOFactory(certificate.options(), False, Factory.forProtocol(Collector), clock=self.clock)
+        client = TLSMemoryBIOFactory(CertificateOptions(), True, Factory.forProtocol(Collector), clock=self.clock)
+        serverTLS = server.buildProtocol(None)
+        clientTLS = client.buildProtocol(None)
+        self.pump = connect(serverTLS, makeFakeServer(serverTLS), clientTLS, makeFakeClient(clientTLS))
+        self.server = serverTLS.wrappedProtocol
+        self.client = clientTLS.wrappedProtocol
+        # the handshake, and what Twisted scheduled for it
+        self.clock.advance(0)
+        self.pump.flush()
+
+    def test_noDelayedCall(self):
+        """
+        A write through TLS schedules nothing and reaches the peer at once,
+        where C{transport.write} would wait for a C{callLater(0)}.
+        """
+        before = len(self.clock.getDelayedCalls())
+        immediateWrite(self.server.transport)(b"now")
+        self.assertEqual(len(self.clock.getDelayedCalls()), before)
+        self.pump.flush()
+        self.assertEqual(self.client.received, b"now")
+        self.server.transport.write(b"later")
+        self.assertEqual(len(self.clock.getDelayedCalls()), before + 1)
+
+    def test_orderKept(self):
+        """
+        What Twisted had gathered goes first.
+        """
+        self.server.transport.write(b"first,")
+        write = immediateWrite(self.server.transport)
+        write(b"second,")
+        write(b"third")
+        self.pump.flush()
+        self.assertEqual(self.client.received, b"first,second,third")
+        self.clock.advance(0)
+        self.pump.flush()
+        self.assertEqual(self.client.received, b"first,second,third")
+
+    def test_afterConnectionLost(self):
+        """
+        Once the connection is lost, a write is dropped as Twisted's own is,
+        not sent through the old gatherer.
+        """
+        write = immediateWrite(self.server.transport)
+        self.server.transport.loseConnection()
+        self.pump.flush()
+        self.assertFalse(self.server.transport.connected)
+        write(b"too late")
+        self.pump.flush()
+        self.assertNotIn(b"too late", self.client.received)
+
+    def test_otherTransports(self):
+        """
+        Anything but Twisted's TLS transport: nothing (its own write does).
+        """
+        self.assertIsNone(immediateWrite(StringTransport()))
+        plain, _ = connection(FakeSocket())
+        self.assertIsNone(immediateWrite(plain))

@@ -20,7 +20,7 @@ as they would without the fast path.
 """
 
 import errno
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet import tcp
 from twisted.logger import Logger
@@ -68,6 +68,48 @@ def directTransport(transport: Any) -> Optional[tcp.Connection]:
     if isinstance(transport, tcp.Connection) and not transport.TLS:
         return transport
     return None
+
+
+try:
+    from twisted.protocols.tls import _AggregateSmallWrites
+except ImportError:  # a Twisted without it gathers nothing to skip
+    _AggregateSmallWrites = None
+
+
+def immediateWrite(transport: Any) -> Optional[Callable[[bytes], None]]:
+    """
+    A function that writes to C{transport}, a TLS transport of Twisted's,
+    at once; C{None} for any other transport (its own C{write} does).
+
+    Twisted's TLS transport gathers small writes and sends them in a
+    C{callLater(0)} that it schedules for each connection.  txcomet already
+    writes a turn's bytes to a connection in one write (L{TurnBatch}), so
+    that DelayedCall, made and run for each connection for each event, is
+    only cost: about a sixth of the server's CPU in fan-out over TLS.  For
+    such a transport (a TCP connection that started TLS, or the TLS
+    protocol itself), the function returned flushes what Twisted's gatherer
+    holds, to keep the order, and writes through TLS at once; once the
+    connection is lost, it is C{transport.write}.  This reads two private
+    names of Twisted's (C{_aggregator}, C{_AggregateSmallWrites}), because
+    Twisted has no public way to turn the gathering off.  If they change,
+    this returns C{None} (so C{transport.write} is used), and
+    tests/fastpath/test_writer.py fails.
+    """
+    tls = transport.protocol if getattr(transport, "TLS", False) else transport
+    aggregator = getattr(tls, "_aggregator", None)
+    if _AggregateSmallWrites is None or type(aggregator) is not _AggregateSmallWrites:
+        return None
+    send = aggregator._write
+
+    def write(data: bytes) -> None:
+        if tls._aggregator is not aggregator:
+            transport.write(data)  # lost: Twisted's own writer drops it
+            return
+        if aggregator._buffer:
+            aggregator.flush()
+        send(data)
+
+    return write
 
 
 class DirectWriter:
@@ -173,10 +215,10 @@ def writeThrough(transport: Any, data: bytes) -> None:
     turn (WebSocket); a stream writing per event keeps a L{DirectWriter}.
     """
     direct = directTransport(transport)
-    if direct is None:
-        transport.write(data)
-    else:
+    if direct is not None:
         DirectWriter(direct).write(data)
+    else:
+        (immediateWrite(transport) or transport.write)(data)
 
 
 class StreamWriter:
@@ -193,7 +235,7 @@ class StreamWriter:
     @ivar direct: the L{DirectWriter} for the connection, or C{None}.
     """
 
-    __slots__ = ("request", "chunked", "transport", "direct")
+    __slots__ = ("request", "chunked", "transport", "direct", "_write")
 
     #: How streams write (see L{setStreamWriteMode}): C{"direct"}.
     writeMode = "direct"
@@ -203,6 +245,7 @@ class StreamWriter:
         self.chunked = bool(request.chunked)
         self.transport = None
         self.direct: Optional[DirectWriter] = None
+        self._write: Optional[Callable[[bytes], None]] = None
         channel = request.channel
         mode = self.writeMode
         if (
@@ -213,6 +256,7 @@ class StreamWriter:
         ):
             transport = channel.transport
             self.transport = transport
+            self._write = immediateWrite(transport) if mode == "direct" else None
             direct = directTransport(transport)
             if direct is not None:
                 # The response body is all that is written from now on.
@@ -235,5 +279,7 @@ class StreamWriter:
         self.request.sentLength += len(data)
         if self.direct is not None:
             self.direct.write(wire)
+        elif self._write is not None:
+            self._write(wire)  # TLS, written at once
         else:
             transport.write(wire)
