@@ -799,16 +799,19 @@ class Runner:
         p = self.profile
 
         def go(server):
+            # A long drain: subscribers whose connection attempts the
+            # kernel dropped (a full accept queue) retry after 1, 3, 7, 15 s
             r = self.loadgenRun(server, server.endpoints[transport], subs, rate=p["storm_rate"],
-                                events=p["storm_events"], warmup=p["warmup"], size=100, drain=p["drain"],
+                                events=p["storm_events"], warmup=p["warmup"], size=100, drain=p["storm_drain"],
                                 procs=2, extra=["--storm", str(p["storm_at"]), "--storm-spread",
                                                 str(p["storm_spread"])] + server.resumeArgs(transport))
             e = self.record("storm", server, transport, subs, r, rep=rep, rate=p["storm_rate"], size=100,
                             spread_s=p["storm_spread"])
             storm = e["storm"]
-            log("  %-14s %-4s %6d subscribers: %d dropped, %d resumed, all within %.2f s (p50 %.2f s), "
-                "lost %d, dup %d, failed %d, server %.2f CPU-s"
-                % (server.name, transport, subs, storm["dropped"], storm["resumed"],
+            log("  %-14s %-4s %6d subscribers: %d dropped, %d reconnected (the last after %.2f s), %d resumed, "
+                "all within %.2f s (p50 %.2f s), lost %d, dup %d, failed %d, server %.2f CPU-s"
+                % (server.name, transport, subs, storm["dropped"], storm["reconnected"],
+                   storm["reconnect_max_us"] / 1e6, storm["resumed"],
                    storm["resume_us"]["max"] / 1e6, storm["resume_us"]["p50"] / 1e6, e["lost"], e["duplicates"],
                    e["failed"], e["server_cpu_s"]))
 
@@ -933,7 +936,7 @@ PROFILES = {
                   many_subs=0, sat_subs=5000, sat_rate=20, sat_seconds=3, stream_sizes=[1000],
                   auth_sizes=[1000], pub_subs=[0, 1000], pub_events=10000, pub_events_busy=1000, pub_connections=8,
                   conn_subs=200, conn_rate=50, conn_events=100,
-                  storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0,
+                  storm_subs=[2000], storm_rate=10, storm_events=60, storm_at=20, storm_spread=1.0, storm_drain=30,
                   node_subs=1000, tls_sizes=[1000]),
     "full": dict(sizes=[1000, 5000, 10000], rate=10, events=100, warmup=10, drain=20, repeat=1,
                  idle_subs=10000, lp_subs=2000, lp_sizes=[2000, 10000], lp_rate=5, lp_events=50,
@@ -941,7 +944,7 @@ PROFILES = {
                  many_subs=19000, sat_subs=5000, sat_rate=20, sat_seconds=8, stream_sizes=[5000],
                  auth_sizes=[5000], pub_subs=[0, 1000], pub_events=50000, pub_events_busy=3000, pub_connections=8,
                  conn_subs=500, conn_rate=50, conn_events=250,
-                 storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0,
+                 storm_subs=[10000], storm_rate=10, storm_events=100, storm_at=30, storm_spread=1.0, storm_drain=60,
                  node_subs=5000, tls_sizes=[1000, 5000]),
 }
 
@@ -1014,7 +1017,12 @@ def main():
     if args.pub_subs:
         profile["pub_subs"] = [int(n) for n in args.pub_subs.split(",")]
     if args.results is None:
-        args.results = str(BUILD / "quick.json") if args.quick else str(ROOT / "docs" / "benchmarks.json")
+        if args.add_to:
+            # not the file this run is merged into: the run saves as it
+            # goes, and would overwrite what it is to be merged with
+            args.results = str(BUILD / "added.json")
+        else:
+            args.results = str(BUILD / "quick.json") if args.quick else str(ROOT / "docs" / "benchmarks.json")
 
     runner = Runner(args, loadgen)
     runner.profile = profile
