@@ -240,7 +240,7 @@ struct result {
     uint64_t connected, failed, live, deliveries, duplicates, out_of_order, lost;
     uint64_t disconnects, warm_subs, complete_subs, bytes_read, requests, http_errors;
     uint64_t slow_closed, cpu_window_us, slow_bytes;
-    uint64_t storm_dropped, storm_reconnected, storm_resumed;
+    uint64_t storm_dropped, storm_reconnected, storm_resumed, storm_retries;
     /* not summed: */
     uint64_t first_delivery_us, last_delivery_us, max_latency_us;
     uint64_t storm_reconnect_max_us, storm_resume_max_us;
@@ -291,6 +291,7 @@ typedef struct conn {
     /* --storm: 1 dropped and waiting to reconnect (at storm_at), 2
        reconnecting, 3 resumed; the id being read and the one ready */
     uint8_t storm;
+    uint8_t storm_counted; /* 1: its reconnection counted, 2: its resume too */
     uint64_t storm_at;
     uint8_t id_state, id_ready;
     uint8_t id_vlen;
@@ -318,7 +319,7 @@ static int n_sub_addrs = 0;
 static char rbuf[1 << 16];
 /* --storm: when this child reset its subscribers, the last event published
    before that, how many still wait to reconnect */
-static uint64_t storm_t0 = 0, storm_seq = 0;
+static uint64_t storm_t0 = 0, storm_seq = 0, storm_next_scan = 0;
 static int storm_waiting = 0;
 /* --storm: where an event's id starts and what ends it (see main) */
 static const char *id_prefix = NULL;
@@ -385,8 +386,9 @@ static void handshake_finished(conn *c, int ok) {
     handshakes_done++;
     if (ok && c->subscribed) {
         /* a --churn or --storm reconnection: counted once, the first time */
-        if (c->storm == 2) {
+        if (c->storm == 2 && !c->storm_counted) {
             uint64_t took = mono_us() - storm_t0;
+            c->storm_counted = 1;
             R.storm_reconnected++;
             if (took > R.storm_reconnect_max_us) R.storm_reconnect_max_us = took;
         }
@@ -427,6 +429,23 @@ static void close_conn(conn *c, int rst) {
 
 static void conn_lost(conn *c) {
     if (c->state == S_DEAD) return;
+    if (storm_t0 && c->storm) {
+        /* after the storm, a lost connection (refused, reset, closed) is
+           tried again a second later, as EventSource and Socket.IO's
+           client do */
+        if (c->handshaking) {
+            c->handshaking = 0;
+            in_flight--;
+            handshakes_done++;
+        }
+        close_conn(c, 1);
+        c->state = S_IDLE;
+        c->storm = 1;
+        c->storm_at = mono_us() + 1000000;
+        storm_waiting++;
+        R.storm_retries++;
+        return;
+    }
     if (c->handshaking) {
         handshake_finished(c, 0);
     } else {
@@ -448,9 +467,12 @@ static void on_marker(conn *c, uint64_t seq, uint64_t t, uint64_t now) {
     if (c->storm == 2 && seq > storm_seq) {
         uint64_t took = now - storm_t0;
         c->storm = 3;
-        R.storm_resumed++;
-        R.storm_hist[hist_index(took)]++;
-        if (took > R.storm_resume_max_us) R.storm_resume_max_us = took;
+        if (c->storm_counted < 2) { /* not if it resumed before a retry */
+            c->storm_counted = 2;
+            R.storm_resumed++;
+            R.storm_hist[hist_index(took)]++;
+            if (took > R.storm_resume_max_us) R.storm_resume_max_us = took;
+        }
     }
     if (seq <= (uint64_t)o_warmup) {
         if (c->max_seq == 0) R.warm_subs++;
@@ -1205,6 +1227,7 @@ static void reopen(conn *c) {
     c->max_seq = keep.max_seq;
     c->seen = keep.seen;
     c->storm = keep.storm;
+    c->storm_counted = keep.storm_counted;
     c->storm_at = keep.storm_at;
     memcpy(c->last, keep.last, sizeof c->last);
     memcpy(c->session, keep.session, sizeof c->session);
@@ -1243,13 +1266,18 @@ static void storm_begin(uint64_t seq) {
     }
 }
 
+/* reconnect those whose time has come; give up on a reconnection that
+   has not been answered in 10 s (a connection the server's kernel dropped
+   from a full accept queue looks open to the client), and try again */
 static void storm_reconnect_due(uint64_t now) {
-    for (int i = 0; i < my_n && storm_waiting > 0; i++) {
+    for (int i = 0; i < my_n; i++) {
         conn *c = &conns[i];
         if (c->storm == 1 && now >= c->storm_at) {
             c->storm = 2;
             storm_waiting--;
             reopen(c);
+        } else if (c->storm == 2 && c->handshaking && now - c->started_us > 10000000) {
+            conn_lost(c);
         }
     }
 }
@@ -1294,7 +1322,10 @@ static void child_main(int idx, int first, int n, int to_parent, int from_parent
             reported = 1;
         }
         if (draining && (live_subs <= 0 || now > drain_deadline)) break;
-        if (storm_waiting) storm_reconnect_due(now);
+        if (storm_t0 && (storm_waiting || now >= storm_next_scan)) {
+            storm_reconnect_due(now);
+            storm_next_scan = now + 100000;
+        }
         int timeout = storm_waiting ? 1 : 50;
         int k = epoll_wait(ep, evs, 1024, timeout);
         now = mono_us();
@@ -1945,11 +1976,12 @@ int main(int argc, char **argv) {
            (unsigned long long)hist_pct(total.hist, nlat, 99.9),
            (unsigned long long)total.max_latency_us);
     if (o_storm) {
-        printf("\"storm\": {\"dropped\": %llu, \"reconnected\": %llu, \"resumed\": %llu, "
+        printf("\"storm\": {\"dropped\": %llu, \"reconnected\": %llu, \"resumed\": %llu, \"retries\": %llu, "
                "\"reconnect_max_us\": %llu, \"resume_us\": {\"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
                "\"max\": %llu}}, ",
                (unsigned long long)total.storm_dropped, (unsigned long long)total.storm_reconnected,
-               (unsigned long long)total.storm_resumed, (unsigned long long)total.storm_reconnect_max_us,
+               (unsigned long long)total.storm_resumed, (unsigned long long)total.storm_retries,
+               (unsigned long long)total.storm_reconnect_max_us,
                (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 50),
                (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 90),
                (unsigned long long)hist_pct(total.storm_hist, total.storm_resumed, 99),

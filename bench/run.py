@@ -808,10 +808,10 @@ class Runner:
             e = self.record("storm", server, transport, subs, r, rep=rep, rate=p["storm_rate"], size=100,
                             spread_s=p["storm_spread"])
             storm = e["storm"]
-            log("  %-14s %-4s %6d subscribers: %d dropped, %d reconnected (the last after %.2f s), %d resumed, "
-                "all within %.2f s (p50 %.2f s), lost %d, dup %d, failed %d, server %.2f CPU-s"
+            log("  %-14s %-4s %6d subscribers: %d dropped, %d reconnected (the last after %.2f s, %d attempts "
+                "retried), %d resumed, all within %.2f s (p50 %.2f s), lost %d, dup %d, failed %d, server %.2f CPU-s"
                 % (server.name, transport, subs, storm["dropped"], storm["reconnected"],
-                   storm["reconnect_max_us"] / 1e6, storm["resumed"],
+                   storm["reconnect_max_us"] / 1e6, storm.get("retries", 0), storm["resumed"],
                    storm["resume_us"]["max"] / 1e6, storm["resume_us"]["p50"] / 1e6, e["lost"], e["duplicates"],
                    e["failed"], e["server_cpu_s"]))
 
