@@ -291,7 +291,7 @@ typedef struct conn {
     /* --storm: 1 dropped and waiting to reconnect (at storm_at), 2
        reconnecting, 3 resumed; the id being read and the one ready */
     uint8_t storm;
-    uint8_t storm_counted; /* 1: its reconnection counted, 2: its resume too */
+    uint8_t storm_counted; /* bits: 1 its reconnection counted, 2 its resume */
     uint64_t storm_at;
     uint8_t id_state, id_ready;
     uint8_t id_vlen;
@@ -386,9 +386,10 @@ static void handshake_finished(conn *c, int ok) {
     handshakes_done++;
     if (ok && c->subscribed) {
         /* a --churn or --storm reconnection: counted once, the first time */
-        if (c->storm == 2 && !c->storm_counted) {
+        /* >= 2: Socket.IO sends the events it kept before its CONNECT answer */
+        if (c->storm >= 2 && !(c->storm_counted & 1)) {
             uint64_t took = mono_us() - storm_t0;
-            c->storm_counted = 1;
+            c->storm_counted |= 1;
             R.storm_reconnected++;
             if (took > R.storm_reconnect_max_us) R.storm_reconnect_max_us = took;
         }
@@ -467,8 +468,8 @@ static void on_marker(conn *c, uint64_t seq, uint64_t t, uint64_t now) {
     if (c->storm == 2 && seq > storm_seq) {
         uint64_t took = now - storm_t0;
         c->storm = 3;
-        if (c->storm_counted < 2) { /* not if it resumed before a retry */
-            c->storm_counted = 2;
+        if (!(c->storm_counted & 2)) { /* not if it resumed before a retry */
+            c->storm_counted |= 2;
             R.storm_resumed++;
             R.storm_hist[hist_index(took)]++;
             if (took > R.storm_resume_max_us) R.storm_resume_max_us = took;
