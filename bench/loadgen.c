@@ -431,9 +431,9 @@ static void close_conn(conn *c, int rst) {
 static void conn_lost(conn *c) {
     if (c->state == S_DEAD) return;
     if (storm_t0 && c->storm) {
-        /* after the storm, a lost connection (refused, reset, closed) is
-           tried again a second later, as EventSource and Socket.IO's
-           client do */
+        /* after the storm, a lost connection (refused, reset, closed, or
+           answered 503/429) is tried again a second later, as Socket.IO's
+           client and txcomet's do (EventSource after a network error) */
         if (c->handshaking) {
             c->handshaking = 0;
             in_flight--;
@@ -1032,6 +1032,13 @@ static void after_headers(conn *c, uint64_t now) {
         R.http_errors++;
         if (R.http_errors <= 3) {
             fprintf(stderr, "loadgen: subscriber got: %.*s\n", hlen > 300 ? 300 : hlen, c->buf);
+        }
+        if (storm_t0 && c->storm && (status == 503 || status == 429)) {
+            /* "try again shortly" (a server at its connection cap while
+               the storm's dropped connections are still being closed):
+               a client does, a second later */
+            conn_lost(c);
+            return;
         }
         c->state = S_DEAD;
         handshake_finished(c, 0);

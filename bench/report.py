@@ -477,8 +477,8 @@ def render(resultsPath, outDir):
                    "connection state recovery (a peer with recovery on, since it is off by default). A subscriber "
                    "has *resumed* once it receives an event published after the reset. Lost and duplicated events "
                    "are counted over the whole run. Like EventSource and Socket.IO's client, a subscriber whose "
-                   "reconnection fails (refused, reset, closed, or unanswered for 10 s: the server's kernel drops "
-                   "connections from a full accept queue) tries again a second later. Nchan's plain WebSocket frames carry no message id to resume "
+                   "reconnection fails (refused, reset, closed, answered 503 or 429, or unanswered for 10 s: the "
+                   "server's kernel drops connections from a full accept queue) tries again a second later. Nchan's plain WebSocket frames carry no message id to resume "
                    "with, so it runs on SSE only. python-socketio has no recovery, so it is left out."
                    % (first["rate"], first["spread"]))
         out.append("")
