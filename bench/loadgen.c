@@ -292,6 +292,7 @@ typedef struct conn {
        reconnecting, 3 resumed; the id being read and the one ready */
     uint8_t storm;
     uint8_t storm_counted; /* bits: 1 its reconnection counted, 2 its resume */
+    uint8_t storm_tries;   /* failed reconnections so far (for the backoff) */
     uint64_t storm_at;
     uint8_t id_state, id_ready;
     uint8_t id_vlen;
@@ -432,8 +433,13 @@ static void conn_lost(conn *c) {
     if (c->state == S_DEAD) return;
     if (storm_t0 && c->storm) {
         /* after the storm, a lost connection (refused, reset, closed, or
-           answered 503/429) is tried again a second later, as Socket.IO's
-           client and txcomet's do (EventSource after a network error) */
+           answered 503/429) is tried again, as Socket.IO's client and
+           txcomet's do (EventSource after a network error): after 1, 2, 4,
+           then 5 s, each times a random 0.5-1.5 (Socket.IO's defaults), so
+           the retries do not come back as one herd */
+        static unsigned int seed = 12345;
+        int step = c->storm_tries < 3 ? 1 << c->storm_tries : 5;
+        if (c->storm_tries < 255) c->storm_tries++;
         if (c->handshaking) {
             c->handshaking = 0;
             in_flight--;
@@ -442,7 +448,7 @@ static void conn_lost(conn *c) {
         close_conn(c, 1);
         c->state = S_IDLE;
         c->storm = 1;
-        c->storm_at = mono_us() + 1000000;
+        c->storm_at = mono_us() + (uint64_t)(step * 1e6 * (0.5 + rand_r(&seed) / ((double)RAND_MAX + 1)));
         storm_waiting++;
         R.storm_retries++;
         return;
@@ -1236,6 +1242,7 @@ static void reopen(conn *c) {
     c->seen = keep.seen;
     c->storm = keep.storm;
     c->storm_counted = keep.storm_counted;
+    c->storm_tries = keep.storm_tries;
     c->storm_at = keep.storm_at;
     memcpy(c->last, keep.last, sizeof c->last);
     memcpy(c->session, keep.session, sizeof c->session);

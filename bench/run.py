@@ -969,6 +969,10 @@ def machineInfo():
     return info
 
 
+def rowKey(result):
+    return (result["kind"], result["server"], result.get("transport"), result.get("subs"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the short profile (under 5 minutes)")
@@ -985,7 +989,8 @@ def main():
                              "before and after in one invocation")
     parser.add_argument("--skip-node", action="store_true", help="leave the Node peers (Faye, Socket.IO) out")
     parser.add_argument("--add-to", metavar="JSON",
-                        help="merge this run's results into saved ones (replacing the workloads run now) "
+                        help="merge this run's results into saved ones (replacing the saved rows of the same "
+                             "workload, server, transport and size) "
                              "and render the report from the merged file")
     parser.add_argument("--results", help="where to write raw results (default docs/benchmarks.json; quick: bench/build/quick.json)")
     parser.add_argument("--no-report", action="store_true", help="do not write docs/benchmarks.md")
@@ -1189,7 +1194,10 @@ def main():
     if args.add_to:
         merged = json.loads(Path(args.add_to).read_text())
         kinds = {r["kind"] for r in runner.results}
-        merged["results"] = [r for r in merged["results"] if r["kind"] not in kinds] + runner.results
+        # replace exactly what this run measured: the saved rows of the same
+        # workload, server, transport and size (all their repeats)
+        measured = {rowKey(r) for r in runner.results}
+        merged["results"] = [r for r in merged["results"] if rowKey(r) not in measured] + runner.results
         merged["meta"].setdefault("added", []).append(
             {k: runner.meta[k] for k in ("command", "started", "finished", "elapsed_s", "settings", "versions")}
             | {"kinds": sorted(kinds), "loadavg": [runner.meta["machine"]["loadavg_start"],
