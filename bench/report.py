@@ -146,6 +146,19 @@ def fanoutTable(agg, transport, ref=NCHAN, refLabel="Nchan"):
     return lines
 
 
+def tablesByTransport(agg, transports, **against):
+    """
+    A fan-out table under a heading of its own for each of C{transports}
+    that C{agg} has.
+    """
+    lines = []
+    for transport in transports:
+        table = fanoutTable(agg, transport, **against)
+        if table:
+            lines += ["#### %s" % (TRANSPORTS[transport],), ""] + table + [""]
+    return lines
+
+
 def plots(agg, imgDir):
     import matplotlib
 
@@ -512,13 +525,7 @@ def render(resultsPath, outDir):
                    "`listen ssl`. Publishes stay plain. The server's CPU now includes encrypting every "
                    "subscriber's copy of every event.")
         out.append("")
-        for transport, title in TRANSPORTS.items():
-            table = fanoutTable(tls, transport)
-            if table:
-                out.append("#### %s" % (title,))
-                out.append("")
-                out += table
-                out.append("")
+        out += tablesByTransport(tls, TRANSPORTS)
 
     nodes = [r for r in results if r["kind"] == "multinode"]
     if nodes:
@@ -598,13 +605,7 @@ def render(resultsPath, outDir):
                    "Node server (`bench/peers/faye_peer.js`). Long-polling runs at the long-poll churn load: "
                    "every event answers every client's connect, and each client connects again.")
         out.append("")
-        for transport in ("bayeux-ws", "bayeux-lp"):
-            table = fanoutTable(bayeux, transport, ref=FAYE, refLabel="Faye")
-            if table:
-                out.append("#### %s" % (TRANSPORTS[transport],))
-                out.append("")
-                out += table
-                out.append("")
+        out += tablesByTransport(bayeux, ("bayeux-ws", "bayeux-lp"), ref=FAYE, refLabel="Faye")
 
     auth = aggregate(results, "auth")
     if auth:
