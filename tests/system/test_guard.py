@@ -95,3 +95,47 @@ class GuardTests(TestCase):
         self.assertEqual(refused.headers["retry-after"], "1")
         first.transport.abortConnection()
         await first.lost
+
+    async def test_webSocketsCountedOut(self):
+        """
+        A WebSocket connection counts against the cap while it is open and
+        not after it ends, however it ends (a close frame, a reset), on the
+        comet endpoint and on Bayeux's: Autobahn puts its protocol where
+        the guard stood, and the guard must still see the end.  With a cap
+        of 3, twelve WebSockets one after another leave room for a request.
+        """
+        comet, port = await serveNode(self, "--max-connections", "3")
+        await deferToThread(upgradeAndEnd, port, 12)
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual((await exchange(port, b"GET", "/comet")).status, 200)
+
+
+def upgradeAndEnd(port, count):
+    """
+    Open C{count} WebSockets one at a time, on C{/comet/ws} and
+    C{/comet/bayeux} in turn, and end each with a close frame or a reset
+    in turn, once the upgrade is answered 101.
+    """
+    import struct
+
+    for i in range(count):
+        path = "/comet/ws?channel=c" if i % 2 else "/comet/bayeux"
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                   % (path, port)).encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+        if (i // 2) % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            s.sendall(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # close 1000, zero mask
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+        s.close()

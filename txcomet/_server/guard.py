@@ -319,6 +319,18 @@ class _GuardedConnection(Protocol):
         self.transport.write(self.refused)
         self.transport.loseConnection()
 
+    def adoptUpgrade(self, protocol: Any) -> None:
+        """
+        The connection was upgraded (a WebSocket): C{protocol} took the
+        place of this one on the transport and has been connected.  This
+        one goes back in front of it (see
+        L{txcomet._transports.wscommon.upgradeUnderGuard}), so that the
+        connection's end is counted, and passes everything on untouched.
+        """
+        self.inner = protocol
+        self._disarm()
+        self._state = _DONE
+
     # the rest of what a transport tells its protocol, passed on
 
     def readConnectionLost(self) -> None:

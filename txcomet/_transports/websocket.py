@@ -76,6 +76,7 @@ from txcomet._transports.wscommon import (
     acceptDeflate,
     checkHandshakeOrigin,
     originAllowed,
+    upgradeUnderGuard,
 )
 from txcomet._transports.wscontrol import WebSocketControl
 from txcomet._transports.wsflow import WebSocketFlow
@@ -715,4 +716,4 @@ class WebSocketTransport(JSONResource):
         checkHandshakeOrigin(self.config, request)
         if self.factory.stopped:
             raise CometError("unavailable", "The server is shutting down.")
-        return self._upgrade.render(request)
+        return upgradeUnderGuard(self._upgrade, request)

@@ -3,8 +3,8 @@
 What both WebSocket endpoints (the comet transport, L{txcomet._transports.websocket},
 and Bayeux's, L{txcomet._transports.bayeux.websocket}) share: the text
 frame and the close codes, the handshake's origin check, Autobahn's
-options and timers on the hub's clock (L{HubWebSocketFactory}) and
-L{ClosedNotice}.
+options and timers on the hub's clock (L{HubWebSocketFactory}),
+L{ClosedNotice}, and the upgrade itself (L{upgradeUnderGuard}).
 
 The close codes (the WebSocket section of C{docs/transports.md}): L{CLOSE_CODES} for the
 close reasons every transport shares, C{4000 + status} for an error that
@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.protocols.policies import ProtocolWrapper
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -282,3 +283,45 @@ class HubWebSocketFactory(WebSocketServerFactory):
             allowNullOrigin=True,
             **dict({"perMessageCompressionAccept": lambda offers: None}, **options),
         )
+
+
+def _protocolSlot(transport: Any) -> Tuple[Any, str]:
+    """
+    Where Autobahn's C{WebSocketResource.render} puts the WebSocket
+    protocol on C{transport}: the object and the attribute, in the same
+    order of cases.
+    """
+    if isinstance(transport, ProtocolWrapper):
+        return transport, "wrappedProtocol"  # TLS as the transport
+    if isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
+        return transport.protocol, "wrappedProtocol"  # TLS started on TCP
+    return transport, "protocol"
+
+
+def upgradeUnderGuard(upgrade: Any, request: Any) -> Any:
+    """
+    Render C{upgrade} (Autobahn's C{WebSocketResource}) for C{request},
+    and keep the connection's guard in front of the WebSocket protocol.
+
+    Autobahn takes the connection over by making the WebSocket protocol
+    the transport's protocol (or the TLS layer's), in the place where the
+    guard (L{txcomet._server.guard}) stood.  The guard then never heard of
+    the connection's end, and counted it open for ever: after as many
+    WebSocket connections as its cap (the open-file limit less 256) had
+    come and gone, the server answered every new connection 503.  Here
+    the guard goes back to its place, and passes everything on to the
+    WebSocket protocol (C{adoptUpgrade}).
+    """
+    transport = request.channel.transport
+    if transport is None:
+        return upgrade.render(request)  # HTTP/2: Autobahn answers 426
+    holder, attribute = _protocolSlot(transport)
+    guard = getattr(holder, attribute, None)
+    result = upgrade.render(request)
+    upgraded = getattr(holder, attribute, None)
+    adopt = getattr(guard, "adoptUpgrade", None)
+    if adopt is not None and upgraded is not guard:
+        adopt(upgraded)
+        setattr(holder, attribute, guard)
+    return result
+

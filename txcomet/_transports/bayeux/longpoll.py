@@ -26,7 +26,7 @@ from txcomet._model.event import Event, encodeJSON
 from txcomet._sessions.hub import Hub
 from txcomet._transports.bayeux.endpoint import BayeuxEndpoint, ConnectRequest
 from txcomet._transports.bayeux.websocket import BayeuxWebSocketFactory
-from txcomet._transports.wscommon import checkHandshakeOrigin
+from txcomet._transports.wscommon import checkHandshakeOrigin, upgradeUnderGuard
 from txcomet._transports.bayeux.protocol import (
     CALLBACK_POLLING,
     LONG_POLLING,
@@ -176,7 +176,7 @@ class BayeuxResource(JSONResource):
             checkHandshakeOrigin(self.config, request)
             if self.factory.stopped:
                 raise CometError("unavailable", "The server is shutting down.")
-            return self.upgrade.render(request)
+            return upgradeUnderGuard(self.upgrade, request)
         applyCORS(request, self.config)
         args = queryArgs(request)
         callback = singleArg(args, "jsonp")
