@@ -632,11 +632,14 @@ def render(resultsPath, outDir):
 
     added = meta.get("added") or []
     if added:
-        out.append("Workloads added to this page by later invocations, on the same machine:")
+        out.append("Workloads added to this page by later invocations. Compare figures within one invocation: "
+                   "the machine's speed and load differ between them (a later session may run on another "
+                   "machine of the same kind).")
         out.append("")
         for a in added:
-            out.append("- %s: `%s`, %s to %s (load average %s at the start, %s at the end)."
+            out.append("- %s: `%s`, %s to %s%s (load average %s at the start, %s at the end)."
                        % (", ".join(a["kinds"]), a["command"], a["started"], a.get("finished", "?"),
+                          ", on %s" % (a["machine"],) if a.get("machine") else "",
                           " ".join(a["loadavg"][0]), " ".join(a["loadavg"][1])))
         out.append("")
     out.append(END)

@@ -1200,8 +1200,8 @@ def main():
         merged["results"] = [r for r in merged["results"] if rowKey(r) not in measured] + runner.results
         merged["meta"].setdefault("added", []).append(
             {k: runner.meta[k] for k in ("command", "started", "finished", "elapsed_s", "settings", "versions")}
-            | {"kinds": sorted(kinds), "loadavg": [runner.meta["machine"]["loadavg_start"],
-                                                    runner.meta["machine"]["loadavg_end"]]})
+            | {"kinds": sorted(kinds), "machine": runner.meta["machine"].get("cpu"),
+               "loadavg": [runner.meta["machine"]["loadavg_start"], runner.meta["machine"]["loadavg_end"]]})
         Path(args.add_to).write_text(json.dumps(merged, indent=1))
         args.results = args.add_to
         log("merged into %s" % (args.add_to,))
