@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.protocols.policies import ProtocolWrapper
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from txcomet._model.config import CometConfig
