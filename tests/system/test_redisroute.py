@@ -264,6 +264,40 @@ class SessionRoutingTests(TestCase):
         self.assertEqual(subscriberCount(self.b.bus, "news"), 1)
 
     @inlineCallbacks
+    def test_pollWhileTheLateTakeIsOnItsWay(self):
+        """
+        Between the holder letting a session go late and the claiming node
+        hearing of it, the session is on neither node's books: a poll then,
+        on either node, is told 503 (try again), not 404 (no such session),
+        and once the answer has come the session carries on with every
+        event.
+        """
+        code, joined = yield self.control(self.a, op="join", channels=["news"])
+        session = joined["session"]
+        yield self.publish(self.a, "news", 1)
+        self.b.bus.requestTimeout = 0.2
+        self.slowTakes(self.a, 0.6)
+        held = []
+        original = self.b.bus._lateAnswer
+        self.b.bus._lateAnswer = lambda rid, reply: held.append((rid, reply))
+        code, body = yield self.poll(self.b, session=session)
+        self.assertEqual((code, body["error"]), (503, "unavailable"), body)
+        # A lets go; its answer to B is held back on the way.
+        yield waitUntil(lambda: held, "A to let the session go")
+        self.assertNotIn(session, self.a.sessions)
+        self.assertNotIn(session, self.b.sessions)
+        for node in (self.b, self.a):
+            code, body = yield self.poll(node, session=session)
+            self.assertEqual((code, body["error"]), (503, "unavailable"), body)
+        self.b.bus._lateAnswer = original
+        for rid, reply in held:
+            original(rid, reply)
+        self.assertIn(session, self.b.sessions)
+        yield self.publish(self.a, "news", 2)
+        code, events = yield self.poll(self.b, session=session)
+        self.assertEqual((code, [e["data"] for e in events]), (200, [1, 2]))
+
+    @inlineCallbacks
     def test_handoverNeverAnswered(self):
         """
         When the take is never answered, the claiming node stops listening

@@ -15,7 +15,7 @@ to every node, or to one); what is done with a session at either end is
 L{txcomet._sessions.handover}'s.
 """
 
-from typing import Any, List
+from typing import Any, List, Set
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.python.components import registerAdapter
@@ -56,6 +56,10 @@ class RedisSessionRouter:
         self._hub: Any = None
         self._dispatcher: Any = None
         self._handover: Any = None
+        # Sessions whose holder may have let them go to this node after it
+        # stopped waiting for the take: the answer is on its way, and until
+        # it comes the session is on no node's books.
+        self._moving: Set[str] = set()
         bus.answerers.update(claim=self._answerClaim, take=self._answerTake, control=self._answerControl)
         bus.whenStopping.append(self._stop)
 
@@ -84,6 +88,8 @@ class RedisSessionRouter:
         travel on the holder's pub/sub connection behind the events, so
         nothing published in between is lost.
         """
+        if sessionId in self._moving:
+            raise CometError("unavailable", "The session is moving between nodes; try again.")
         answers, complete = yield self.bus.ask("claim", {"session": sessionId})
         found = [a for a in answers if a.get("found")]
         if not found:
@@ -107,6 +113,7 @@ class RedisSessionRouter:
                     if reply.get("found"):
                         self._adopt(sessionId, state, reply["tail"], holder, owner)
                 finally:
+                    self._moving.discard(sessionId)
                     self.bus.unsubscribeAll(holder)
 
             answers, complete = yield self.bus.ask("take", {"session": sessionId}, node=owner, late=lateTake)
@@ -117,6 +124,7 @@ class RedisSessionRouter:
                     # its pub/sub connection is working through; keep the
                     # holder so that a late answer loses nothing.
                     waitingLate = True
+                    self._moving.add(sessionId)
                     raise CometError("unavailable", "The node holding the session is slow to let it go; try again.")
                 raise CometError("unavailable", "The node holding the session did not let it go; try again.")
             session = self._adopt(sessionId, state, taken[0]["tail"], holder, owner)
@@ -163,6 +171,9 @@ class RedisSessionRouter:
         return d.addCallback(answered)
 
     def _answerClaim(self, request: dict) -> dict:
+        if request.get("session") in self._moving:
+            # let go to this node, which has not had the answer yet
+            return {"found": False, "busy": True}
         return self._handover.claim(request.get("session"))
 
     def _answerTake(self, request: dict) -> dict:
