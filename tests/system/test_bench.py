@@ -115,26 +115,41 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         self.loadgen = os.path.join(self.tmp, "loadgen")
         subprocess.check_call(["gcc", "-O2", "-o", self.loadgen, os.path.join(ROOT, "bench", "loadgen.c")])
         self.port = freePort()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
-             "--listen", "tcp:%d:interface=127.0.0.1" % (self.port,)],
-            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.addCleanup(self.server.wait)
-        self.addCleanup(self.server.terminate)
+        self.server = self.startServer("tcp:%d:interface=127.0.0.1" % (self.port,))
         waitForPort(self.port, self.server)
 
-    def drive(self, mode, path="/comet/bayeux"):
-        done = subprocess.run(
-            [self.loadgen, "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "50",
-             "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "10", "--warmup", "3",
-             "--drain", "3", "--pids", str(self.server.pid)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-        )
+    def startServer(self, *listen):
+        """
+        A C{twist txcomet} on the C{listen} endpoints, stopped after the
+        test.
+        """
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
+        command = [sys.executable, "-m", "twisted", "txcomet", "--no-access-log"]
+        for endpoint in listen:
+            command += ["--listen", endpoint]
+        server = subprocess.Popen(command, cwd=self.tmp, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        return server
+
+    def runLoadgen(self, *args, binary=None, server=None):
+        """
+        Run the load generator (C{binary}, or the plain build) with
+        C{args}, measuring C{server} (or the test's); its JSON result.
+        """
+        server = server or self.server
+        done = subprocess.run([binary or self.loadgen] + list(args) + ["--pids", str(server.pid)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
         self.assertTrue(lines, done.stderr.decode())
         return json.loads(lines[-1])
+
+    def drive(self, mode, path="/comet/bayeux"):
+        return self.runLoadgen(
+            "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "50",
+            "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "10", "--warmup", "3", "--drain", "3",
+        )
 
     def test_webSocket(self):
         result = self.drive("bayeux-ws")
@@ -166,15 +181,11 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         delivered once to every subscriber, and with no subscriber at all.
         """
         for subs in ("20", "0"):
-            done = subprocess.run(
-                [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
-                 "--subs", subs, "--pub-path", "/comet/publish/bench", "--keepalive", "3", "--events", "200",
-                 "--warmup", "20", "--drain", "3", "--pids", str(self.server.pid)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+            result = self.runLoadgen(
+                "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+                "--subs", subs, "--pub-path", "/comet/publish/bench", "--keepalive", "3", "--events", "200",
+                "--warmup", "20", "--drain", "3",
             )
-            lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
-            self.assertTrue(lines, done.stderr.decode())
-            result = json.loads(lines[-1])
             self.assertEqual((result["published"], result["publish_errors"]), (220, 0))
             self.assertEqual(result["publish_max_inflight"], 3)
             self.assertEqual(result["deliveries"], int(subs) * 200)
@@ -188,31 +199,21 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         new one, so the cycles outnumber the subscribers, none fails and
         no event reaches one twice.
         """
-        done = subprocess.run(
-            [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
-             "--subs", "20", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "40",
-             "--warmup", "5", "--drain", "1", "--churn", "--pids", str(self.server.pid)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        result = self.runLoadgen(
+            "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+            "--subs", "20", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "40",
+            "--warmup", "5", "--drain", "1", "--churn",
         )
-        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
-        self.assertTrue(lines, done.stderr.decode())
-        result = json.loads(lines[-1])
         self.assertEqual((result["connected"], result["failed"], result["duplicates"]), (20, 0, 0))
         self.assertGreater(result["requests"], 20 * 5)
         self.assertLessEqual(result["requests"], result["deliveries"])
 
-
     def storm(self, mode, path, *more):
-        done = subprocess.run(
-            [self.loadgen, "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "100",
-             "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "30", "--warmup", "5",
-             "--drain", "3", "--storm", "10", "--storm-spread", "0.5", "--procs", "2",
-             "--pids", str(self.server.pid)] + list(more),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+        return self.runLoadgen(
+            "--port", str(self.port), "--mode", mode, "--path", path, "--subs", "100",
+            "--pub-path", "/comet/publish/bench", "--rate", "20", "--events", "30", "--warmup", "5",
+            "--drain", "3", "--storm", "10", "--storm-spread", "0.5", "--procs", "2", *more
         )
-        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
-        self.assertTrue(lines, done.stderr.decode())
-        return json.loads(lines[-1])
 
     def test_stormResumes(self):
         """
@@ -247,24 +248,12 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         from tests.support.redisserver import freePort, waitForPort
 
         other = freePort()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
-             "--listen", "tcp:%d:interface=127.0.0.1" % (other,)],
-            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        waitForPort(other, self.startServer("tcp:%d:interface=127.0.0.1" % (other,)))
+        result = self.runLoadgen(
+            "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
+            "--subs", "40", "--sub-ports", "%d,%d" % (self.port, other), "--pub-path", "/comet/publish/bench",
+            "--rate", "50", "--events", "10", "--warmup", "3", "--drain", "1",
         )
-        self.addCleanup(server.wait)
-        self.addCleanup(server.terminate)
-        waitForPort(other, server)
-        done = subprocess.run(
-            [self.loadgen, "--port", str(self.port), "--mode", "sse", "--path", "/comet/sse?channel=bench",
-             "--subs", "40", "--sub-ports", "%d,%d" % (self.port, other), "--pub-path", "/comet/publish/bench",
-             "--rate", "50", "--events", "10", "--warmup", "3", "--drain", "1", "--pids", str(self.server.pid)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
-        )
-        lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
-        self.assertTrue(lines, done.stderr.decode())
-        result = json.loads(lines[-1])
         self.assertEqual((result["connected"], result["deliveries"], result["lost"]), (40, 200, 200))
 
     def test_tlsSubscribers(self):
@@ -285,24 +274,13 @@ class LoadgenBayeuxTests(SynchronousTestCase):
         self.assertEqual(subprocess.run([self.loadgen, "--has-tls"]).returncode, 1)
         key, cert = makeCertificate(self.tmp)
         plain, secure = freePort(), freePort()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in sys.path if p]))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "txcomet", "--no-access-log",
-             "--listen", "tcp:%d:interface=127.0.0.1" % (plain,),
-             "--listen", "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (secure, key, cert)],
-            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.addCleanup(server.wait)
-        self.addCleanup(server.terminate)
+        server = self.startServer("tcp:%d:interface=127.0.0.1" % (plain,),
+                                  "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (secure, key, cert))
         waitForPort(plain, server)
         for mode, path in [("sse", "/comet/sse?channel=bench"), ("ws", "/comet/ws?channel=bench")]:
-            done = subprocess.run(
-                [binary, "--port", str(plain), "--sub-ports", str(secure), "--tls", "--mode", mode, "--path", path,
-                 "--subs", "30", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "10",
-                 "--warmup", "3", "--drain", "2", "--pids", str(server.pid)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+            result = self.runLoadgen(
+                "--port", str(plain), "--sub-ports", str(secure), "--tls", "--mode", mode, "--path", path,
+                "--subs", "30", "--pub-path", "/comet/publish/bench", "--rate", "50", "--events", "10",
+                "--warmup", "3", "--drain", "2", binary=binary, server=server,
             )
-            lines = [l for l in done.stdout.decode().splitlines() if l.startswith("{")]
-            self.assertTrue(lines, done.stderr.decode())
-            result = json.loads(lines[-1])
             self.assertEqual((result["connected"], result["deliveries"], result["lost"]), (30, 300, 0), mode)
