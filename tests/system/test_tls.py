@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from importlib.util import find_spec
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -28,12 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _missing():
-    try:
-        import h2
-        import OpenSSL
-    except ImportError:
+    if find_spec("h2") is None or find_spec("OpenSSL") is None:
         return "twisted[tls,http2] is not installed (pip install '.[test]')"
-    del h2, OpenSSL
     if shutil.which("curl") is None:
         return "curl is missing"
     return None
